@@ -1,0 +1,63 @@
+# The two commands of the README:
+#   make lab    set up .venv/ (first time only) and open the course in JupyterLab
+#   make test   set up .venv/ with the test tools and run everything CI runs
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+NOTEBOOKS := $(sort $(wildcard notebooks/[0-9]*.ipynb))
+
+.PHONY: lab test setup lint unit nbval pairing execute sync bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+# Runtime install: the pinned requirements, gpt2_core (editable) and the offline GPT-2 BPE ranks.
+$(VENV)/.installed: requirements.txt pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -r requirements.txt
+	$(BIN)/pip install --quiet --no-deps -e .
+	$(BIN)/python -m gpt2_core.bpe_ranks
+	touch $@
+
+$(VENV)/.test-installed: requirements-test.txt $(VENV)/.installed
+	$(BIN)/pip install --quiet -r requirements-test.txt
+	touch $@
+
+setup: $(VENV)/.installed
+
+lab: $(VENV)/.installed
+	$(BIN)/jupyter lab notebooks/
+
+test: $(VENV)/.test-installed
+	$(MAKE) lint unit pairing nbval
+
+lint:
+	$(BIN)/ruff check gpt2_core tests notebooks/*.py
+
+unit:
+	$(BIN)/pytest -q tests
+
+pairing:
+	$(BIN)/python -m gpt2_core.notebook_tools check-pairing $(NOTEBOOKS)
+
+# Every notebook re-executed under the tiny profile; cells marked NBVAL_CHECK_OUTPUT are compared.
+nbval:
+	GPT2_COURSE_PROFILE=tiny $(BIN)/pytest -q -p no:cacheprovider --nbval-lax \
+		--nbval-sanitize-with notebooks/nbval_sanitize.cfg $(NOTEBOOKS)
+
+# Re-execute every notebook in place at the default profile (the committed outputs), then re-pair.
+execute: $(VENV)/.installed
+	for nb in $(NOTEBOOKS); do \
+		GPT2_COURSE_PROFILE=$${GPT2_COURSE_PROFILE:-default} $(BIN)/jupyter nbconvert --to notebook \
+			--execute --inplace --ExecutePreprocessor.timeout=3600 $$nb || exit 1; \
+	done
+	$(MAKE) sync
+
+sync:
+	$(BIN)/jupytext --sync $(NOTEBOOKS)
+
+bench: $(VENV)/.test-installed
+	$(BIN)/python -m gpt2_core.bench
+
+clean:
+	rm -rf $(VENV) data/cache data/checkpoints data/outputs

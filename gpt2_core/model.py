@@ -1,0 +1,147 @@
+"""GPTModel: token + position embeddings, a stack of pre-norm transformer blocks, a tied LM head.
+
+The pieces are the ones chapter 4 builds by hand (and proves equal to torch's own); here they use
+the fused torch kernels for speed. Weight names are ours; ``hf_weights`` maps them to and from
+Hugging Face's GPT-2 checkpoints.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .attention import KVCache, MultiHeadAttention
+from .config import GPTConfig
+
+
+class LayerNorm(nn.Module):
+    """(x - mean) / sqrt(var + eps) * weight + bias over the last dimension (biased variance)."""
+
+    def __init__(self, emb_dim: int, eps: float = 1e-5) -> None:
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(emb_dim))
+        self.bias = nn.Parameter(torch.zeros(emb_dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.layer_norm(x, self.weight.shape, self.weight, self.bias, self.eps)
+
+
+class GELU(nn.Module):
+    """GPT-2's GELU: the tanh approximation 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.gelu(x, approximate="tanh")
+
+
+class FeedForward(nn.Module):
+    """Position-wise MLP: expand to 4x the width, GELU, project back."""
+
+    def __init__(self, cfg: GPTConfig) -> None:
+        super().__init__()
+        self.fc = nn.Linear(cfg.emb_dim, 4 * cfg.emb_dim)
+        self.act = GELU()
+        self.proj = nn.Linear(4 * cfg.emb_dim, cfg.emb_dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.proj(self.act(self.fc(x)))
+
+
+class TransformerBlock(nn.Module):
+    """Pre-norm block: x + attn(norm(x)), then x + ff(norm(x)), dropout on each branch."""
+
+    def __init__(self, cfg: GPTConfig) -> None:
+        super().__init__()
+        self.norm1 = LayerNorm(cfg.emb_dim)
+        self.att = MultiHeadAttention(cfg.emb_dim, cfg.emb_dim, cfg.context_length, cfg.drop_rate,
+                                      cfg.n_heads, cfg.qkv_bias)
+        self.norm2 = LayerNorm(cfg.emb_dim)
+        self.ff = FeedForward(cfg)
+        self.drop = nn.Dropout(cfg.drop_rate)
+
+    def forward(self, x: torch.Tensor, kv_cache: KVCache | None = None, layer: int = 0) -> torch.Tensor:
+        x = x + self.drop(self.att(self.norm1(x), kv_cache, layer))
+        return x + self.drop(self.ff(self.norm2(x)))
+
+
+class GPTModel(nn.Module):
+    """GPT-2: ``model(idx)`` maps token ids (batch, tokens) to next-token logits (batch, tokens, vocab)."""
+
+    def __init__(self, cfg: GPTConfig) -> None:
+        super().__init__()
+        if not isinstance(cfg, GPTConfig):
+            raise TypeError(f"GPTModel expects a GPTConfig, got {type(cfg).__name__}; try GPTConfig.preset('gpt2')")
+        self.cfg = cfg
+        self.tok_emb = nn.Embedding(cfg.vocab_size, cfg.emb_dim)
+        self.pos_emb = nn.Embedding(cfg.context_length, cfg.emb_dim)
+        self.drop_emb = nn.Dropout(cfg.drop_rate)
+        self.blocks = nn.ModuleList(TransformerBlock(cfg) for _ in range(cfg.n_layers))
+        self.final_norm = LayerNorm(cfg.emb_dim)
+        self.out_head = nn.Linear(cfg.emb_dim, cfg.vocab_size, bias=False)
+        self.out_head.weight = self.tok_emb.weight  # weight tying, as in GPT-2
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """GPT-2's initialisation: N(0, 0.02), residual projections scaled by 1/sqrt(2 * n_layers)."""
+        residual_std = 0.02 / math.sqrt(2 * self.cfg.n_layers)
+        for name, module in self.named_modules():
+            if isinstance(module, nn.Linear):
+                std = residual_std if name.endswith(("out_proj", "ff.proj")) else 0.02
+                nn.init.normal_(module.weight, mean=0.0, std=std)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
+            elif isinstance(module, nn.Embedding):
+                nn.init.normal_(module.weight, mean=0.0, std=0.02)
+            elif isinstance(module, LayerNorm):
+                nn.init.ones_(module.weight)
+                nn.init.zeros_(module.bias)
+
+    @property
+    def device(self) -> torch.device:
+        return self.tok_emb.weight.device
+
+    def check_input(self, idx: torch.Tensor, past: int = 0) -> None:
+        """Raise a clear error for ids that are not a (batch, tokens) integer tensor in range."""
+        if not isinstance(idx, torch.Tensor):
+            raise TypeError(f"token ids must be a torch.Tensor, got {type(idx).__name__}; "
+                            "wrap them with torch.tensor([ids])")
+        if idx.dtype.is_floating_point or idx.dtype.is_complex or idx.dtype == torch.bool:
+            raise TypeError(f"token ids must be an integer tensor (torch.long), got {idx.dtype}")
+        if idx.dim() != 2:
+            raise ValueError(f"token ids must have shape (batch, tokens), got {tuple(idx.shape)}; "
+                             "use idx.unsqueeze(0) for a single sequence")
+        if idx.shape[1] == 0:
+            raise ValueError("token ids are empty: give at least one token")
+        if past + idx.shape[1] > self.cfg.context_length:
+            raise ValueError(f"input of {past + idx.shape[1]} tokens is longer than context_length="
+                             f"{self.cfg.context_length}; crop it to the last {self.cfg.context_length} tokens")
+        low, high = int(idx.min()), int(idx.max())
+        if low < 0 or high >= self.cfg.vocab_size:
+            bad = low if low < 0 else high
+            raise ValueError(f"token id {bad} is outside the vocabulary [0, {self.cfg.vocab_size}); "
+                             "was the text encoded with a different tokenizer?")
+
+    def forward(self, idx: torch.Tensor, kv_cache: KVCache | None = None) -> torch.Tensor:
+        past = kv_cache.pos if kv_cache is not None else 0
+        self.check_input(idx, past)
+        t = idx.shape[1]
+        pos = torch.arange(past, past + t, device=idx.device)
+        x = self.drop_emb(self.tok_emb(idx) + self.pos_emb(pos))
+        for i, block in enumerate(self.blocks):
+            x = block(x, kv_cache, i)
+        if kv_cache is not None:
+            kv_cache.advance(t)
+        return self.out_head(self.final_norm(x))
+
+    def new_kv_cache(self, batch: int, max_len: int | None = None) -> KVCache:
+        """An empty KV cache for ``batch`` sequences of up to ``max_len`` (default: context) tokens."""
+        cfg = self.cfg
+        return KVCache(cfg.n_layers, batch, cfg.n_heads, cfg.head_dim, max_len or cfg.context_length,
+                       self.device, self.tok_emb.weight.dtype)
+
+    def num_parameters(self, trainable_only: bool = False) -> int:
+        """Parameter count; tied weights are counted once (``parameters()`` de-duplicates them)."""
+        return sum(p.numel() for p in self.parameters() if p.requires_grad or not trainable_only)

@@ -1,0 +1,43 @@
+"""Maintainer tools for the notebooks: the jupytext pairing check that CI runs.
+
+``python -m gpt2_core.notebook_tools check-pairing notebooks/*.ipynb`` fails when a notebook has
+no paired percent-format ``.py`` beside it, or when the two differ (run ``make sync`` to fix).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+
+def pairing_problems(notebook: Path) -> list[str]:
+    """Reasons why ``notebook`` and its paired ``.py`` are out of sync (empty when in sync)."""
+    import jupytext
+
+    script = notebook.with_suffix(".py")
+    if not script.exists():
+        return [f"{notebook}: no paired script {script.name}; run `jupytext --set-formats ipynb,py:percent {notebook}`"]
+    nb_text = jupytext.writes(jupytext.read(notebook), fmt="py:percent")
+    py_text = jupytext.writes(jupytext.read(script), fmt="py:percent")
+    if nb_text != py_text:
+        return [f"{notebook}: differs from {script.name}; run `make sync` (jupytext --sync)"]
+    formats = jupytext.read(notebook).metadata.get("jupytext", {}).get("formats", "")
+    if "py:percent" not in formats:
+        return [f"{notebook}: not set up for pairing (jupytext formats={formats!r}); use ipynb,py:percent"]
+    return []
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) < 1 or argv[0] != "check-pairing":
+        print("usage: python -m gpt2_core.notebook_tools check-pairing NOTEBOOK.ipynb ...", file=sys.stderr)
+        return 2
+    notebooks = [Path(p) for p in argv[1:]]
+    problems = [msg for nb in notebooks for msg in pairing_problems(nb)]
+    for msg in problems:
+        print(msg, file=sys.stderr)
+    print(f"pairing: {len(notebooks) - len({m.split(':')[0] for m in problems})}/{len(notebooks)} notebooks in sync")
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
