@@ -29,6 +29,9 @@ class KVCache:
 
     def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Store ``k, v`` (batch, heads, new, head_dim) after the cached ones; return all so far."""
+        if k.shape[0] != self.keys[layer].shape[0]:
+            raise ValueError(f"KV cache was made for batch {self.keys[layer].shape[0]} but got batch "
+                             f"{k.shape[0]}; make a new cache with model.new_kv_cache(batch)")
         end = self.pos + k.shape[2]
         if end > self.max_len:
             raise ValueError(f"KV cache is full ({self.max_len} tokens); start a new cache or crop the input")

@@ -72,8 +72,11 @@ class GPTConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> GPTConfig:
+        if not isinstance(data, dict):
+            raise TypeError(f"GPTConfig.from_dict expects a dict, got {type(data).__name__}")
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = set(data) - known
         if unknown:
-            raise ValueError(f"unknown GPTConfig fields {sorted(unknown)}; expected a subset of {sorted(known)}")
+            raise ValueError(f"unknown GPTConfig fields {sorted(unknown)}; expected a subset of "
+                             f"{sorted(known)}")
         return cls(**data)

@@ -8,6 +8,8 @@ Hugging Face's GPT-2 checkpoints.
 from __future__ import annotations
 
 import math
+import os
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -73,7 +75,8 @@ class GPTModel(nn.Module):
     def __init__(self, cfg: GPTConfig) -> None:
         super().__init__()
         if not isinstance(cfg, GPTConfig):
-            raise TypeError(f"GPTModel expects a GPTConfig, got {type(cfg).__name__}; try GPTConfig.preset('gpt2')")
+            raise TypeError(f"GPTModel expects a GPTConfig, got {type(cfg).__name__}; "
+                            "try GPTConfig.preset('gpt2')")
         self.cfg = cfg
         self.tok_emb = nn.Embedding(cfg.vocab_size, cfg.emb_dim)
         self.pos_emb = nn.Embedding(cfg.context_length, cfg.emb_dim)
@@ -117,8 +120,9 @@ class GPTModel(nn.Module):
             raise ValueError("token ids are empty: give at least one token")
         if past + idx.shape[1] > self.cfg.context_length:
             raise ValueError(f"input of {past + idx.shape[1]} tokens is longer than context_length="
-                             f"{self.cfg.context_length}; crop it to the last {self.cfg.context_length} tokens")
-        low, high = int(idx.min()), int(idx.max())
+                             f"{self.cfg.context_length}; crop it to the last {self.cfg.context_length} "
+                             "tokens")
+        low, high = torch.stack([idx.min(), idx.max()]).tolist()  # one device sync, not two
         if low < 0 or high >= self.cfg.vocab_size:
             bad = low if low < 0 else high
             raise ValueError(f"token id {bad} is outside the vocabulary [0, {self.cfg.vocab_size}); "
@@ -141,6 +145,26 @@ class GPTModel(nn.Module):
         cfg = self.cfg
         return KVCache(cfg.n_layers, batch, cfg.n_heads, cfg.head_dim, max_len or cfg.context_length,
                        self.device, self.tok_emb.weight.dtype)
+
+    @classmethod
+    def from_hf(cls, path: str | os.PathLike, **kwargs) -> GPTModel:
+        """Load a Hugging Face GPT-2 checkpoint directory (see :func:`gpt2_core.hf_weights.from_hf`)."""
+        from .hf_weights import from_hf
+
+        return from_hf(path, **kwargs)
+
+    @classmethod
+    def from_pretrained(cls, name: str, **kwargs) -> GPTModel:
+        """OpenAI's GPT-2 weights, downloaded once (see :func:`gpt2_core.hf_weights.from_pretrained`)."""
+        from .hf_weights import from_pretrained
+
+        return from_pretrained(name, **kwargs)
+
+    def save_hf(self, path: str | os.PathLike) -> Path:
+        """Write a checkpoint that ``transformers.GPT2LMHeadModel.from_pretrained(path)`` loads."""
+        from .hf_weights import save_hf
+
+        return save_hf(self, path)
 
     def num_parameters(self, trainable_only: bool = False) -> int:
         """Parameter count; tied weights are counted once (``parameters()`` de-duplicates them)."""

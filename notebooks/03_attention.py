@@ -1,0 +1,584 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Chapter 3 — Attention
+#
+# Chapter 2 turned text into vectors: one embedding per token, plus one per position. But each
+# vector still knows only about *its own* token. To predict the next word in
+# "The cat sat on the ___", the model must mix in information from the other tokens: which noun
+# came before, what the verb was. **Self-attention** is that mixing step: every token builds a new
+# vector (its *context vector*) as a weighted average of all the tokens it may look at, with weights
+# it computes itself.
+#
+# In this chapter we build attention in small steps, each one runnable:
+#
+# 1. attention with no trainable weights at all: dot products → softmax → weighted sums;
+# 2. trainable query/key/value projections, and why scores are divided by $\sqrt{d}$;
+# 3. the **causal mask**, so a token cannot peek at the future (GPT predicts the next token!);
+# 4. dropout on attention weights;
+# 5. **multi-head** attention, first as a stack of single heads, then as one batched module;
+# 6. PyTorch's fused `scaled_dot_product_attention`, proven equal to ours and timed;
+# 7. the **KV cache**, which makes generation fast.
+#
+# At the end, our batched module is proven equal to `gpt2_core.attention.MultiHeadAttention`, the
+# version the rest of the course uses.
+#
+# Attention was introduced for translation by Bahdanau, Cho & Bengio (2015), *Neural Machine
+# Translation by Jointly Learning to Align and Translate*; the Transformer (Vaswani et al., 2017,
+# *Attention Is All You Need*) made it the whole model.
+
+# %%
+import math
+import time
+
+import matplotlib.pyplot as plt
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from gpt2_core.profile import describe, get_device, pick, seed_everything
+from gpt2_core.tokenizer import gpt2_encoding
+
+print(describe())
+seed_everything(123)
+torch.set_printoptions(precision=3, sci_mode=False)
+
+# %% [markdown]
+# ## 1. A sentence of embedded tokens
+#
+# We take a short sentence, encode it with GPT-2's tokenizer (chapter 1) and give every token a
+# small random embedding (chapter 2). Eight dimensions are plenty to see what happens; GPT-2 small
+# uses 768. The embeddings are untrained, so the numbers mean nothing yet: what matters here is the
+# *mechanics*.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+enc = gpt2_encoding()
+sentence = "Your journey starts with one step"
+ids = enc.encode(sentence)
+tokens = [enc.decode([i]) for i in ids]
+print(ids)
+print(tokens)
+
+# %%
+emb_dim = 8
+embedding = nn.Embedding(enc.n_vocab, emb_dim)
+with torch.no_grad():
+    inputs = embedding(torch.tensor(ids))  # (tokens, emb_dim)
+print(inputs.shape)
+inputs
+
+# %% [markdown]
+# ## 2. Attention without trainable weights
+#
+# Pick one token as the **query**, say "journey" (index 1). How relevant is every token to it? The
+# simplest measure of similarity between two vectors is their **dot product**: large when they
+# point the same way, near zero when they are unrelated, negative when they point apart.
+
+# %%
+query = inputs[1]
+scores_1 = torch.stack([torch.dot(x, query) for x in inputs])  # one score per token
+print(scores_1)
+print(torch.allclose(scores_1, inputs @ query))  # the loop is just a matrix-vector product
+
+# %% [markdown]
+# Scores can be any real numbers. We want **weights**: non-negative and summing to one, so that the
+# context vector is a weighted *average*. The softmax does exactly that,
+# $\mathrm{softmax}(s)_i = e^{s_i} / \sum_j e^{s_j}$, and it keeps the order of the scores.
+
+# %%
+weights_1 = torch.softmax(scores_1, dim=0)
+print(weights_1, "sum =", weights_1.sum().item())
+context_1 = weights_1 @ inputs  # sum_i weights_1[i] * inputs[i]
+print(context_1)
+
+# %% [markdown]
+# Now every token at once: all dot products form one matrix `inputs @ inputs.T` (row *i* holds the
+# scores of query *i*), the softmax runs along each row, and one more matrix product gives every
+# context vector.
+
+# %%
+scores = inputs @ inputs.T  # (tokens, tokens)
+weights = torch.softmax(scores, dim=-1)  # each row sums to 1
+contexts = weights @ inputs  # (tokens, emb_dim)
+print(weights.sum(dim=-1))
+print(torch.allclose(contexts[1], context_1))
+
+
+# %% [markdown]
+# A heatmap shows who attends to whom: row = the query token, column = the token it looks at.
+
+# %%
+def show_weights(w: torch.Tensor, labels: list[str], title: str, ax=None) -> None:
+    """Heatmap of an attention-weight matrix with token labels on both axes."""
+    ax = ax or plt.subplots(figsize=(4.5, 4))[1]
+    im = ax.imshow(w.detach().cpu(), cmap="viridis", vmin=0, vmax=1)
+    ax.set_xticks(range(len(labels)), labels, rotation=60)
+    ax.set_yticks(range(len(labels)), labels)
+    ax.set_xlabel("attends to (key)")
+    ax.set_ylabel("query")
+    ax.set_title(title)
+    plt.colorbar(im, ax=ax, fraction=0.046)
+
+
+show_weights(weights, tokens, "no trainable weights")
+plt.tight_layout()
+plt.show()
+
+# %% [markdown]
+# The diagonal dominates: each vector is most similar to itself. That is the weakness of this
+# version: the only notion of relevance is raw similarity of embeddings, and nothing can be learned.
+
+# %% [markdown]
+# ## 3. Trainable queries, keys and values
+#
+# The Transformer gives each token three *roles*, each a learned linear map of its embedding:
+#
+# - the **query** $q = x W_q$: "what am I looking for?"
+# - the **key** $k = x W_k$: "what do I offer?"; scores are $q \cdot k$,
+# - the **value** $v = x W_v$: "what do I hand over if chosen?"; contexts average the values.
+#
+# Queries and keys can now learn what "relevant" means for the task, independent of raw similarity.
+
+# %%
+d_in, d_out = emb_dim, 4
+torch.manual_seed(123)
+W_query = nn.Linear(d_in, d_out, bias=False)
+W_key = nn.Linear(d_in, d_out, bias=False)
+W_value = nn.Linear(d_in, d_out, bias=False)
+with torch.no_grad():
+    q, k, v = W_query(inputs), W_key(inputs), W_value(inputs)
+print(q.shape, k.shape, v.shape)
+
+# %% [markdown]
+# ### Why divide by $\sqrt{d}$?
+#
+# If the entries of $q$ and $k$ are independent with mean 0 and variance 1, their dot product is a
+# sum of $d$ such products, so its **variance is $d$**. With $d = 64$ (GPT-2's head size) typical
+# scores are around ±8; the softmax of such scores is nearly one-hot, and its gradient almost
+# vanishes. Dividing by $\sqrt{d}$ brings the variance back to 1 whatever $d$ is. Let us measure it:
+
+# %%
+rows = []
+for d in (4, 64, 512):
+    qs, ks = torch.randn(10_000, d), torch.randn(10_000, d)
+    dots = (qs * ks).sum(-1)
+    # the largest softmax weight over 8 random keys: near 1 means "one-hot", no gradient to others
+    s8 = (torch.randn(2000, 1, d) * torch.randn(2000, 8, d)).sum(-1)
+    rows.append((d, dots.var().item(), (dots / math.sqrt(d)).var().item(),
+                 torch.softmax(s8, -1).max(-1).values.mean().item(),
+                 torch.softmax(s8 / math.sqrt(d), -1).max(-1).values.mean().item()))
+print(f"{'d':>4} {'var(q.k)':>9} {'var(q.k/sqrt d)':>16} {'max weight':>11} {'scaled':>7}")
+for d, raw, scaled, peak, peak_scaled in rows:
+    print(f"{d:>4} {raw:>9.1f} {scaled:>16.2f} {peak:>11.2f} {peak_scaled:>7.2f}")
+
+# %% [markdown]
+# Without scaling, the softmax over 8 keys already puts most of its mass on one key at $d=64$; with
+# scaling, its peakiness does not depend on $d$. This is the "scaled" in *scaled dot-product
+# attention*. As a module:
+
+# %%
+class SelfAttention(nn.Module):
+    """Single-head self-attention: softmax(Q K^T / sqrt(d_out)) V, no mask."""
+
+    def __init__(self, d_in: int, d_out: int) -> None:
+        super().__init__()
+        self.W_query = nn.Linear(d_in, d_out, bias=False)
+        self.W_key = nn.Linear(d_in, d_out, bias=False)
+        self.W_value = nn.Linear(d_in, d_out, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        q, k, v = self.W_query(x), self.W_key(x), self.W_value(x)
+        scores = q @ k.transpose(-2, -1) / math.sqrt(k.shape[-1])
+        return torch.softmax(scores, dim=-1) @ v
+
+
+torch.manual_seed(123)
+sa = SelfAttention(d_in, d_out)
+with torch.no_grad():
+    print(sa(inputs).shape)
+
+# %% [markdown]
+# ## 4. The causal mask
+#
+# GPT is trained to predict token $t+1$ from tokens $1..t$. If position $t$ could attend to
+# position $t+1$, it would simply copy the answer. So every query may only look at keys at or
+# before its own position: the allowed pairs form a **lower-triangular** matrix.
+#
+# The right way to remove the future is *before* the softmax: set future scores to $-\infty$, so
+# $e^{-\infty} = 0$ and the remaining weights still sum to one.
+
+# %%
+t = len(tokens)
+with torch.no_grad():
+    scores = sa.W_query(inputs) @ sa.W_key(inputs).T / math.sqrt(d_out)
+future = torch.triu(torch.ones(t, t, dtype=torch.bool), diagonal=1)  # True above the diagonal
+print(future.int())
+causal_weights = torch.softmax(scores.masked_fill(future, float("-inf")), dim=-1)
+print(causal_weights)
+print(causal_weights.sum(-1))
+
+# %%
+fig, axes = plt.subplots(1, 2, figsize=(9, 4))
+show_weights(torch.softmax(scores, -1), tokens, "trainable, no mask", axes[0])
+show_weights(causal_weights, tokens, "causal", axes[1])
+plt.tight_layout()
+plt.show()
+
+# %% [markdown]
+# ### Where the mask lives: `register_buffer`
+#
+# The mask is a tensor the module needs, but it is not something to train. Storing it with
+# `self.register_buffer("mask", ...)` instead of a plain attribute makes it part of the module's
+# state: it moves with `module.to(device)` (a plain attribute would stay on the CPU and crash on a
+# GPU), it is saved in `state_dict()` (or not, with `persistent=False`, which suits a mask that is
+# cheap to rebuild), and it is *not* returned by `parameters()`, so the optimizer never touches it.
+
+# %%
+class CausalAttention(nn.Module):
+    """Single-head causal self-attention for batches (batch, tokens, d_in), with attention dropout."""
+
+    def __init__(self, d_in: int, d_out: int, context_length: int, dropout: float, qkv_bias: bool = False):
+        super().__init__()
+        self.W_query = nn.Linear(d_in, d_out, bias=qkv_bias)
+        self.W_key = nn.Linear(d_in, d_out, bias=qkv_bias)
+        self.W_value = nn.Linear(d_in, d_out, bias=qkv_bias)
+        self.dropout = nn.Dropout(dropout)
+        future = torch.triu(torch.ones(context_length, context_length, dtype=torch.bool), diagonal=1)
+        self.register_buffer("mask", future, persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        t = x.shape[1]
+        q, k, v = self.W_query(x), self.W_key(x), self.W_value(x)
+        scores = q @ k.transpose(1, 2) / math.sqrt(k.shape[-1])
+        scores = scores.masked_fill(self.mask[:t, :t], float("-inf"))  # crop to the actual length
+        weights = self.dropout(torch.softmax(scores, dim=-1))
+        return weights @ v
+
+
+# %%
+# NBVAL_CHECK_OUTPUT
+ca = CausalAttention(d_in, d_out, context_length=16, dropout=0.0)
+print("parameters:", [name for name, _ in ca.named_parameters()])
+print("buffers:   ", [name for name, _ in ca.named_buffers()])
+print("state_dict:", list(ca.state_dict()))  # persistent=False: rebuilt, not saved
+print(ca.to(torch.float64).mask.dtype, "(bool buffers keep their dtype; .to(device) moves them too)")
+
+# %% [markdown]
+# ## 5. Dropout on the attention weights
+#
+# During training GPT-2 randomly zeroes 10% of the attention weights, so no token can rely on a
+# single other token. `nn.Dropout` zeroes each entry with probability $p$ and scales the survivors
+# by $1/(1-p)$, so the *expected* weights are unchanged; in `eval()` mode it does nothing.
+
+# %%
+torch.manual_seed(123)
+drop = nn.Dropout(0.5)
+print(drop(causal_weights))  # training mode (the default): zeros, survivors doubled
+drop.eval()
+print(torch.equal(drop(causal_weights), causal_weights))
+
+# %% [markdown]
+# ## 6. Multi-head attention
+#
+# One head computes one kind of relevance. Several heads in parallel, each with its own (smaller)
+# query/key/value projections, can track different relations at once (which noun a pronoun refers
+# to, which verb governs a word...). Their context vectors are concatenated.
+#
+# ### First version: a wrapper of single heads
+
+# %%
+class MultiHeadAttentionWrapper(nn.Module):
+    """num_heads independent CausalAttention heads, outputs concatenated."""
+
+    def __init__(self, d_in: int, d_out: int, context_length: int, dropout: float, num_heads: int,
+                 qkv_bias: bool = False):
+        super().__init__()
+        self.heads = nn.ModuleList(CausalAttention(d_in, d_out // num_heads, context_length, dropout, qkv_bias)
+                                   for _ in range(num_heads))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([head(x) for head in self.heads], dim=-1)
+
+
+torch.manual_seed(123)
+batch = torch.stack([inputs, inputs.flip(0)])  # two sequences: (2, tokens, emb_dim)
+wrapper = MultiHeadAttentionWrapper(d_in, 8, context_length=16, dropout=0.0, num_heads=2)
+with torch.no_grad():
+    print(wrapper(batch).shape)
+
+# %% [markdown]
+# This works, but runs the heads one after another: `num_heads` small matrix products where one
+# big one would do. GPUs (and CPUs) are much faster at a few large operations than many small ones.
+#
+# ### Second version: all heads in one batched module
+#
+# The trick is that the projections of all heads side by side are just one wider projection. So:
+#
+# 1. one `Linear(d_in, 3 * d_out)` computes queries, keys and values of every head at once (the
+#    "fused qkv", the layout GPT-2's checkpoints use too);
+# 2. **split heads**: `view(b, t, 3, heads, head_dim)` reinterprets the last dimension without
+#    copying, then a transpose/permute moves heads in front of tokens, giving
+#    `(b, heads, t, head_dim)`: now the matrix products `q @ k^T` run for all heads in one batched call;
+# 3. **merge heads**: transpose back to `(b, t, heads, head_dim)` and `view` to `(b, t, d_out)`.
+#
+# Why `.contiguous()` before the final `view`? `transpose` does not move any data; it only
+# changes the *strides* (how many elements to skip per index). `view` needs the elements to be laid
+# out in memory in the order the new shape implies, which a transposed tensor is not;
+# `.contiguous()` makes that copy (`reshape` would do the same when needed).
+
+# %%
+x = torch.arange(3 * 4).view(1, 3, 4)  # (batch, tokens, d=4): 2 heads of size 2
+heads = x.view(1, 3, 2, 2).transpose(1, 2)  # (batch, heads, tokens, head_dim)
+print(heads[0, 0], heads[0, 1], sep="\n")  # head 0 got columns 0-1 of every token, head 1 columns 2-3
+print("contiguous after transpose?", heads.is_contiguous())
+merged = heads.transpose(1, 2).contiguous().view(1, 3, 4)
+print(torch.equal(merged, x))
+
+
+# %%
+class BatchedMultiHeadAttention(nn.Module):
+    """Causal multi-head attention with one fused qkv projection and an output projection."""
+
+    def __init__(self, d_in: int, d_out: int, context_length: int, dropout: float, num_heads: int,
+                 qkv_bias: bool = True):
+        super().__init__()
+        assert d_out % num_heads == 0, "d_out must be divisible by num_heads"
+        self.num_heads, self.head_dim, self.d_out = num_heads, d_out // num_heads, d_out
+        self.qkv = nn.Linear(d_in, 3 * d_out, bias=qkv_bias)
+        self.out_proj = nn.Linear(d_out, d_out)  # mixes the heads' outputs
+        self.dropout = nn.Dropout(dropout)
+        future = torch.triu(torch.ones(context_length, context_length, dtype=torch.bool), diagonal=1)
+        self.register_buffer("mask", future, persistent=False)
+
+    def forward(self, x: torch.Tensor, return_weights: bool = False):
+        b, t, _ = x.shape
+        # (b, t, 3*d_out) -> (3, b, heads, t, head_dim)
+        q, k, v = self.qkv(x).view(b, t, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        scores = q @ k.transpose(-2, -1) / math.sqrt(self.head_dim)  # (b, heads, t, t)
+        scores = scores.masked_fill(self.mask[:t, :t], float("-inf"))
+        weights = self.dropout(torch.softmax(scores, dim=-1))
+        out = (weights @ v).transpose(1, 2).contiguous().view(b, t, self.d_out)  # merge heads
+        out = self.out_proj(out)
+        return (out, weights) if return_weights else out
+
+
+# %% [markdown]
+# Is it really the same computation as the wrapper? Copy each head's three matrices into the right
+# rows of the fused `qkv` weight (queries of all heads first, then keys, then values), make the
+# output projection the identity (the wrapper has none), and compare:
+
+# %%
+# NBVAL_CHECK_OUTPUT
+batched = BatchedMultiHeadAttention(d_in, 8, context_length=16, dropout=0.0, num_heads=2, qkv_bias=False)
+with torch.no_grad():
+    for part, name in enumerate(["W_query", "W_key", "W_value"]):
+        stacked = torch.cat([getattr(h, name).weight for h in wrapper.heads], dim=0)  # (d_out, d_in)
+        batched.qkv.weight[part * 8:(part + 1) * 8] = stacked
+    batched.out_proj.weight.copy_(torch.eye(8))
+    batched.out_proj.bias.zero_()
+    print("batched == wrapper:", torch.allclose(batched(batch), wrapper(batch), atol=1e-6))
+
+# %% [markdown]
+# Each head produces its own attention pattern. Here are both heads of a freshly initialised
+# module on our sentence (untrained, so the patterns are arbitrary, but each is causal):
+
+# %%
+torch.manual_seed(0)
+mha_demo = BatchedMultiHeadAttention(d_in, 8, context_length=16, dropout=0.0, num_heads=2)
+with torch.no_grad():
+    _, w = mha_demo(inputs.unsqueeze(0) * 3, return_weights=True)
+fig, axes = plt.subplots(1, 2, figsize=(9, 4))
+for h, ax in enumerate(axes):
+    show_weights(w[0, h], tokens, f"head {h}", ax)
+plt.tight_layout()
+plt.show()
+
+# %% [markdown]
+# ## 7. PyTorch's fused kernel: `scaled_dot_product_attention`
+#
+# Our forward pass writes the full `(t, t)` score matrix to memory, then the mask, then the
+# softmax, then multiplies by $V$: four passes over a matrix that grows with the square of the
+# length. `torch.nn.functional.scaled_dot_product_attention` computes
+# $\mathrm{softmax}(QK^\top/\sqrt{d} + \text{mask})V$ in one call and, on GPUs, dispatches to
+# FlashAttention (Dao et al., 2022, *FlashAttention: Fast and Memory-Efficient Exact Attention with
+# IO-Awareness*), which processes the matrix in tiles that never leave fast on-chip memory.
+# It is **exact**, not an approximation. Let us check that on random inputs:
+
+# %%
+def manual_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    t = q.shape[-2]
+    scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])
+    scores = scores.masked_fill(torch.triu(torch.ones(t, t, dtype=torch.bool, device=q.device), 1), float("-inf"))
+    return torch.softmax(scores, dim=-1) @ v
+
+
+# %%
+# NBVAL_CHECK_OUTPUT
+torch.manual_seed(1)
+q, k, v = torch.randn(3, 2, 4, 10, 16).unbind(0)  # (batch=2, heads=4, tokens=10, head_dim=16)
+fused = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+print(fused.shape, torch.allclose(fused, manual_attention(q, k, v), atol=1e-5))
+
+# %% [markdown]
+# And the speed, at a size picked by the profile (numbers vary by machine and are not checked):
+
+# %%
+device = get_device()
+b, h, t_len, hd = pick(tiny=(2, 4, 128, 32), default=(4, 8, 512, 64), gpt2=(8, 12, 1024, 64))
+q, k, v = torch.randn(3, b, h, t_len, hd, device=device).unbind(0)
+
+
+def bench(fn, repeats: int = pick(tiny=3, default=10)) -> float:
+    """Median wall time of fn() in milliseconds (synchronising the GPU so the clock is honest)."""
+    times = []
+    for _ in range(repeats + 1):  # the first call warms up
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        fn()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - start)
+    return sorted(times[1:])[len(times[1:]) // 2] * 1000
+
+
+with torch.no_grad():
+    t_manual = bench(lambda: manual_attention(q, k, v))
+    t_fused = bench(lambda: F.scaled_dot_product_attention(q, k, v, is_causal=True))
+print(f"batch={b} heads={h} tokens={t_len} head_dim={hd} on {device}")
+print(f"hand-written: {t_manual:.2f} ms   SDPA: {t_fused:.2f} ms   speed-up: {t_manual / t_fused:.1f}x")
+
+# %% [markdown]
+# ## 8. The package version
+#
+# `gpt2_core.attention.MultiHeadAttention` is our batched module with the hand-written softmax
+# replaced by SDPA (and a KV cache, next section). It uses the same parameter names, so our weights
+# load straight into it:
+
+# %%
+# NBVAL_CHECK_OUTPUT
+from gpt2_core.attention import KVCache, MultiHeadAttention
+
+torch.manual_seed(2)
+ours = BatchedMultiHeadAttention(16, 16, context_length=32, dropout=0.0, num_heads=4).eval()
+package = MultiHeadAttention(16, 16, context_length=32, dropout=0.0, num_heads=4).eval()
+print(package.load_state_dict(ours.state_dict()))
+x = torch.randn(3, 20, 16)
+with torch.no_grad():
+    print("ours == gpt2_core:", torch.allclose(ours(x), package(x), atol=1e-6))
+
+# %% [markdown]
+# ## 9. The KV cache
+#
+# To generate text, GPT runs once per new token. Without a cache, step $n$ recomputes keys and
+# values for all $n$ tokens, although only the newest one is new: the keys and values of earlier
+# tokens never change (they only depend on earlier tokens, thanks to the causal mask). A **KV
+# cache** stores them: each step computes $q, k, v$ for the new token only, appends $k, v$ to the
+# cache, and lets the new query attend to everything stored. Work per step drops from $O(n)$
+# projections to $O(1)$.
+#
+# `KVCache` preallocates room for every layer's keys and values; `update` writes the new ones,
+# `advance` moves the position once all layers have run. Decoding our 20 tokens one at a time
+# must give exactly the rows of the full forward pass:
+
+# %%
+# NBVAL_CHECK_OUTPUT
+cache = KVCache(n_layers=1, batch=3, n_heads=4, head_dim=4, max_len=32, device="cpu")
+steps = []
+with torch.no_grad():
+    for i in range(x.shape[1]):
+        steps.append(package(x[:, i:i + 1], cache, layer=0))  # one new token per step
+        cache.advance(1)
+    incremental = torch.cat(steps, dim=1)
+    print("incremental == full:", torch.allclose(incremental, package(x), atol=1e-5), "tokens cached:", cache.pos)
+
+# %% [markdown]
+# The cache also accepts several new tokens at once (a prompt, then one token at a time): the new
+# queries then get a mask that lets them see the whole cached prefix plus the earlier new tokens.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+cache = KVCache(1, 3, 4, 4, 32, "cpu")
+with torch.no_grad():
+    pieces = []
+    for start, stop in [(0, 7), (7, 8), (8, 15), (15, 20)]:
+        pieces.append(package(x[:, start:stop], cache, 0))
+        cache.advance(stop - start)
+    print("chunked == full:", torch.allclose(torch.cat(pieces, 1), package(x), atol=1e-5))
+
+# %% [markdown]
+# ## Summary
+#
+# - Attention mixes token vectors with weights computed from the tokens themselves:
+#   `softmax(scores) @ values`.
+# - Learned query/key/value projections decide what "relevant" means; dividing scores by
+#   $\sqrt{d}$ keeps their variance at 1 so the softmax stays trainable.
+# - The causal mask ($-\infty$ above the diagonal, before the softmax) stops tokens from seeing the
+#   future; as a buffer it follows the module across devices without being trained.
+# - Multi-head attention = several heads in parallel; batched, it is one fused projection plus a
+#   split/merge of the last dimension with `view`/`transpose`.
+# - `scaled_dot_product_attention` computes the same thing, faster; the KV cache reuses past keys
+#   and values during generation.
+#
+# From now on the course uses `gpt2_core.attention.MultiHeadAttention`.
+#
+# ## Exercises
+#
+# Fill in each function and run its cell; the checker compares your function with the reference on
+# a few inputs. (Until you do, the cell reports "not attempted".)
+#
+# **1.** Causal attention for tensors of shape `(..., tokens, head_dim)`: scale, mask, softmax,
+# weighted sum. No `scaled_dot_product_attention` allowed!
+
+# %%
+from gpt2_core.exercises import check_exercise
+
+
+def causal_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    raise NotImplementedError  # your code here
+
+
+check_exercise("ch03.causal_attention", causal_attention)
+
+
+# %% [markdown]
+# **2.** Split heads: `(batch, tokens, d)` → `(batch, heads, tokens, d // heads)`, head *i* taking
+# columns `i * head_dim ... (i + 1) * head_dim - 1`. **3.** And merge them back.
+
+# %%
+def split_heads(x: torch.Tensor, num_heads: int) -> torch.Tensor:
+    raise NotImplementedError  # your code here
+
+
+def merge_heads(x: torch.Tensor) -> torch.Tensor:
+    raise NotImplementedError  # your code here
+
+
+check_exercise("ch03.split_heads", split_heads)
+check_exercise("ch03.merge_heads", merge_heads)
+
+# %% [markdown]
+# **4.** (No checker.) Plot how the time of `manual_attention` and of
+# `scaled_dot_product_attention` grows with the number of tokens (64 to 2048). Is it quadratic?
+#
+# ## References
+#
+# - D. Bahdanau, K. Cho, Y. Bengio (2015). *Neural Machine Translation by Jointly Learning to Align
+#   and Translate.* ICLR. https://arxiv.org/abs/1409.0473
+# - A. Vaswani et al. (2017). *Attention Is All You Need.* NeurIPS. https://arxiv.org/abs/1706.03762
+# - T. Dao, D. Y. Fu, S. Ermon, A. Rudra, C. Ré (2022). *FlashAttention: Fast and Memory-Efficient
+#   Exact Attention with IO-Awareness.* NeurIPS. https://arxiv.org/abs/2205.14135

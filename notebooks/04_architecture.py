@@ -1,0 +1,535 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Chapter 4 — The GPT-2 architecture
+#
+# We have token embeddings (chapter 2) and causal multi-head attention (chapter 3). This chapter
+# assembles them into the full GPT-2 model of Radford et al. (2019), *Language Models are
+# Unsupervised Multitask Learners*:
+#
+# ```
+# token ids ─► token embedding + position embedding ─► dropout
+#           ─► N × TransformerBlock:  x = x + Attention(LayerNorm(x))
+#                                     x = x + FeedForward(LayerNorm(x))
+#           ─► final LayerNorm ─► linear head (tied to the token embedding) ─► logits
+# ```
+#
+# We build each missing piece by hand (layer normalisation, the GELU activation, the feed-forward
+# network, shortcut connections), check each against PyTorch or `gpt2_core`, put together a whole
+# GPT inline and prove it equal to `gpt2_core.model.GPTModel`. Then we count parameters and memory
+# for the four GPT-2 sizes, see what weight tying saves, and let the (untrained) model generate text.
+
+# %%
+import math
+import time
+
+import matplotlib.pyplot as plt
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from gpt2_core.attention import MultiHeadAttention
+from gpt2_core.config import GPTConfig
+from gpt2_core.model import GPTModel
+from gpt2_core.profile import describe, get_device, pick, profile_name, seed_everything
+from gpt2_core.tokenizer import gpt2_encoding
+
+print(describe())
+seed_everything(123)
+torch.set_printoptions(precision=4, sci_mode=False)
+
+cfg = GPTConfig.preset(pick(tiny="tiny", default="default", gpt2="gpt2"))
+print(cfg)
+
+# %% [markdown]
+# `GPTConfig` holds the handful of numbers that define the model: vocabulary size, context length
+# (the most tokens it can see), embedding width, number of heads and of layers, dropout rate and
+# whether the query/key/value projections have a bias. The profile picks the size: GPT-2 small
+# itself under `gpt2`, scaled-down shapes otherwise (same code, fewer numbers).
+#
+# ## 1. Layer normalisation
+#
+# Deep networks train badly when the scale of activations drifts from layer to layer. **Layer
+# normalisation** (Ba, Kiros & Hinton, 2016, *Layer Normalization*) rescales each token's vector to
+# mean 0 and variance 1 over its features, then applies a learned per-feature scale and shift (so
+# the network can undo it where useful):
+#
+# $$\mathrm{LN}(x) = \frac{x - \mu}{\sqrt{\sigma^2 + \epsilon}} \odot \gamma + \beta$$
+#
+# $\mu, \sigma^2$ are the mean and the *biased* variance (divide by $n$, not $n-1$) of the vector's
+# own entries; $\epsilon = 10^{-5}$ avoids division by zero. Unlike batch norm, nothing depends on
+# the other examples in the batch, so training and generation behave the same.
+
+# %%
+class LayerNorm(nn.Module):
+    def __init__(self, emb_dim: int, eps: float = 1e-5) -> None:
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(emb_dim))  # gamma: scale
+        self.bias = nn.Parameter(torch.zeros(emb_dim))  # beta: shift
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mean = x.mean(dim=-1, keepdim=True)
+        var = x.var(dim=-1, keepdim=True, unbiased=False)
+        return (x - mean) / torch.sqrt(var + self.eps) * self.weight + self.bias
+
+
+torch.manual_seed(0)
+x = torch.randn(2, 5) * 3 + 7  # two vectors far from mean 0 / variance 1
+ln = LayerNorm(5)
+with torch.no_grad():
+    y = ln(x)
+print("before: mean", x.mean(-1), " var", x.var(-1, unbiased=False))
+print("after:  mean", y.mean(-1), " var", y.var(-1, unbiased=False))
+
+# %% [markdown]
+# Same as PyTorch's `nn.LayerNorm` (and `gpt2_core`'s `LayerNorm`, which calls the fused
+# `F.layer_norm`), also with non-trivial $\gamma, \beta$:
+
+# %%
+# NBVAL_CHECK_OUTPUT
+from gpt2_core.model import LayerNorm as CoreLayerNorm
+
+torch.manual_seed(1)
+ln = LayerNorm(16)
+with torch.no_grad():
+    ln.weight.normal_(), ln.bias.normal_()
+reference, core = nn.LayerNorm(16), CoreLayerNorm(16)
+reference.load_state_dict(ln.state_dict()), core.load_state_dict(ln.state_dict())
+x = torch.randn(4, 7, 16) * 5
+with torch.no_grad():
+    print("ours == nn.LayerNorm:", torch.allclose(ln(x), reference(x), atol=1e-5))
+    print("ours == gpt2_core:   ", torch.allclose(ln(x), core(x), atol=1e-5))
+
+# %% [markdown]
+# ## 2. GELU
+#
+# The feed-forward network needs a non-linearity. GPT-2 uses the **Gaussian Error Linear Unit**
+# (Hendrycks & Gimpel, 2016, *Gaussian Error Linear Units (GELUs)*): $\mathrm{GELU}(x) = x\,\Phi(x)$,
+# where $\Phi$ is the standard normal CDF. It is ReLU made smooth: close to $x$ for large $x$, close
+# to 0 for very negative $x$, but with a small negative dip and a non-zero gradient everywhere, which
+# helps optimisation. GPT-2 was trained with a cheaper **tanh approximation**:
+#
+# $$\mathrm{GELU}(x) \approx \tfrac12 x \left(1 + \tanh\left[\sqrt{2/\pi}\,(x + 0.044715\,x^3)\right]\right)$$
+#
+# To load OpenAI's weights and get the same outputs, we must use the same approximation.
+
+# %%
+class GELU(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return 0.5 * x * (1 + torch.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x**3)))
+
+
+xs = torch.linspace(-4, 4, 801)
+gelu_tanh, gelu_exact = GELU()(xs), F.gelu(xs)  # F.gelu defaults to the exact erf form
+print(f"largest |tanh approx - exact| on [-4, 4]: {(gelu_tanh - gelu_exact).abs().max():.2e}")
+
+# %%
+# NBVAL_CHECK_OUTPUT
+from gpt2_core.model import GELU as CoreGELU
+
+print("ours == F.gelu(approximate='tanh'):", torch.allclose(gelu_tanh, F.gelu(xs, approximate="tanh"), atol=1e-6))
+print("ours == gpt2_core GELU:            ", torch.allclose(gelu_tanh, CoreGELU()(xs), atol=1e-6))
+
+# %%
+xg = xs.clone().requires_grad_(True)
+fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
+for name, fn in [("GELU (tanh)", GELU()), ("GELU (erf)", F.gelu), ("ReLU", F.relu)]:
+    out = fn(xg)
+    (grad,) = torch.autograd.grad(out.sum(), xg)
+    axes[0].plot(xs, out.detach(), label=name, linestyle="--" if "erf" in name else "-")
+    axes[1].plot(xs, grad, label=name, linestyle="--" if "erf" in name else "-")
+axes[0].set_title("activation")
+axes[1].set_title("derivative")
+for ax in axes:
+    ax.grid(alpha=0.3)
+    ax.legend()
+plt.tight_layout()
+plt.show()
+
+# %% [markdown]
+# The two GELUs overlap at this scale. Note the derivative: ReLU's jumps from 0 to 1 and is exactly
+# 0 for every negative input (a "dead" unit gets no gradient), GELU's is smooth.
+#
+# ## 3. The feed-forward network
+#
+# After attention has mixed information *between* tokens, each token is processed on its own by a
+# small MLP: widen to 4× the embedding size, GELU, project back. The wide middle gives the model
+# room to compute; most of GPT-2's parameters live here.
+
+# %%
+class FeedForward(nn.Module):
+    def __init__(self, cfg: GPTConfig) -> None:
+        super().__init__()
+        self.fc = nn.Linear(cfg.emb_dim, 4 * cfg.emb_dim)
+        self.act = GELU()
+        self.proj = nn.Linear(4 * cfg.emb_dim, cfg.emb_dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.proj(self.act(self.fc(x)))
+
+
+ff = FeedForward(cfg)
+x = torch.randn(2, 3, cfg.emb_dim)
+print(ff(x).shape, f"parameters: {sum(p.numel() for p in ff.parameters()):,}")
+
+# %% [markdown]
+# ## 4. Shortcut connections
+#
+# Stacking many layers makes gradients shrink (or blow up) as they flow backwards through each
+# layer in turn. **Shortcut** (residual) connections (He et al., 2016, *Deep Residual Learning for
+# Image Recognition*) add each layer's input to its output, $x \leftarrow x + f(x)$, so the gradient
+# has a direct path, the identity, to every earlier layer.
+#
+# A small experiment: a 12-layer MLP, identical weights, with and without shortcuts. We backpropagate
+# one loss and look at the mean absolute gradient of each layer's weights.
+
+# %%
+class DeepMLP(nn.Module):
+    def __init__(self, width: int, depth: int, shortcut: bool) -> None:
+        super().__init__()
+        self.shortcut = shortcut
+        self.layers = nn.ModuleList(nn.Sequential(nn.Linear(width, width), GELU()) for _ in range(depth))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for layer in self.layers:
+            x = x + layer(x) if self.shortcut else layer(x)
+        return x
+
+
+def layer_gradients(shortcut: bool, width: int = 16, depth: int = 12) -> list[float]:
+    torch.manual_seed(123)  # same weights and data for both variants
+    model = DeepMLP(width, depth, shortcut)
+    x, target = torch.randn(32, width), torch.randn(32, width)
+    F.mse_loss(model(x), target).backward()
+    return [layer[0].weight.grad.abs().mean().item() for layer in model.layers]
+
+
+grads = pd.DataFrame({"without shortcut": layer_gradients(False), "with shortcut": layer_gradients(True)},
+                     index=pd.Index(range(1, 13), name="layer"))
+print(grads.to_string(float_format=lambda v: f"{v:.2e}"))
+
+# %%
+ax = grads.plot.bar(figsize=(9, 3.5), logy=True, rot=0)
+ax.set_ylabel("mean |gradient| (log scale)")
+ax.set_title("gradient reaching each layer")
+ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0))
+plt.tight_layout()
+plt.show()
+
+# %% [markdown]
+# Without shortcuts the gradient reaching the first layers is orders of magnitude smaller than at
+# the last: those layers barely learn. With shortcuts it stays at the same scale throughout.
+#
+# ## 5. The transformer block
+#
+# A block applies attention, then the feed-forward network, each wrapped the same way:
+# normalise → sublayer → dropout → add to the shortcut. GPT-2 normalises *before* each sublayer
+# ("pre-norm"); the original Transformer normalised after the addition ("post-norm"). Pre-norm
+# keeps the shortcut path a pure sum, which makes deep stacks train stably without warm-up tricks.
+#
+# Attention is the `gpt2_core` module we proved equal to our own in chapter 3. The block keeps the
+# shape `(batch, tokens, emb_dim)`, so blocks stack.
+
+# %%
+class TransformerBlock(nn.Module):
+    def __init__(self, cfg: GPTConfig) -> None:
+        super().__init__()
+        self.norm1 = LayerNorm(cfg.emb_dim)
+        self.att = MultiHeadAttention(cfg.emb_dim, cfg.emb_dim, cfg.context_length, cfg.drop_rate,
+                                      cfg.n_heads, cfg.qkv_bias)
+        self.norm2 = LayerNorm(cfg.emb_dim)
+        self.ff = FeedForward(cfg)
+        self.drop = nn.Dropout(cfg.drop_rate)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.drop(self.att(self.norm1(x)))
+        return x + self.drop(self.ff(self.norm2(x)))
+
+
+block = TransformerBlock(cfg)
+print(block(torch.randn(2, 5, cfg.emb_dim)).shape)
+
+# %% [markdown]
+# ## 6. The whole model
+#
+# Token and position embeddings, dropout, `n_layers` blocks, a final LayerNorm and a linear layer
+# from `emb_dim` to `vocab_size` that produces one **logit** per vocabulary entry: the unnormalised
+# log-probability of each possible next token, at every position.
+
+# %%
+class GPT(nn.Module):
+    def __init__(self, cfg: GPTConfig) -> None:
+        super().__init__()
+        self.tok_emb = nn.Embedding(cfg.vocab_size, cfg.emb_dim)
+        self.pos_emb = nn.Embedding(cfg.context_length, cfg.emb_dim)
+        self.drop_emb = nn.Dropout(cfg.drop_rate)
+        self.blocks = nn.ModuleList(TransformerBlock(cfg) for _ in range(cfg.n_layers))
+        self.final_norm = LayerNorm(cfg.emb_dim)
+        self.out_head = nn.Linear(cfg.emb_dim, cfg.vocab_size, bias=False)
+        self.out_head.weight = self.tok_emb.weight  # weight tying (section 8)
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        t = idx.shape[1]
+        x = self.drop_emb(self.tok_emb(idx) + self.pos_emb(torch.arange(t, device=idx.device)))
+        for block in self.blocks:
+            x = block(x)
+        return self.out_head(self.final_norm(x))
+
+
+# %% [markdown]
+# Our inline model uses the same parameter names as `gpt2_core.model.GPTModel`, so the package's
+# weights load into it unchanged. Same weights must give the same logits:
+
+# %%
+# NBVAL_CHECK_OUTPUT
+torch.manual_seed(123)
+core_model = GPTModel(cfg).eval()
+inline_model = GPT(cfg).eval()
+print(inline_model.load_state_dict(core_model.state_dict()))
+idx = torch.randint(0, cfg.vocab_size, (2, 10))
+with torch.no_grad():
+    logits = inline_model(idx)
+    print("logits shape (batch, tokens, vocab) ->", tuple(logits.shape[:2]), "x vocab_size")
+    print("inline GPT == gpt2_core GPTModel:", torch.allclose(logits, core_model(idx), atol=1e-4))
+
+# %% [markdown]
+# The package version adds what the rest of the course needs: GPT-2's initialisation (weights
+# $\mathcal N(0, 0.02)$, residual projections scaled by $1/\sqrt{2 n_\text{layers}}$ so the sum
+# of many blocks does not grow with depth), clear errors for bad input, a KV cache for generation,
+# and loading/saving Hugging Face checkpoints (section 10). It also refuses what the model cannot
+# handle, with a message saying why:
+
+# %%
+for bad in (torch.tensor([[1, cfg.vocab_size]]), torch.zeros(1, cfg.context_length + 1, dtype=torch.long),
+            torch.tensor([[0.5, 1.5]])):
+    try:
+        core_model(bad)
+    except (ValueError, TypeError) as err:
+        print(f"{type(err).__name__}: {err}")
+
+# %% [markdown]
+# ## 7. Counting parameters and memory
+#
+# Where do the parameters live? Per block: attention has $3d^2 + 3d$ (fused q, k, v) plus
+# $d^2 + d$ (output projection); the feed-forward network $4d^2 + 4d$ plus $4d^2 + d$; two
+# LayerNorms $4d$. That is about $12d^2$ per block, plus $V d$ for token embeddings and $T d$ for
+# positions. We build the four GPT-2 sizes on PyTorch's **meta device**: tensors with shapes but no
+# storage, so even the 1.5-billion-parameter model "builds" instantly without using memory.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+def size_row(name: str) -> dict:
+    preset = GPTConfig.preset(name)
+    with torch.device("meta"):
+        model = GPTModel(preset)
+    total = model.num_parameters()  # tied: the output head shares the token embedding
+    embeddings = model.tok_emb.weight.numel() + model.pos_emb.weight.numel()
+    return {"model": name, "layers": preset.n_layers, "emb_dim": preset.emb_dim, "heads": preset.n_heads,
+            "parameters": total, "in blocks": total - embeddings - 2 * preset.emb_dim,
+            "untied": total + preset.vocab_size * preset.emb_dim,
+            "fp32 MiB": round(total * 4 / 2**20), "AdamW training MiB": round(total * 16 / 2**20)}
+
+
+sizes = pd.DataFrame([size_row(n) for n in ["gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl"]]).set_index("model")
+print(sizes.to_string(formatters={c: "{:,}".format for c in ["parameters", "in blocks", "untied"]}))
+
+# %% [markdown]
+# - **parameters** are the released sizes: 124M, 355M, 774M and 1.56B.
+# - **fp32 MiB**: 4 bytes per parameter, just to hold the weights. Half precision halves it.
+# - **AdamW training MiB**: weights + gradients + AdamW's two moment estimates, 16 bytes per
+#   parameter, before counting any activations. This is why training needs far more memory than
+#   inference.
+#
+# ## 8. Weight tying
+#
+# The token embedding maps token id → vector (a `vocab_size × emb_dim` matrix); the output head
+# maps vector → one score per token id (an `emb_dim → vocab_size` linear layer, whose weight is the
+# same shape). GPT-2 uses **one** matrix for both (Press & Wolf, 2017, *Using the Output Embedding to
+# Improve Language Models*): a token's input vector is also the direction that scores it as output.
+# It saves $V \cdot d$ parameters, almost a third of GPT-2 small:
+
+# %%
+# NBVAL_CHECK_OUTPUT
+print("out_head.weight is tok_emb.weight:", core_model.out_head.weight is core_model.tok_emb.weight)
+small = sizes.loc["gpt2"]
+saved = small["untied"] - small["parameters"]
+print(f"gpt2: {small['parameters']:,} with tying, {small['untied']:,} without "
+      f"(tying saves {saved:,}, {saved / small['parameters']:.1%} of the tied model's size)")
+
+# %% [markdown]
+# `model.parameters()` lists a shared tensor once, which is why `num_parameters()` counts it once.
+# The profile's model has this many:
+
+# %%
+print(f"{profile_name()} profile: {core_model.num_parameters():,} parameters "
+      f"({core_model.num_parameters() * 4 / 2**20:.1f} MiB in fp32)")
+
+# %% [markdown]
+# ## 9. Generating text (badly, for now)
+#
+# A language model generates by repeatedly predicting the next token: run the model on the text so
+# far, take the logits at the **last** position, pick a token, append it, repeat. The simplest pick
+# is **greedy**: the token with the highest logit. If the text grows beyond the context length we
+# keep only the last `context_length` tokens. (Chapter 5 adds sampling and uses the KV cache.)
+
+# %%
+def generate_greedy(model: nn.Module, idx: torch.Tensor, max_new_tokens: int, context_length: int) -> torch.Tensor:
+    for _ in range(max_new_tokens):
+        with torch.no_grad():
+            logits = model(idx[:, -context_length:])  # (batch, tokens, vocab)
+        next_id = logits[:, -1].argmax(dim=-1, keepdim=True)  # (batch, 1)
+        idx = torch.cat([idx, next_id], dim=1)
+    return idx
+
+
+enc = gpt2_encoding()
+device = get_device()
+model = GPTModel(cfg).to(device).eval()
+prompt = "Hello, I am"
+start = torch.tensor([enc.encode(prompt)], device=device)
+t0 = time.perf_counter()
+out = generate_greedy(model, start, max_new_tokens=pick(tiny=8, default=20, gpt2=30), context_length=cfg.context_length)
+print(f"{out.shape[1] - start.shape[1]} new tokens in {time.perf_counter() - t0:.2f}s")
+print(repr(enc.decode(out[0].tolist())))
+
+# %% [markdown]
+# Gibberish, as expected: the weights are random. Chapter 5 trains them.
+#
+# ## 10. Hugging Face checkpoints: the same model, other weights
+#
+# OpenAI's GPT-2 weights are distributed in Hugging Face's format (`config.json` +
+# `model.safetensors`). Their layout differs from ours in names and in one detail: GPT-2's
+# projection layers are `Conv1D` modules that store weights transposed compared with `nn.Linear`.
+# `gpt2_core.hf_weights` handles the mapping: `GPTModel.from_hf(folder)` loads a checkpoint,
+# `model.save_hf(folder)` writes one that `transformers` loads back.
+#
+# `transformers` is a test dependency of the course, not a runtime one, so this cell runs only if it
+# is installed: it builds a random `GPT2LMHeadModel`, saves it, loads it into our `GPTModel` and
+# compares logits, then exports ours back.
+
+# %%
+import tempfile
+import warnings
+
+try:
+    with warnings.catch_warnings():  # tqdm warns when ipywidgets is missing: harmless for us
+        warnings.simplefilter("ignore")
+        import transformers
+except ImportError:
+    transformers = None
+    print("transformers is not installed; skipping the round trip (pip install transformers to try it)")
+
+if transformers is not None:
+    transformers.logging.set_verbosity_error()
+    transformers.logging.disable_progress_bar()
+    hf_cfg = transformers.GPT2Config(n_embd=48, n_head=3, n_layer=2, n_positions=32, vocab_size=300,
+                                     bos_token_id=None, eos_token_id=None)
+    torch.manual_seed(0)
+    theirs = transformers.GPT2LMHeadModel(hf_cfg).eval()
+    with tempfile.TemporaryDirectory() as tmp:
+        theirs.save_pretrained(tmp)
+        ours = GPTModel.from_hf(tmp)
+        ours.save_hf(f"{tmp}/export")
+        back = transformers.GPT2LMHeadModel.from_pretrained(f"{tmp}/export").eval()
+    ids = torch.randint(0, 300, (2, 32))
+    with torch.no_grad():
+        print("transformers -> GPTModel, same logits:", torch.allclose(theirs(ids).logits, ours(ids), atol=1e-4))
+        print("GPTModel -> transformers, same logits:", torch.allclose(back(ids).logits, ours(ids), atol=1e-4))
+
+# %% [markdown]
+# Under the `gpt2` profile (a GPU and network), `GPTModel.from_pretrained("gpt2")` downloads
+# OpenAI's real weights once and the greedy loop above produces fluent English. Offline it raises a
+# clear `WeightsDownloadError` explaining how to load a local copy instead.
+
+# %%
+from gpt2_core.hf_weights import WeightsDownloadError
+
+if profile_name() == "gpt2":
+    try:
+        openai = GPTModel.from_pretrained("gpt2").to(device)
+        out = generate_greedy(openai, start, max_new_tokens=30, context_length=openai.cfg.context_length)
+        print(repr(enc.decode(out[0].tolist())))
+    except WeightsDownloadError as err:
+        print(err)
+else:
+    print(f"profile {profile_name()!r}: skipping OpenAI's weights (set GPT2_COURSE_PROFILE=gpt2 to try them)")
+
+# %% [markdown]
+# ## Summary
+#
+# - **LayerNorm** rescales each token's vector to mean 0, variance 1, then learns a scale and shift.
+# - **GELU** (tanh approximation) is GPT-2's smooth ReLU; the **feed-forward** block widens 4×.
+# - **Shortcut connections** keep gradients alive through deep stacks; GPT-2 uses **pre-norm**
+#   blocks: `x + attn(norm(x))`, `x + ff(norm(x))`.
+# - **GPTModel** = embeddings → N blocks → final norm → head tied to the token embedding; our
+#   inline model equals `gpt2_core.model.GPTModel` given the same weights.
+# - GPT-2 small has 124,439,808 parameters; weight tying saves 38.6M of them; AdamW training needs
+#   about 16 bytes per parameter before activations.
+#
+# ## Exercises
+#
+# **1.** Layer normalisation over the last dimension, from scratch (no `F.layer_norm`).
+
+# %%
+from gpt2_core.exercises import check_exercise
+
+
+def layer_norm(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
+    raise NotImplementedError  # your code here
+
+
+check_exercise("ch04.layer_norm", layer_norm)
+
+
+# %% [markdown]
+# **2.** GPT-2's GELU, with the tanh approximation (no `F.gelu`).
+
+# %%
+def gelu(x: torch.Tensor) -> torch.Tensor:
+    raise NotImplementedError  # your code here
+
+
+check_exercise("ch04.gelu", gelu)
+
+
+# %% [markdown]
+# **3.** Count the parameters of a `GPTConfig` by formula (remember the tied head, and that
+# `qkv_bias=False` removes the q/k/v biases). The checker compares with the real model.
+
+# %%
+def count_parameters(cfg: GPTConfig) -> int:
+    raise NotImplementedError  # your code here
+
+
+check_exercise("ch04.count_parameters", count_parameters)
+
+# %% [markdown]
+# **4.** (No checker.) Turn the block into a *post-norm* block (`x = norm(x + sublayer(x))`) and
+# repeat the gradient experiment of section 4 with 24 blocks of each kind. Which one keeps the
+# gradients of early layers larger?
+#
+# ## References
+#
+# - J. L. Ba, J. R. Kiros, G. E. Hinton (2016). *Layer Normalization.* https://arxiv.org/abs/1607.06450
+# - D. Hendrycks, K. Gimpel (2016). *Gaussian Error Linear Units (GELUs).* https://arxiv.org/abs/1606.08415
+# - K. He, X. Zhang, S. Ren, J. Sun (2016). *Deep Residual Learning for Image Recognition.* CVPR.
+#   https://arxiv.org/abs/1512.03385
+# - O. Press, L. Wolf (2017). *Using the Output Embedding to Improve Language Models.* EACL.
+#   https://arxiv.org/abs/1608.05859
+# - A. Radford, J. Wu, R. Child, D. Luan, D. Amodei, I. Sutskever (2019). *Language Models are
+#   Unsupervised Multitask Learners.* OpenAI.
