@@ -17,6 +17,7 @@ from torch import nn
 
 from .attention import KVCache, MultiHeadAttention
 from .config import GPTConfig
+from .fused_loss import fused_linear_cross_entropy
 
 
 class LayerNorm(nn.Module):
@@ -70,7 +71,12 @@ class TransformerBlock(nn.Module):
 
 
 class GPTModel(nn.Module):
-    """GPT-2: ``model(idx)`` maps token ids (batch, tokens) to next-token logits (batch, tokens, vocab)."""
+    """GPT-2: ``model(idx)`` maps token ids (batch, tokens) to next-token logits (batch, tokens, vocab).
+
+    ``model(idx, targets=targets)`` returns the mean cross-entropy loss instead (targets: same shape as
+    ``idx``; -100 marks positions to leave out), computed without materialising the logits for backward
+    (see :mod:`gpt2_core.fused_loss`).
+    """
 
     def __init__(self, cfg: GPTConfig) -> None:
         super().__init__()
@@ -128,7 +134,13 @@ class GPTModel(nn.Module):
             raise ValueError(f"token id {bad} is outside the vocabulary [0, {self.cfg.vocab_size}); "
                              "was the text encoded with a different tokenizer?")
 
-    def forward(self, idx: torch.Tensor, kv_cache: KVCache | None = None) -> torch.Tensor:
+    def forward(self, idx: torch.Tensor, kv_cache: KVCache | None = None,
+                targets: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits (batch, tokens, vocab); or, given ``targets`` (batch, tokens), the mean loss (a scalar).
+
+        The loss equals ``F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=-100)``;
+        when gradients are needed it is computed fused with the LM head (faster, less memory).
+        """
         past = kv_cache.pos if kv_cache is not None else 0
         self.check_input(idx, past)
         t = idx.shape[1]
@@ -138,7 +150,13 @@ class GPTModel(nn.Module):
             x = block(x, kv_cache, i)
         if kv_cache is not None:
             kv_cache.advance(t)
-        return self.out_head(self.final_norm(x))
+        x = self.final_norm(x)
+        if targets is None:
+            return self.out_head(x)
+        if self.out_head.bias is not None:  # e.g. a classification head: the fused path has no bias term
+            logits = self.out_head(x)
+            return F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=-100)
+        return fused_linear_cross_entropy(x, self.out_head.weight, targets)
 
     def new_kv_cache(self, batch: int, max_len: int | None = None) -> KVCache:
         """An empty KV cache for ``batch`` sequences of up to ``max_len`` (default: context) tokens."""
