@@ -1,0 +1,109 @@
+"""Command line: pretrain a GPT on the State of the Union corpus.
+
+    python -m gpt2_core.train --preset default --max-steps 240 --out runs/sotu
+    python -m gpt2_core.train --resume runs/sotu --out runs/sotu        # carry on where it stopped
+    torchrun --nproc_per_node=2 -m gpt2_core.train --preset tiny --max-steps 50   # DDP, 2 processes
+
+Unset options come from the active profile's course recipe (``gpt2_core.pretrained.course_recipe``).
+Under torchrun ``--batch-size`` is per process; the global batch is ``batch_size * processes * grad_accum``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+import torch
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m gpt2_core.train", description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     epilog="Defaults come from the active profile (GPT2_COURSE_PROFILE).")
+    parser.add_argument("--profile", choices=["tiny", "default", "gpt2"], help="recipe to start from")
+    parser.add_argument("--preset", help="model shape: tiny, default, gpt2, gpt2-medium, ...")
+    parser.add_argument("--context-length", type=int, help="tokens per training window")
+    parser.add_argument("--batch-size", type=int, help="windows per batch (per process under torchrun)")
+    parser.add_argument("--max-steps", type=int, help="optimizer steps (the LR schedule's length)")
+    parser.add_argument("--lr", type=float, help="peak learning rate")
+    parser.add_argument("--min-lr", type=float, help="final learning rate (default lr/10)")
+    parser.add_argument("--warmup", type=int, help="linear warmup steps")
+    parser.add_argument("--weight-decay", type=float, help="AdamW weight decay on matrices")
+    parser.add_argument("--dropout", type=float, help="dropout rate")
+    parser.add_argument("--eval-every", type=int, help="evaluate every N steps (0: only at the end)")
+    parser.add_argument("--eval-batches", type=int, help="batches per evaluation")
+    parser.add_argument("--grad-accum", type=int, default=1, help="micro-batches per optimizer step")
+    parser.add_argument("--train-chars", type=int, help="use only the first N characters of the train split")
+    parser.add_argument("--seed", type=int, help="seed for init and data order")
+    parser.add_argument("--out", help="checkpoint directory (written at the end and every --save-every steps)")
+    parser.add_argument("--save-every", type=int, default=0, help="checkpoint every N steps (needs --out)")
+    parser.add_argument("--resume", help="checkpoint directory to resume from")
+    parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
+                        help="torch.compile the model (default: on for CUDA)")
+    parser.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=None,
+                        help="bf16 autocast (default: on for CUDA)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.save_every and not args.out:
+        parser.error("--save-every needs --out DIR")
+
+    import dataclasses
+
+    import torch.distributed as dist
+
+    from .config import GPTConfig
+    from .model import GPTModel
+    from .pretrained import course_data, course_recipe
+    from .training import perplexity, setup_distributed, train
+
+    recipe = course_recipe(args.profile)
+    changes = {"preset": args.preset, "context_length": args.context_length, "batch_size": args.batch_size,
+               "max_steps": args.max_steps, "lr": args.lr, "warmup_steps": args.warmup,
+               "weight_decay": args.weight_decay, "drop_rate": args.dropout, "eval_every": args.eval_every,
+               "eval_batches": args.eval_batches, "train_chars": args.train_chars, "seed": args.seed}
+    changes = {k: v for k, v in changes.items() if v is not None}
+    if args.lr is not None and args.min_lr is None:
+        changes["min_lr"] = args.lr / 10
+    if args.min_lr is not None:
+        changes["min_lr"] = args.min_lr
+    if "preset" in changes and changes["preset"] not in GPTConfig.preset_names():
+        parser.error(f"unknown --preset {changes['preset']!r}; choose one of {', '.join(GPTConfig.preset_names())}")
+    recipe = dataclasses.replace(recipe, **changes)
+    try:
+        model_cfg = recipe.model_config()
+        config = recipe.train_config(grad_accum=args.grad_accum, out_dir=args.out, checkpoint_every=args.save_every,
+                                     resume_from=args.resume, compile=args.compile, bf16=args.bf16,
+                                     progress=not args.no_progress)
+    except (TypeError, ValueError) as err:
+        parser.error(str(err))
+
+    rank, world, device = setup_distributed()
+    torch.manual_seed(recipe.seed)
+    model = GPTModel(model_cfg).to(device)
+    train_loader, val_loader = course_data(recipe)
+    if rank == 0:
+        print(f"model {recipe.preset}: {model.num_parameters():,} parameters on {device} x {world} process(es); "
+              f"{len(train_loader.dataset):,} training windows of {recipe.context_length} tokens")
+    try:
+        history = train(model, train_loader, val_loader, config)
+    finally:
+        if world > 1 and dist.is_initialized():
+            dist.destroy_process_group()
+    if rank == 0:
+        val = history.val_losses[-1]
+        print(f"done: {len(history.steps)} steps, {history.tokens_seen:,} tokens in {history.seconds:.1f} s "
+              f"({history.tokens_per_second:,.0f} tokens/s); val loss {val:.3f}, perplexity {perplexity(val):.1f}")
+        if args.out:
+            print(f"checkpoint: {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
