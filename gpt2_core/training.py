@@ -31,6 +31,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, RandomSampler
 
+from .model import GPTModel
+
 # ---------------------------------------------------------------------------------------------
 # Loss
 # ---------------------------------------------------------------------------------------------
@@ -64,8 +66,12 @@ def calc_loss_batch(model: nn.Module, inputs: torch.Tensor, targets: torch.Tenso
         raise ValueError(f"inputs {tuple(inputs.shape)} and targets {tuple(targets.shape)} must have the same "
                          "shape (targets are the inputs shifted by one token)")
     device = _model_device(model)
-    logits = model(inputs.to(device))
-    return F.cross_entropy(logits.flatten(0, 1).float(), targets.to(device).flatten())
+    inputs, targets = inputs.to(device), targets.to(device)
+    if isinstance(_unwrap(model), GPTModel):
+        # the model computes the loss fused with its LM head (same value, less time and memory)
+        return model(inputs, targets=targets)
+    logits = model(inputs)
+    return F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten())
 
 
 def calc_loss_loader(model: nn.Module, loader: DataLoader, num_batches: int | None = None) -> float:
@@ -118,8 +124,8 @@ def make_optimizer(model: nn.Module, lr: float, weight_decay: float = 0.1,
                    betas: tuple[float, float] = (0.9, 0.95)) -> torch.optim.AdamW:
     """AdamW (Loshchilov & Hutter, 2019) with weight decay on matrices only (see :func:`param_groups`).
 
-    On CUDA the fused kernel is used (one launch for all parameters); elsewhere torch's default
-    (``foreach``) implementation.
+    On CPU and CUDA torch's fused kernel is used (one pass over all parameters; about 3x faster
+    than the default per-parameter loop on CPU); elsewhere torch's default implementation.
     """
     if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not lr > 0:
         raise ValueError(f"lr must be a positive number, got {lr!r}")
@@ -128,7 +134,7 @@ def make_optimizer(model: nn.Module, lr: float, weight_decay: float = 0.1,
     groups = param_groups(model, weight_decay)
     if not any(g["params"] for g in groups):
         raise ValueError("the model has no trainable parameters; unfreeze some (requires_grad=True) first")
-    fused = _model_device(model).type == "cuda"
+    fused = _model_device(model).type in ("cpu", "cuda")
     return torch.optim.AdamW(groups, lr=lr, betas=betas, fused=fused or None)
 
 
