@@ -375,7 +375,7 @@ if gpt2 is not None:
 # processes after `backward`, and only rank 0 prints and writes checkpoints. On a machine with two GPUs:
 #
 # ```bash
-# torchrun --nproc_per_node=2 -m gpt2_core.train --preset default --max-steps 240 --out runs/sotu
+# torchrun --nproc_per_node=2 -m gpt2_core.train --preset default --max-steps 900 --out runs/sotu
 # ```
 #
 # (`--batch-size` is per process; on CPU the same command uses the gloo backend.) The package's tests

