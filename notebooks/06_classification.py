@@ -338,17 +338,20 @@ random_metrics = clf.evaluate(random_model, test_loader)
 comparison = pd.DataFrame({name: {k: m[k] for k in ("accuracy", "precision", "recall", "f1")}
                            for name, m in [("pretrained", test_metrics), ("random init", random_metrics)]}).T
 comparison["final val loss"] = [history[-1]["val_loss"], random_history[-1]["val_loss"]]
+gain = test_metrics["accuracy"] - random_metrics["accuracy"]
+print(f"pretraining {'helped' if gain > 0 else 'did not help'} in this run: {gain:+.1%} test accuracy "
+      "against the randomly initialised model")
 comparison
 
 # %% [markdown]
 # Read the table honestly. GPT-1 and ULMFiT pretrained on hundreds of millions of words; the
-# course model of the `default` profile saw a few hundred thousand tokens of State of the Union
-# prose, a far cry from 2002 e-mail, and its validation loss in chapter 5 shows how little it has
-# learned. Features that immature, tuned for predicting the next word of a speech, can transfer
-# *worse* than random ones, which keep the token identities intact and leave the trainable top
-# blocks free to learn spam cues from scratch. Pretraining pays off when the pretrained model is
-# good and its text resembles the task's: under the `gpt2` profile (OpenAI's weights) the same
-# recipe starts from a model trained on 40 GB of web text. Exercise 4 lets you probe this further.
+# course model of the `default` profile saw under a million tokens of State of the Union prose, a far
+# cry from 2002 e-mail, and its validation loss in chapter 5 shows how little it has learned. How much
+# its features help depends on that: immature features, tuned to predict the next word of a speech, can
+# transfer no better than random ones (or even worse), since random blocks keep the token identities
+# intact and leave the trainable top blocks free to learn spam cues from scratch. Pretraining pays off
+# when the pretrained model is good and its text resembles the task's: under the `gpt2` profile (OpenAI's
+# weights) the same recipe starts from a model trained on 40 GB of web text. Exercise 4 lets you probe this further.
 #
 # ## 11. Try it
 #
@@ -402,15 +405,15 @@ def f1(cm):
 check_exercise("ch06.f1_from_confusion", f1)
 
 # %% [markdown]
-# 3. Write `pick(logits, lengths)`: given logits of shape (batch, tokens, classes) for right-padded
+# 3. Write `last_real_logits(logits, lengths)`: given logits of shape (batch, tokens, classes) for right-padded
 #    texts with `lengths` real tokens each, return the (batch, classes) logits of each last real token.
 
 # %%
-def pick(logits, lengths):
+def last_real_logits(logits, lengths):
     raise NotImplementedError  # your code here
 
 
-check_exercise("ch06.last_token_logits", pick)
+check_exercise("ch06.last_token_logits", last_real_logits)
 
 # %% [markdown]
 # 4. (Open) Retrain with `TRAINABLE_BLOCKS = 0` (head and final norm only), with all blocks
