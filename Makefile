@@ -25,8 +25,11 @@ $(VENV)/.test-installed: requirements-test.txt $(VENV)/.installed
 
 setup: $(VENV)/.installed
 
+# Jupyter refuses to run as root unless told (containers often run as root).
+ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
+
 lab: $(VENV)/.installed
-	$(BIN)/jupyter lab notebooks/
+	$(BIN)/jupyter lab notebooks/ $(ROOT_FLAG)
 
 test: $(VENV)/.test-installed
 	$(MAKE) lint unit pairing nbval
