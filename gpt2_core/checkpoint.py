@@ -127,7 +127,7 @@ def _tied_aliases(model: nn.Module) -> dict[str, str]:
     return aliases
 
 
-def _unwrap(model: nn.Module) -> nn.Module:
+def unwrap_model(model: nn.Module) -> nn.Module:
     """The GPTModel inside a DistributedDataParallel (``.module``) or torch.compile (``._orig_mod``) wrapper.
 
     Saving the inner model keeps weight names free of wrapper prefixes, so a checkpoint written by a
@@ -199,7 +199,7 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module, optimizer: torch.
     path = Path(path)
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
-    model = _unwrap(model)
+    model = unwrap_model(model)
     if not hasattr(model, "cfg") or not isinstance(model.cfg, GPTConfig):
         raise TypeError("model must have a GPTConfig in model.cfg (a gpt2_core GPTModel)")
     if isinstance(step, bool) or not isinstance(step, int) or step < 0:
@@ -355,7 +355,7 @@ def load_checkpoint(path: str | os.PathLike, model: nn.Module | None = None,
 
     if model is None:
         model = _build_model(cfg, config.get("out_head"), tied).to(device)
-    inner = _unwrap(model)
+    inner = unwrap_model(model)
     _check_state(inner, weights, tied, model_file)
     inner.load_state_dict(weights)
     if optimizer is not None:

@@ -31,22 +31,12 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, RandomSampler
 
+from .checkpoint import load_checkpoint, save_checkpoint, unwrap_model
 from .model import GPTModel
 
 # ---------------------------------------------------------------------------------------------
 # Loss
 # ---------------------------------------------------------------------------------------------
-
-
-def _unwrap(model: nn.Module) -> nn.Module:
-    """The plain model inside DDP and/or torch.compile wrappers (for checkpoints and .cfg)."""
-    while True:
-        if isinstance(model, nn.parallel.DistributedDataParallel):
-            model = model.module
-        elif hasattr(model, "_orig_mod"):
-            model = model._orig_mod
-        else:
-            return model
 
 
 def _model_device(model: nn.Module) -> torch.device:
@@ -67,7 +57,7 @@ def calc_loss_batch(model: nn.Module, inputs: torch.Tensor, targets: torch.Tenso
                          "shape (targets are the inputs shifted by one token)")
     device = _model_device(model)
     inputs, targets = inputs.to(device), targets.to(device)
-    if isinstance(_unwrap(model), GPTModel):
+    if isinstance(unwrap_model(model), GPTModel):
         # the model computes the loss fused with its LM head (same value, less time and memory)
         return model(inputs, targets=targets)
     logits = model(inputs)
@@ -114,7 +104,7 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     ``named_parameters()`` lists a tied weight once, so it is decayed once.
     """
     decay, no_decay = [], []
-    for _, p in _unwrap(model).named_parameters():
+    for _, p in unwrap_model(model).named_parameters():
         if p.requires_grad:
             (decay if p.dim() >= 2 else no_decay).append(p)
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
@@ -408,7 +398,7 @@ def train(model: nn.Module, train_data: DataLoader | Dataset, val_data: DataLoad
     shuffle = config.shuffle and (loader_shuffles or not isinstance(train_data, DataLoader))
 
     rank, world = _dist_info()
-    raw = _unwrap(model)
+    raw = unwrap_model(model)
     device = _model_device(raw)
     cuda = device.type == "cuda"
     use_bf16 = cuda if config.bf16 is None else config.bf16
@@ -419,7 +409,6 @@ def train(model: nn.Module, train_data: DataLoader | Dataset, val_data: DataLoad
     scheduler = make_scheduler(optimizer, config.max_steps, config.warmup_steps, config.lr, config.min_lr)
     history, step = History(), 0
     if config.resume_from is not None:
-        from .checkpoint import load_checkpoint
 
         state = load_checkpoint(config.resume_from, raw, optimizer, scheduler, map_location=device)
         step = state["step"]
@@ -440,7 +429,6 @@ def train(model: nn.Module, train_data: DataLoader | Dataset, val_data: DataLoad
 
     def save() -> None:
         if main and config.out_dir is not None:
-            from .checkpoint import save_checkpoint
 
             save_checkpoint(config.out_dir, raw, optimizer, scheduler, step,
                             extra={"history": history.to_dict(), "train_config": _jsonable(config)})
