@@ -97,7 +97,7 @@ for s in ["hi", "café", "€", "日本", "👍"]:
 # | `'(?:[sdmt]\|ll\|ve\|re)` | English contractions: `'s`, `'t`, `'ll`, ... |
 # | ` ?\p{L}+` | a run of letters, with at most one leading space |
 # | ` ?\p{N}+` | a run of digits (any script), with at most one leading space |
-# | ` ?[^\s\p{L}\p{N}]+` | a run of other symbols (punctuation, emoji), with one leading space |
+# | ` ?[^\s\p{L}\p{N}]+` | a run of other symbols (punctuation, emoji), with at most one leading space |
 # | `\s+(?!\S)` | whitespace, leaving the last space for the next word |
 # | `\s+` | any remaining whitespace |
 #

@@ -280,8 +280,10 @@ for name in ("gpt2", "default", "tiny"):
 # ## 6. Position embeddings
 #
 # Self-attention (chapter 3) mixes token vectors with weights that depend on their contents, not
-# on where they sit: shuffle the input tokens and each output is shuffled the same way. To let the
-# model use word order, every position gets a vector too, added to the token vector.
+# on where they sit. Without its causal mask it is blind to order: shuffle the input tokens and each
+# output is shuffled the same way. GPT's causal mask breaks that symmetry only indirectly (each token
+# sees a different set of earlier tokens, but not where each of them stands), so to let the model
+# use word order, every position gets a vector too, added to the token vector.
 # The original Transformer used fixed sinusoids of different frequencies (Vaswani et al. 2017,
 # *Attention Is All You Need*, §3.5); GPT-2 instead **learns** an absolute position table of
 # shape `(context_length, emb_dim)` (Radford et al. 2019, *Language Models are Unsupervised

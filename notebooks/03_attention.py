@@ -23,18 +23,19 @@
 # vector (its *context vector*) as a weighted average of all the tokens it may look at, with weights
 # it computes itself.
 #
-# In this chapter we build attention in small steps, each one runnable:
+# In this chapter we build attention in small steps, each one runnable (the numbers are the
+# sections below):
 #
-# 1. attention with no trainable weights at all: dot products → softmax → weighted sums;
-# 2. trainable query/key/value projections, and why scores are divided by $\sqrt{d}$;
-# 3. the **causal mask**, so a token cannot peek at the future (GPT predicts the next token!);
-# 4. dropout on attention weights;
-# 5. **multi-head** attention, first as a stack of single heads, then as one batched module;
-# 6. PyTorch's fused `scaled_dot_product_attention`, proven equal to ours and timed;
-# 7. the **KV cache**, which makes generation fast.
-#
-# At the end, our batched module is proven equal to `gpt2_core.attention.MultiHeadAttention`, the
-# version the rest of the course uses.
+# 1. a sentence of embedded tokens to work on;
+# 2. attention with no trainable weights at all: dot products → softmax → weighted sums;
+# 3. trainable query/key/value projections, and why scores are divided by $\sqrt{d}$;
+# 4. the **causal mask**, so a token cannot peek at the future (GPT predicts the next token!);
+# 5. dropout on attention weights;
+# 6. **multi-head** attention, first as a stack of single heads, then as one batched module;
+# 7. PyTorch's fused `scaled_dot_product_attention`, proven equal to ours and timed;
+# 8. the package version: our batched module proven equal to `gpt2_core.attention.MultiHeadAttention`,
+#    the version the rest of the course uses;
+# 9. the **KV cache**, which makes generation fast.
 #
 # Attention was introduced for translation by Bahdanau, Cho & Bengio (2015), *Neural Machine
 # Translation by Jointly Learning to Align and Translate*; the Transformer (Vaswani et al., 2017,
@@ -139,8 +140,10 @@ plt.tight_layout()
 plt.show()
 
 # %% [markdown]
-# The diagonal dominates: each vector is most similar to itself. That is the weakness of this
-# version: the only notion of relevance is raw similarity of embeddings, and nothing can be learned.
+# The diagonal is large: a vector's dot product with itself is its squared length, which is usually,
+# but not always, its largest score (a longer vector pointing a similar way can score higher). That
+# is the weakness of this version: the only notion of relevance is raw similarity of embeddings, and
+# nothing can be learned.
 
 # %% [markdown]
 # ## 3. Trainable queries, keys and values
@@ -400,6 +403,8 @@ with torch.no_grad():
 torch.manual_seed(0)
 mha_demo = BatchedMultiHeadAttention(d_in, 8, context_length=16, dropout=0.0, num_heads=2)
 with torch.no_grad():
+    # inputs scaled by 3: an untrained module's scores are tiny, so its softmax would be nearly uniform
+    # and the heatmaps blank; larger inputs make the (arbitrary) patterns visible
     _, w = mha_demo(inputs.unsqueeze(0) * 3, return_weights=True)
 fig, axes = plt.subplots(1, 2, figsize=(9, 4))
 for h, ax in enumerate(axes):

@@ -121,8 +121,9 @@ with torch.no_grad():
 # The feed-forward network needs a non-linearity. GPT-2 uses the **Gaussian Error Linear Unit**
 # (Hendrycks & Gimpel, 2016, *Gaussian Error Linear Units (GELUs)*): $\mathrm{GELU}(x) = x\,\Phi(x)$,
 # where $\Phi$ is the standard normal CDF. It is ReLU made smooth: close to $x$ for large $x$, close
-# to 0 for very negative $x$, but with a small negative dip and a non-zero gradient everywhere, which
-# helps optimisation. GPT-2 was trained with a cheaper **tanh approximation**:
+# to 0 for very negative $x$, but with a small negative dip. Unlike ReLU, whose gradient is exactly 0
+# for every negative input, GELU's gradient vanishes only at one point, the bottom of the dip near
+# $x \approx -0.75$, so negative pre-activations still pass a learning signal, which helps optimisation. GPT-2 was trained with a cheaper **tanh approximation**:
 #
 # $$\mathrm{GELU}(x) \approx \tfrac12 x \left(1 + \tanh\left[\sqrt{2/\pi}\,(x + 0.044715\,x^3)\right]\right)$$
 #
@@ -169,7 +170,8 @@ plt.show()
 #
 # After attention has mixed information *between* tokens, each token is processed on its own by a
 # small MLP: widen to 4× the embedding size, GELU, project back. The wide middle gives the model
-# room to compute; most of GPT-2's parameters live here.
+# room to compute: with weights of 4d² (attention) against 8d² (feed-forward), two thirds of each
+# block's weights live here (section 7 counts where all of GPT-2's parameters live).
 
 # %%
 class FeedForward(nn.Module):
@@ -240,7 +242,10 @@ plt.show()
 # A block applies attention, then the feed-forward network, each wrapped the same way:
 # normalise → sublayer → dropout → add to the shortcut. GPT-2 normalises *before* each sublayer
 # ("pre-norm"); the original Transformer normalised after the addition ("post-norm"). Pre-norm
-# keeps the shortcut path a pure sum, which makes deep stacks train stably without warm-up tricks.
+# keeps the shortcut path a pure sum, which makes deep stacks train more stably: post-norm
+# Transformers need a careful learning-rate warm-up to train at all, while pre-norm ones tolerate
+# larger rates and shorter warm-ups (Xiong et al., 2020, *On Layer Normalization in the Transformer
+# Architecture*). GPT-2, and chapter 5, still warm up briefly.
 #
 # Attention is the `gpt2_core` module we proved equal to our own in chapter 3. The block keeps the
 # shape `(batch, tokens, emb_dim)`, so blocks stack.
