@@ -9,9 +9,14 @@ One module per idea, in the order the chapters build them:
 - ``attention``    causal multi-head attention with a KV cache (chapter 3)
 - ``config``/``model``  GPTConfig presets and GPTModel (chapter 4)
 - ``hf_weights``   loading and exporting Hugging Face GPT-2 checkpoints (chapter 4)
-- ``training``, ``generate``, ``checkpoint``, ``corpus``, ``pretrained``  (chapter 5)
-- ``classification``, ``spam``  (chapter 6)
-- ``instructions``, ``lora``    (chapter 7)
+- ``training``, ``generate``, ``checkpoint``, ``corpus``, ``train``  (chapter 5)
+- ``reference``    the shipped reference course model and its tokenizer; bits per byte (chapter 5)
+- ``pretrained``   which model chapters 6-7 start from; chapter 5's run recipes
+- ``finetune``     the fine-tuning loop chapters 6 and 7 share
+- ``spam``, ``classification``, ``baselines``, ``classification_plots``  (chapter 6)
+- ``instruction_data``, ``instruction_prompts``, ``instruction_eval``, ``instruction_figures``,
+  ``instructions`` (re-exports them), ``lora``  (chapter 7)
+- ``results``      each chapter's headline numbers (``results/chNN.json``) and the README table
 """
 
 __version__ = "0.1.0"

@@ -16,15 +16,23 @@ never stopped: dropout masks and data shuffles continue from the same random str
 Saving is atomic: everything is written into a sibling ``<dir>.tmp-<pid>`` and fsynced, then swapped in
 (old checkpoint renamed to ``<dir>.old``, new one renamed into place, old one removed). A crash while
 writing leaves the previous checkpoint untouched; a crash during the swap leaves ``<dir>.old``, which
-the next save or load moves back into place.
+the next save or load moves back into place. A crash can also leave a ``<dir>.tmp-<pid>``: the next save
+of the same path removes every one whose process is no longer running (on POSIX; where that cannot be
+checked, every one but the saving process's own).
+
+Loading into a given model is refused, with the differing fields named, when the saved GPTConfig
+differs from ``model.cfg`` in anything that changes what the weights mean (``drop_rate`` does not);
+a checkpoint from a newer format version is refused too.
 """
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import random
 import shutil
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +42,10 @@ from safetensors.torch import save as st_save
 from torch import nn
 
 from .config import GPTConfig
+from .model import unwrap_model  # re-exported: it used to live here
+
+__all__ = ["FORMAT_VERSION", "check_checkpoint_path", "checkpoint_info", "load_checkpoint", "save_checkpoint",
+           "unwrap_model"]
 
 MODEL_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
@@ -41,6 +53,8 @@ TRAINER_FILE = "trainer.safetensors"
 TRAINER_JSON = "trainer.json"
 FORMAT = "gpt2_core-checkpoint"
 FORMAT_VERSION = 1
+# GPTConfig fields that do not change what the weights mean: a checkpoint may load despite them.
+CONFIG_FIELDS_IGNORED = frozenset({"drop_rate"})
 
 
 # ---------------------------------------------------------------------------------------------
@@ -103,8 +117,18 @@ def _set_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
     random.setstate(state["python"])
     cuda = state.get("cuda")
-    if cuda and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
-        torch.cuda.set_rng_state_all(cuda)
+    if not cuda:
+        return
+    have = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if have != len(cuda):
+        # not an error (the weights and CPU streams are restored), but GPU randomness (dropout on CUDA)
+        # will not continue the saved stream, so the run is not bitwise the one that was saved
+        warnings.warn(f"the checkpoint holds CUDA RNG states for {len(cuda)} GPU(s) but this process sees "
+                      f"{have}; CUDA random numbers were not restored, so a resumed run on GPU is not bitwise "
+                      f"identical to the saved one. Load on a machine with {len(cuda)} GPU(s) for an exact "
+                      "resume, or pass restore_rng=False to silence this.", RuntimeWarning, stacklevel=3)
+        return
+    torch.cuda.set_rng_state_all(cuda)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -127,26 +151,14 @@ def _tied_aliases(model: nn.Module) -> dict[str, str]:
     return aliases
 
 
-def unwrap_model(model: nn.Module) -> nn.Module:
-    """The GPTModel inside a DistributedDataParallel (``.module``) or torch.compile (``._orig_mod``) wrapper.
-
-    Saving the inner model keeps weight names free of wrapper prefixes, so a checkpoint written by a
-    wrapped run loads into a plain model and back.
-    """
-    while True:
-        # torch.compile's wrapper forwards attribute reads (even .cfg) to the model, so look for the
-        # wrapper attributes themselves rather than for a missing .cfg
-        inner = getattr(model, "_orig_mod", None) or getattr(model, "module", None)
-        if not isinstance(inner, nn.Module):
-            return model
-        model = inner
-
-
 def _head_info(model: nn.Module) -> dict[str, Any] | None:
     head = getattr(model, "out_head", None)
     if not isinstance(head, nn.Linear):
         return None
-    return {"in_features": head.in_features, "out_features": head.out_features, "bias": head.bias is not None}
+    info = {"in_features": head.in_features, "out_features": head.out_features, "bias": head.bias is not None}
+    if hasattr(head, "pooling"):  # a classification head reads the sequence its own way (chapter 6)
+        info["pooling"] = head.pooling
+    return info
 
 
 # ---------------------------------------------------------------------------------------------
@@ -182,6 +194,53 @@ def _recover(path: Path) -> None:
         old.rename(path)
 
 
+def _pid_running(pid: int) -> bool:
+    """POSIX only: signal 0 checks that a process exists (on Windows os.kill would terminate it)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, owned by someone else
+        return True
+    return True
+
+
+def _remove_stale_tmp(path: Path) -> None:
+    """Remove ``<dir>.tmp-<pid>`` left by crashed saves of ``path``: those whose process is gone (POSIX),
+    or, where liveness cannot be checked, all but ours (two live processes never save the same path)."""
+    for tmp in path.parent.glob(f"{glob.escape(path.name)}.tmp-*"):
+        pid = tmp.name[len(path.name) + len(".tmp-"):]
+        if not pid.isdigit() or int(pid) == os.getpid() or not tmp.is_dir():
+            continue
+        if os.name == "posix" and _pid_running(int(pid)):
+            continue  # another live process is saving here right now: leave its directory alone
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def check_checkpoint_path(path: str | os.PathLike) -> Path:
+    """Raise ValueError unless a checkpoint can be saved at ``path``; checks only, writes nothing.
+
+    Saving replaces the whole directory through a sibling temporary one, so ``path`` must not be a file
+    or a non-empty directory that is not a checkpoint, and its parent must be writable.
+    """
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"{path} exists and is not a directory; a checkpoint is a directory, "
+                         "pick another path")
+    if path.is_dir() and not (path / CONFIG_FILE).is_file() and any(path.iterdir()):
+        raise ValueError(f"{path} is a non-empty directory that is not a checkpoint; saving would replace "
+                         "everything in it, so pick a new or empty directory")
+    parent = path.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent  # the nearest folder that exists: save creates the rest
+    if not parent.is_dir():
+        raise ValueError(f"cannot save a checkpoint at {path}: {parent} is a file, not a folder; pick another path")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ValueError(f"cannot save a checkpoint at {path}: {parent} is not writable; pick a folder you "
+                         "can write to")
+    return path
+
+
 def _json_bytes(obj: Any, what: str) -> bytes:
     try:
         return json.dumps(obj, indent=1, allow_nan=True).encode("utf-8")
@@ -206,9 +265,7 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module, optimizer: torch.
         raise ValueError(f"step must be an int >= 0, got {step!r}")
     if extra is not None and not isinstance(extra, dict):
         raise TypeError(f"extra must be a dict (JSON-serialisable) or None, got {type(extra).__name__}")
-    if path.exists() and not path.is_dir():
-        raise ValueError(f"{path} exists and is not a directory; a checkpoint is a directory, "
-                         "pick another path")
+    check_checkpoint_path(path)
 
     # Build every byte to write before touching the disk, so bad input fails early.
     aliases = _tied_aliases(model)
@@ -233,6 +290,7 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module, optimizer: torch.
 
     path.parent.mkdir(parents=True, exist_ok=True)
     _recover(path)
+    _remove_stale_tmp(path)
     tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
     if tmp.exists():
         shutil.rmtree(tmp)
@@ -285,6 +343,8 @@ def _build_model(cfg: GPTConfig, head: dict | None, tied: dict[str, str]) -> nn.
         if not same_shape or "out_head.weight" not in tied:
             # a classification head, or an LM head that was untied: a separate Linear layer
             model.out_head = nn.Linear(head["in_features"], head["out_features"], bias=head["bias"])
+            if "pooling" in head:
+                model.out_head.pooling = head["pooling"]
     return model
 
 
@@ -307,6 +367,56 @@ def _check_state(model: nn.Module, weights: dict[str, torch.Tensor], tied: dict[
                          f"{model_tied or 'nothing'}")
 
 
+def _read_config(path: Path) -> tuple[dict[str, Any], GPTConfig]:
+    """config.json of checkpoint ``path``, checked: our format, a version this code reads, a valid GPTConfig."""
+    _recover(path)
+    if not path.is_dir():
+        raise FileNotFoundError(f"no checkpoint directory at {path}; "
+                                "save one with save_checkpoint(path, model)")
+    config_file = path / CONFIG_FILE
+    config = _read_json(config_file)
+    if not isinstance(config, dict) or config.get("format") != FORMAT or "model_config" not in config:
+        raise ValueError(f"{config_file} is not a gpt2_core checkpoint config (format {FORMAT!r})")
+    version = config.get("version")
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise ValueError(f"{config_file} has an invalid format version {version!r}; the checkpoint is corrupt")
+    if version > FORMAT_VERSION:
+        raise ValueError(f"{path} was written in checkpoint format version {version}, newer than the "
+                         f"{FORMAT_VERSION} this gpt2_core reads; upgrade gpt2_core to load it")
+    try:
+        cfg = GPTConfig.from_dict(config["model_config"])
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{config_file} holds an invalid model config: {err}") from err
+    return config, cfg
+
+
+def _check_config(saved: GPTConfig, model: nn.Module, path: Path) -> None:
+    """Same key names and shapes are not enough (n_heads=2 and 6 give the same shapes): compare the configs."""
+    cfg = getattr(model, "cfg", None)
+    if not isinstance(cfg, GPTConfig):
+        return  # not a GPTModel: the state-dict check below is all we can do
+    old, new = saved.to_dict(), cfg.to_dict()
+    diff = [f"{k}: checkpoint {old[k]!r}, model {new[k]!r}" for k in old
+            if k not in CONFIG_FIELDS_IGNORED and old[k] != new.get(k)]
+    if diff:
+        raise ValueError(f"{path} was saved from a model with another config ({'; '.join(diff)}); its weights "
+                         "would mean something else here. Build the model from the checkpoint's config "
+                         "(load_checkpoint(path) without a model does that)")
+
+
+def checkpoint_info(path: str | os.PathLike) -> dict[str, Any]:
+    """``{"step", "extra", "config"}`` of a checkpoint, read from its JSON files only (no tensors, nothing
+    loaded into a model): a cheap way to check a checkpoint before a run starts. Raises like
+    :func:`load_checkpoint`."""
+    path = Path(path)
+    _, cfg = _read_config(path)
+    trainer_json = path / TRAINER_JSON
+    trainer = _read_json(trainer_json)
+    if not isinstance(trainer, dict) or not {"step", "extra"} <= set(trainer):
+        raise ValueError(f"{trainer_json} lacks step or extra; the checkpoint is corrupt")
+    return {"step": trainer["step"], "extra": trainer["extra"], "config": cfg}
+
+
 def load_checkpoint(path: str | os.PathLike, model: nn.Module | None = None,
                     optimizer: torch.optim.Optimizer | None = None, scheduler: Any = None,
                     restore_rng: bool = True, map_location: str | torch.device = "cpu") -> dict[str, Any]:
@@ -314,24 +424,15 @@ def load_checkpoint(path: str | os.PathLike, model: nn.Module | None = None,
 
     Loads weights into ``model`` (or builds a new GPTModel from the saved config, with the saved output
     head, on ``map_location``), optimizer and scheduler state into the ones given, and restores the RNG
-    states unless ``restore_rng=False``. Every file is read and checked before anything is changed.
+    states unless ``restore_rng=False``. Every file is read and checked before anything is changed:
+    a ``model`` whose GPTConfig differs from the saved one (other than ``drop_rate``) is refused with a
+    ValueError naming the fields, as is a checkpoint from a newer format version. CUDA RNG states that
+    cannot be restored here (no GPU, or another number of GPUs) give a RuntimeWarning.
     Returns ``{"step", "extra", "config", "model"}``.
     """
     path = Path(path)
-    _recover(path)
-    if not path.is_dir():
-        raise FileNotFoundError(f"no checkpoint directory at {path}; "
-                                "save one with save_checkpoint(path, model)")
     device = str(torch.device(map_location))
-
-    config_file = path / CONFIG_FILE
-    config = _read_json(config_file)
-    if not isinstance(config, dict) or config.get("format") != FORMAT or "model_config" not in config:
-        raise ValueError(f"{config_file} is not a gpt2_core checkpoint config (format {FORMAT!r})")
-    try:
-        cfg = GPTConfig.from_dict(config["model_config"])
-    except (TypeError, ValueError) as err:
-        raise ValueError(f"{config_file} holds an invalid model config: {err}") from err
+    config, cfg = _read_config(path)
     tied: dict[str, str] = config.get("tied") or {}
 
     model_file = path / MODEL_FILE
@@ -356,6 +457,7 @@ def load_checkpoint(path: str | os.PathLike, model: nn.Module | None = None,
     if model is None:
         model = _build_model(cfg, config.get("out_head"), tied).to(device)
     inner = unwrap_model(model)
+    _check_config(cfg, inner, path)
     _check_state(inner, weights, tied, model_file)
     inner.load_state_dict(weights)
     if optimizer is not None:

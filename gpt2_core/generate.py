@@ -175,7 +175,7 @@ def _generate(model: Any, idx: torch.Tensor, max_new_tokens: int, temperature: f
         # never needs more than the window: past it we recompute anyway
         cache = model.new_kv_cache(batch, max_len=min(ctx, idx.shape[1] + max_new_tokens))
     finished = torch.zeros(batch, dtype=torch.bool, device=idx.device)
-    logits = model(idx[:, -ctx:], cache)[:, -1]  # prefill the cache, or the first recomputation
+    logits = model(idx[:, -ctx:], cache, last_only=True)[:, -1]  # prefill the cache, or the first recomputation
     for step in range(max_new_tokens):
         next_ids = sample_next_token(logits, temperature, top_k, top_p, generator)
         if eos_id is not None:
@@ -185,10 +185,10 @@ def _generate(model: Any, idx: torch.Tensor, max_new_tokens: int, temperature: f
         if step == max_new_tokens - 1 or (eos_id is not None and bool(finished.all())):
             break
         if cache is not None and cache.pos + 1 <= cache.max_len:
-            logits = model(next_ids[:, None], cache)[:, -1]  # one new token against the cache
+            logits = model(next_ids[:, None], cache, last_only=True)[:, -1]  # one new token against the cache
         else:
             cache = None  # window is full: positions shift from here on, so recompute
-            logits = model(idx[:, -ctx:])[:, -1]
+            logits = model(idx[:, -ctx:], last_only=True)[:, -1]
     return idx
 
 

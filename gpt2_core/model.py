@@ -128,6 +128,8 @@ class GPTModel(nn.Module):
             raise ValueError(f"input of {past + idx.shape[1]} tokens is longer than context_length="
                              f"{self.cfg.context_length}; crop it to the last {self.cfg.context_length} "
                              "tokens")
+        if torch.compiler.is_compiling():
+            return  # reading the ids' values would force a host sync and a graph break; the caller checks
         low, high = torch.stack([idx.min(), idx.max()]).tolist()  # one device sync, not two
         if low < 0 or high >= self.cfg.vocab_size:
             bad = low if low < 0 else high
@@ -135,11 +137,14 @@ class GPTModel(nn.Module):
                              "was the text encoded with a different tokenizer?")
 
     def forward(self, idx: torch.Tensor, kv_cache: KVCache | None = None,
-                targets: torch.Tensor | None = None) -> torch.Tensor:
+                targets: torch.Tensor | None = None, last_only: bool = False) -> torch.Tensor:
         """Logits (batch, tokens, vocab); or, given ``targets`` (batch, tokens), the mean loss (a scalar).
 
         The loss equals ``F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=-100)``;
-        when gradients are needed it is computed fused with the LM head (faster, less memory).
+        when gradients are needed it is computed fused with the LM head (faster, less memory), and the
+        head runs only on the positions that count: rows whose target is -100 (a prompt, padding) are
+        dropped before it. ``last_only=True`` returns the logits of the last position only, shape
+        (batch, 1, vocab): all that a decoding step needs, for a fraction of the head's cost.
         """
         past = kv_cache.pos if kv_cache is not None else 0
         self.check_input(idx, past)
@@ -150,12 +155,22 @@ class GPTModel(nn.Module):
             x = block(x, kv_cache, i)
         if kv_cache is not None:
             kv_cache.advance(t)
+        if last_only:
+            x = x[:, -1:]
         x = self.final_norm(x)
         if targets is None:
             return self.out_head(x)
+        if last_only:
+            raise ValueError("last_only=True gives logits for decoding; it cannot be combined with targets")
+        if not torch.compiler.is_compiling() and targets.shape == idx.shape:
+            # Keep only the rows that are scored. (Skipped under torch.compile: the number of kept
+            # rows depends on the data, and a data-dependent shape would break the graph.)
+            keep = targets.flatten() != -100
+            if not bool(keep.all()):
+                x, targets = x.flatten(0, 1)[keep], targets.flatten()[keep]
         if self.out_head.bias is not None:  # e.g. a classification head: the fused path has no bias term
             logits = self.out_head(x)
-            return F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=-100)
+            return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=-100)
         return fused_linear_cross_entropy(x, self.out_head.weight, targets)
 
     def new_kv_cache(self, batch: int, max_len: int | None = None) -> KVCache:
@@ -187,3 +202,18 @@ class GPTModel(nn.Module):
     def num_parameters(self, trainable_only: bool = False) -> int:
         """Parameter count; tied weights are counted once (``parameters()`` de-duplicates them)."""
         return sum(p.numel() for p in self.parameters() if p.requires_grad or not trainable_only)
+
+
+def unwrap_model(model: nn.Module) -> nn.Module:
+    """The GPTModel inside a DistributedDataParallel (``.module``) or torch.compile (``._orig_mod``) wrapper.
+
+    Saving the inner model keeps weight names free of wrapper prefixes, so a checkpoint written by a
+    wrapped run loads into a plain model and back.
+    """
+    while True:
+        # torch.compile's wrapper forwards attribute reads (even .cfg) to the model, so look for the
+        # wrapper attributes themselves rather than for a missing .cfg
+        inner = getattr(model, "_orig_mod", None) or getattr(model, "module", None)
+        if not isinstance(inner, nn.Module):
+            return model
+        model = inner

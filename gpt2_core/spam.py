@@ -8,7 +8,9 @@ tarball and parsed with the standard library's ``email`` package.
 
 Pipeline: parse (subject + plain-text body, HTML stripped, whitespace collapsed, size-capped)
 -> drop empty texts -> de-duplicate by normalised text -> balance the classes (downsample the
-majority, seeded) -> split train/validation/test with a fixed seed.
+majority, seeded) -> split train/validation/test with a fixed seed. Sampling and splitting are
+*stratified* by source (``group``): easy ham, hard ham and spam keep their shares in every split and
+every sample, so the rare hard ham (legitimate mail that looks like spam) is never left out.
 
 A loader for the UCI SMS Spam Collection is here too; it needs the network the first time
 (see :func:`load_sms_spam`).
@@ -42,6 +44,9 @@ SPAM_FILENAME = "datasets-spam-assassin-0.2.3.tgz"
 # message group -> label (0 = ham, 1 = spam), as documented by the package
 GROUPS = {"easy-ham-1": 0, "easy-ham-2": 0, "hard-ham-1": 0, "spam-1": 1, "spam-2": 1}
 LABELS = ("ham", "spam")
+# message group -> the source reported in per-source accuracy
+SOURCES = {"easy-ham-1": "easy ham", "easy-ham-2": "easy ham", "hard-ham-1": "hard ham",
+           "spam-1": "spam", "spam-2": "spam"}
 MAX_CHARS = 2000
 PARSER_VERSION = 1  # bump when email_to_text changes, so cached parses are redone
 
@@ -196,41 +201,88 @@ def deduplicate(df: pd.DataFrame) -> pd.DataFrame:
     return df[keep].reset_index(drop=True)
 
 
+def _strata(df: pd.DataFrame) -> pd.Series:
+    """The stratum of each row: its ``group`` (source) when the table has one, else its label."""
+    return df["group"] if "group" in df.columns else df["label"]
+
+
+def _spread_order(df: pd.DataFrame, seed: int) -> pd.Series:
+    """A seeded sort key that interleaves the strata: row ``i`` of a stratum of ``n`` rows gets about ``i / n``.
+
+    Taking the rows with the smallest keys gives a sample in which every stratum keeps its share
+    (stratified sampling), and a smaller sample is always part of a larger one.
+    """
+    shuffled = df.sample(frac=1.0, random_state=seed)
+    strata = _strata(shuffled)
+    rank = shuffled.groupby(strata, sort=False).cumcount()
+    size = strata.map(strata.value_counts())
+    return ((rank + 0.5) / size).reindex(df.index)
+
+
+def _stratified_index(df: pd.DataFrame, n: int, seed: int) -> list:
+    """Index labels of a stratified sample of ``n`` rows (in the table's order)."""
+    key = _spread_order(df, seed)
+    return sorted(key.sort_values(kind="stable").index[:n])
+
+
+def stratified_sample(df: pd.DataFrame, n: int, seed: int = 123) -> pd.DataFrame:
+    """``n`` rows of ``df`` with every source (``group``, else ``label``) in its share; original order kept.
+
+    Nested: with the same seed, the sample of 16 is part of the sample of 64, and so on, which is what a
+    learning curve wants.
+    """
+    df = _check_table(df)
+    if isinstance(n, bool) or not isinstance(n, int) or not 0 < n <= len(df):
+        raise ValueError(f"n must be an int from 1 to the table's {len(df)} rows, got {n!r}")
+    return df.loc[_stratified_index(df, n, seed)].reset_index(drop=True)
+
+
 def balance(df: pd.DataFrame, seed: int = 123) -> pd.DataFrame:
-    """Downsample every class to the size of the smallest one (seeded), keeping the original order."""
+    """Downsample every class to the size of the smallest one (seeded, stratified by source), keeping the order."""
     df = _check_table(df)
     if df.empty:
         raise ValueError("cannot balance an empty table")
     smallest = int(df["label"].value_counts().min())
-    picked = [group.sample(n=smallest, random_state=seed) for _, group in df.groupby("label")]
-    return pd.concat(picked).sort_index().reset_index(drop=True)
+    kept = [i for _, group in df.groupby("label") for i in _stratified_index(group, smallest, seed)]
+    return df.loc[sorted(kept)].reset_index(drop=True)
 
 
 def split(
     df: pd.DataFrame, fractions: Sequence[float] = (0.7, 0.1, 0.2), seed: int = 123
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """Shuffle (seeded) and cut into train/validation/test by ``fractions`` (which must sum to 1)."""
+    """Cut into train/validation/test by ``fractions`` (summing to 1), stratified by source, then shuffle (seeded).
+
+    Each source (``group`` column, else ``label``) is shuffled and cut on its own, so every split holds
+    its share of easy ham, hard ham and spam.
+    """
     df = _check_table(df)
     if len(fractions) != 3 or any(f < 0 for f in fractions) or abs(sum(fractions) - 1.0) > 1e-6:
         raise ValueError(f"fractions must be three non-negative numbers summing to 1, got {tuple(fractions)}")
-    shuffled = df.sample(frac=1.0, random_state=seed).reset_index(drop=True)
-    n_train = int(round(fractions[0] * len(df)))
-    n_val = int(round(fractions[1] * len(df)))
-    train = shuffled.iloc[:n_train].reset_index(drop=True)
-    val = shuffled.iloc[n_train:n_train + n_val].reset_index(drop=True)
-    test = shuffled.iloc[n_train + n_val:].reset_index(drop=True)
-    return train, val, test
+    parts: list[list[pd.DataFrame]] = [[], [], []]
+    for _, stratum in df.groupby(_strata(df), sort=True):
+        shuffled = stratum.sample(frac=1.0, random_state=seed)
+        n_train = int(round(fractions[0] * len(stratum)))
+        n_val = int(round(fractions[1] * len(stratum)))
+        for i, piece in enumerate((shuffled.iloc[:n_train], shuffled.iloc[n_train:n_train + n_val],
+                                   shuffled.iloc[n_train + n_val:])):
+            parts[i].append(piece)
+    return tuple(pd.concat(p).sample(frac=1.0, random_state=seed).reset_index(drop=True)  # type: ignore[return-value]
+                 for p in parts)
 
 
 def prepare(
     df: pd.DataFrame, per_class: int | None = None, fractions: Sequence[float] = (0.7, 0.1, 0.2), seed: int = 123
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """De-duplicate, balance, optionally keep only ``per_class`` examples of each class, then split."""
+    """De-duplicate, balance, optionally keep only ``per_class`` examples of each class, then split.
+
+    Every step that drops or divides rows is stratified by source, so hard ham stays in every split.
+    """
     table = balance(deduplicate(df), seed)
     if per_class is not None:
-        if not isinstance(per_class, int) or per_class <= 0:
+        if isinstance(per_class, bool) or not isinstance(per_class, int) or per_class <= 0:
             raise ValueError(f"per_class must be a positive int or None, got {per_class!r}")
-        table = pd.concat(g.head(per_class) for _, g in table.groupby("label")).sort_index()
+        kept = [i for _, g in table.groupby("label") for i in _stratified_index(g, min(per_class, len(g)), seed)]
+        table = table.loc[sorted(kept)]
     return split(table.reset_index(drop=True), fractions, seed)
 
 
@@ -249,6 +301,40 @@ def class_counts(**tables: pd.DataFrame) -> pd.DataFrame:
         rows[name] = {label: int(counts.get(i, 0)) for i, label in enumerate(LABELS)}
     table = pd.DataFrame.from_dict(rows, orient="index", columns=list(LABELS))
     table["total"] = table.sum(axis=1)
+    return table
+
+
+def source_counts(**tables: pd.DataFrame) -> pd.DataFrame:
+    """E-mails per source (easy ham, hard ham, spam), one row per named table: ``source_counts(train=...)``."""
+    rows = {}
+    for name, df in tables.items():
+        df = _check_table(df)
+        if "group" not in df.columns:
+            raise ValueError(f"table {name!r} has no 'group' column, so its sources are unknown")
+        rows[name] = df["group"].map(SOURCES).value_counts().to_dict()
+    table = pd.DataFrame.from_dict(rows, orient="index").fillna(0).astype(int)
+    table = table[[s for s in dict.fromkeys(SOURCES.values()) if s in table.columns]]
+    table["total"] = table.sum(axis=1)
+    return table
+
+
+def accuracy_by_source(df: pd.DataFrame, y_pred: Sequence[int]) -> pd.DataFrame:
+    """Accuracy of the predictions ``y_pred`` (one per row of ``df``, same order) on each source, and overall."""
+    df = _check_table(df)
+    if "group" not in df.columns:
+        raise ValueError("the table has no 'group' column; use the tables from spam_splits()/prepare()")
+    y_pred = [int(y) for y in y_pred]
+    if len(y_pred) != len(df):
+        raise ValueError(f"got {len(y_pred)} predictions for {len(df)} e-mails; give one prediction per row, "
+                         "in the table's order (an unshuffled loader keeps it)")
+    right = pd.Series(y_pred, index=df.index) == df["label"]
+    source = df["group"].map(SOURCES).fillna(df["group"])
+    table = right.groupby(source).agg(["mean", "size"]).rename(columns={"mean": "accuracy", "size": "e-mails"})
+    table = table.reindex([s for s in dict.fromkeys(SOURCES.values()) if s in table.index])
+    table.loc["all"] = [right.mean(), len(right)]
+    table["e-mails"] = table["e-mails"].astype(int)
+    table["errors"] = (table["e-mails"] * (1 - table["accuracy"])).round().astype(int)
+    table.index.name = "source"
     return table
 
 

@@ -6,15 +6,48 @@
 
 Unset options come from the active profile's course recipe (``gpt2_core.pretrained.course_recipe``).
 Under torchrun ``--batch-size`` is per process; the global batch is ``batch_size * processes * grad_accum``.
+Every process builds the same initial model (the seed is shared) and sees the data in the same order
+as one process would; dropout differs per process (``train`` seeds it from seed, rank and step).
+Bad arguments, a resume with other settings than the saved run (unless ``--allow-config-change``)
+and too little text for one batch are usage errors (exit status 2) before anything is trained.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import torch
+
+
+def _number(kind: type, low: float, strict: bool) -> Callable[[str], float]:
+    """An argparse type: a ``kind`` number > low (strict) or >= low, else a one-line usage error."""
+    bound = f"{'>' if strict else '>='} {low:g}"
+
+    def parse(text: str) -> float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {'an integer' if kind is int else 'a number'}, "
+                                             f"got {text!r}") from None
+        if not (value > low if strict else value >= low):
+            raise argparse.ArgumentTypeError(f"must be {bound}, got {text}")
+        return value
+
+    parse.__name__ = kind.__name__  # argparse names the type in its messages
+    return parse
+
+
+POSITIVE_INT, COUNT, POSITIVE, NON_NEGATIVE = _number(int, 0, True), _number(int, 0, False), \
+    _number(float, 0, True), _number(float, 0, False)
+
+
+def _checkpoint_dir(text: str) -> str:
+    if not Path(text).is_dir():
+        raise argparse.ArgumentTypeError(f"no checkpoint directory at {text!r}; give the --out of an earlier run")
+    return text
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -23,22 +56,24 @@ def build_parser() -> argparse.ArgumentParser:
                                      epilog="Defaults come from the active profile (GPT2_COURSE_PROFILE).")
     parser.add_argument("--profile", choices=["tiny", "default", "gpt2"], help="recipe to start from")
     parser.add_argument("--preset", help="model shape: tiny, default, gpt2, gpt2-medium, ...")
-    parser.add_argument("--context-length", type=int, help="tokens per training window")
-    parser.add_argument("--batch-size", type=int, help="windows per batch (per process under torchrun)")
-    parser.add_argument("--max-steps", type=int, help="optimizer steps (the LR schedule's length)")
-    parser.add_argument("--lr", type=float, help="peak learning rate")
-    parser.add_argument("--min-lr", type=float, help="final learning rate (default lr/10)")
-    parser.add_argument("--warmup", type=int, help="linear warmup steps")
-    parser.add_argument("--weight-decay", type=float, help="AdamW weight decay on matrices")
+    parser.add_argument("--context-length", type=POSITIVE_INT, help="tokens per training window")
+    parser.add_argument("--batch-size", type=POSITIVE_INT, help="windows per batch (per process under torchrun)")
+    parser.add_argument("--max-steps", type=POSITIVE_INT, help="optimizer steps (the LR schedule's length)")
+    parser.add_argument("--lr", type=POSITIVE, help="peak learning rate")
+    parser.add_argument("--min-lr", type=NON_NEGATIVE, help="final learning rate (default lr/10)")
+    parser.add_argument("--warmup", type=COUNT, help="linear warmup steps")
+    parser.add_argument("--weight-decay", type=NON_NEGATIVE, help="AdamW weight decay on matrices")
     parser.add_argument("--dropout", type=float, help="dropout rate")
-    parser.add_argument("--eval-every", type=int, help="evaluate every N steps (0: only at the end)")
-    parser.add_argument("--eval-batches", type=int, help="batches per evaluation")
-    parser.add_argument("--grad-accum", type=int, default=1, help="micro-batches per optimizer step")
-    parser.add_argument("--train-chars", type=int, help="use only the first N characters of the train split")
+    parser.add_argument("--eval-every", type=COUNT, help="evaluate every N steps (0: only at the end)")
+    parser.add_argument("--eval-batches", type=POSITIVE_INT, help="batches per evaluation")
+    parser.add_argument("--grad-accum", type=POSITIVE_INT, default=1, help="micro-batches per optimizer step")
+    parser.add_argument("--train-chars", type=POSITIVE_INT, help="use only the first N characters of the train split")
     parser.add_argument("--seed", type=int, help="seed for init and data order")
     parser.add_argument("--out", help="checkpoint directory (written at the end and every --save-every steps)")
-    parser.add_argument("--save-every", type=int, default=0, help="checkpoint every N steps (needs --out)")
-    parser.add_argument("--resume", help="checkpoint directory to resume from")
+    parser.add_argument("--save-every", type=COUNT, default=0, help="checkpoint every N steps (needs --out)")
+    parser.add_argument("--resume", type=_checkpoint_dir, help="checkpoint directory to resume from")
+    parser.add_argument("--allow-config-change", action="store_true",
+                        help="resume even though settings differ from the saved run (prints what changed)")
     parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
                         help="torch.compile the model (default: on for CUDA)")
     parser.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=None,
@@ -53,6 +88,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.save_every and not args.out:
         parser.error("--save-every needs --out DIR")
+    if args.out:
+        from .checkpoint import check_checkpoint_path
+
+        try:
+            check_checkpoint_path(args.out)  # before any work: not a file, not someone else's folder
+        except ValueError as err:
+            parser.error(f"--out: {err}")
 
     import dataclasses
 
@@ -60,8 +102,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from .config import GPTConfig
     from .model import GPTModel
-    from .pretrained import course_data, course_recipe
-    from .training import perplexity, setup_distributed, train
+    from .pretrained import course_data, course_recipe, course_tokenizer
+    from .training import TrainSetupError, perplexity, setup_distributed, train
 
     recipe = course_recipe(args.profile)
     changes = {"preset": args.preset, "context_length": args.context_length, "batch_size": args.batch_size,
@@ -76,23 +118,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     if "preset" in changes and changes["preset"] not in GPTConfig.preset_names():
         parser.error(f"unknown --preset {changes['preset']!r}; choose one of {', '.join(GPTConfig.preset_names())}")
     recipe = dataclasses.replace(recipe, **changes)
+    tokenizer = course_tokenizer(recipe.profile)
     try:
-        model_cfg = recipe.model_config()
+        model_cfg = recipe.model_config(tokenizer.n_vocab)
         config = recipe.train_config(grad_accum=args.grad_accum, out_dir=args.out, checkpoint_every=args.save_every,
                                      resume_from=args.resume, compile=args.compile, bf16=args.bf16,
-                                     progress=not args.no_progress)
+                                     progress=not args.no_progress, allow_config_change=args.allow_config_change)
     except (TypeError, ValueError) as err:
         parser.error(str(err))
 
     rank, world, device = setup_distributed()
-    torch.manual_seed(recipe.seed)
-    model = GPTModel(model_cfg).to(device)
-    train_loader, val_loader = course_data(recipe)
-    if rank == 0:
-        print(f"model {recipe.preset}: {model.num_parameters():,} parameters on {device} x {world} process(es); "
-              f"{len(train_loader.dataset):,} training windows of {recipe.context_length} tokens")
     try:
-        history = train(model, train_loader, val_loader, config)
+        # the same seed on every process: identical initial weights (DDP also broadcasts rank 0's)
+        torch.manual_seed(recipe.seed)
+        model = GPTModel(model_cfg).to(device)
+        try:
+            train_loader, val_loader = course_data(recipe, tokenizer)
+        except ValueError as err:  # e.g. --train-chars too small for one window
+            parser.error(f"{err} (--train-chars {recipe.train_chars}, --context-length {recipe.context_length})")
+        if rank == 0:
+            print(f"model {recipe.preset}: {model.num_parameters():,} parameters on {device} x {world} "
+                  f"process(es); {len(train_loader.dataset):,} training windows of {recipe.context_length} tokens")
+        try:
+            history = train(model, train_loader, val_loader, config)
+        except TrainSetupError as err:  # found before the first step: a usage error, not a crash
+            parser.error(str(err))
     finally:
         if world > 1 and dist.is_initialized():
             dist.destroy_process_group()

@@ -9,7 +9,15 @@ Resuming is exact: the data order is a pure function of ``(seed, step)`` (each e
 drawn from a generator seeded with ``seed + epoch``), so a resumed run skips straight to the batch it
 would have seen next, and the checkpoint restores weights, optimizer, LR schedule and RNG states.
 On CPU a run stopped at step k and resumed to step n gives the very same losses as one that never
-stopped.
+stopped. To keep that promise a resumed run must be the same run: the settings that change it (batch
+size, seed, schedule, processes, data, ...) are saved in the checkpoint and compared on resume; a
+difference is an error unless ``TrainConfig.allow_config_change`` is set, and then it is printed.
+
+Everything that can be checked before the first step is (output directory, resume checkpoint, batch
+size against the data), so a bad run fails in seconds, not at its end. A step whose loss is not
+finite stops the run with a FloatingPointError before that step's update is applied or saved.
+Under torchrun each process draws its dropout masks from its own stream, re-seeded every step from
+``(seed, rank, step)``, so masks differ across processes and a resumed run repeats them exactly.
 
 References: Kingma & Ba (2015), "Adam: A Method for Stochastic Optimization"; Loshchilov & Hutter
 (2019), "Decoupled Weight Decay Regularization" (AdamW); Loshchilov & Hutter (2017), "SGDR" (cosine
@@ -24,6 +32,7 @@ import os
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import torch
 import torch.distributed as dist
@@ -31,8 +40,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, RandomSampler
 
-from .checkpoint import load_checkpoint, save_checkpoint, unwrap_model
-from .model import GPTModel
+from .checkpoint import check_checkpoint_path, checkpoint_info, load_checkpoint, save_checkpoint
+from .model import GPTModel, unwrap_model
 
 # ---------------------------------------------------------------------------------------------
 # Loss
@@ -278,7 +287,8 @@ class TrainConfig:
     ``max_steps`` is the length of the LR schedule; ``stop_at_step`` ends this run earlier (a run can
     then be resumed to ``max_steps``). ``bf16``/``compile`` ``None`` mean "on for CUDA, off
     elsewhere". ``out_dir`` is a checkpoint directory, written every ``checkpoint_every`` steps (0:
-    only at the end) when set; ``resume_from`` loads one before training.
+    only at the end) when set; ``resume_from`` loads one before training, refusing settings that
+    differ from the saved run's unless ``allow_config_change`` (then the new settings apply).
     """
 
     max_steps: int
@@ -300,6 +310,8 @@ class TrainConfig:
     resume_from: str | None = None
     stop_at_step: int | None = None
     progress: bool = True
+    # resuming with settings that change the run (see EXACT_SETTINGS) is an error unless this is set
+    allow_config_change: bool = False
 
     def __post_init__(self) -> None:
         ints = {"max_steps": 1, "warmup_steps": 0, "grad_accum": 1, "eval_every": 0, "checkpoint_every": 0}
@@ -378,6 +390,75 @@ def evaluate(model: nn.Module, train_ds: Dataset, val_ds: Dataset | None, batch_
     return train_loss, val_loss
 
 
+class TrainSetupError(ValueError):
+    """What :func:`train` found wrong before its first step (nothing was trained or written)."""
+
+
+# What makes a resumed run differ from the uninterrupted one: these TrainConfig fields, and facts of
+# the run that train() records beside them (effective shuffle, batch size per process, number of
+# processes, training windows and their length, bf16). The other fields (progress, out_dir,
+# checkpoint_every, stop_at_step, eval_every, eval_batches, compile) change what is reported or
+# saved, not the trained weights, so they never block a resume.
+EXACT_SETTINGS = ("max_steps", "lr", "min_lr", "warmup_steps", "weight_decay", "betas", "grad_clip",
+                  "grad_accum", "seed")
+
+
+def _run_settings(config: TrainConfig, **facts: object) -> dict:
+    settings = {name: getattr(config, name) for name in EXACT_SETTINGS}
+    settings["betas"] = list(config.betas)  # as JSON gives it back
+    return {**settings, **facts}
+
+
+def _changed_settings(saved: dict, now: dict) -> list[str]:
+    """``name: old -> new`` for every setting the checkpoint recorded that differs now."""
+    return [f"{k}: {saved[k]!r} -> {now[k]!r}" for k in now if k in saved and saved[k] != now[k]]
+
+
+def _check_out_dir(out_dir: str) -> None:
+    try:
+        check_checkpoint_path(out_dir)
+    except ValueError as err:
+        raise TrainSetupError(f"out_dir: {err}") from None
+
+
+def _resume_info(resume_from: str) -> dict:
+    """The checkpoint's JSON parts, read before anything is built, so a bad path fails first."""
+    if not Path(resume_from).is_dir():
+        raise TrainSetupError(f"resume_from={resume_from!r}: no checkpoint directory there; check the path, "
+                              "or leave resume_from unset to start a new run")
+    try:
+        return checkpoint_info(resume_from)
+    except (OSError, ValueError) as err:
+        raise TrainSetupError(f"resume_from={resume_from!r} is not a usable checkpoint: {err}") from None
+
+
+def _apply_changed_settings(optimizer: torch.optim.Optimizer, scheduler: torch.optim.lr_scheduler.LambdaLR,
+                            config: TrainConfig) -> None:
+    """After loading an old run's optimizer/scheduler state, put this run's hyper-parameters back in
+    (load_state_dict restores the saved lr, betas and weight decay, which were allowed to change)."""
+    decays = (config.weight_decay, 0.0)  # the groups of param_groups(): decayed, then not
+    lr = lr_schedule(scheduler.last_epoch, config.max_steps, config.warmup_steps, config.lr, config.min_lr)
+    for group, decay in zip(optimizer.param_groups, decays, strict=True):
+        group.update(weight_decay=decay, betas=config.betas, initial_lr=config.lr, lr=lr)
+    scheduler.base_lrs = [config.lr] * len(optimizer.param_groups)
+    scheduler._last_lr = [lr] * len(optimizer.param_groups)  # what get_last_lr() reports
+
+
+def _dropout_seed(seed: int, rank: int, step: int) -> int:
+    """Seed of process ``rank``'s torch RNG for ``step`` under DDP: distinct per rank and step, and a pure
+    function of them, so dropout differs across processes and a resumed run draws the same masks."""
+    return ((seed * 1_000_003 + rank) * 1_000_000_007 + step) % 2**63
+
+
+def _divergence_error(step: int, loss: float, config: TrainConfig) -> FloatingPointError:
+    kept = (f"; the last checkpoint in {config.out_dir} was not overwritten" if config.out_dir else "")
+    return FloatingPointError(
+        f"the training loss at step {step} is {loss} (not finite): the run diverged, and this step's update "
+        f"was not applied{kept}. Lower the learning rate (lr={config.lr:g}), lengthen the warmup or keep "
+        "gradient clipping on, then start again (or resume from the last checkpoint with "
+        "allow_config_change=True)")
+
+
 def train(model: nn.Module, train_data: DataLoader | Dataset, val_data: DataLoader | Dataset | None,
           config: TrainConfig, batch_size: int | None = None) -> History:
     """Train ``model`` for ``config.max_steps`` optimizer steps; return the :class:`History`.
@@ -385,6 +466,10 @@ def train(model: nn.Module, train_data: DataLoader | Dataset, val_data: DataLoad
     ``train_data``/``val_data`` are DataLoaders (their dataset and batch size are used; the order
     comes from :class:`StepBatches` so runs resume exactly) or Datasets with ``batch_size`` given.
     Under torchrun, ``batch_size`` is per process and the model is wrapped in DDP here.
+
+    Raises :class:`TrainSetupError` (a ValueError) before the first step for a bad ``out_dir``, a missing
+    or invalid ``resume_from``, resume settings that differ (see ``allow_config_change``), or too little
+    data for one batch; FloatingPointError at the first step whose loss is not finite.
     """
     if not isinstance(config, TrainConfig):
         raise TypeError(f"config must be a TrainConfig, got {type(config).__name__}")
@@ -398,6 +483,7 @@ def train(model: nn.Module, train_data: DataLoader | Dataset, val_data: DataLoad
     shuffle = config.shuffle and (loader_shuffles or not isinstance(train_data, DataLoader))
 
     rank, world = _dist_info()
+    main = rank == 0
     raw = unwrap_model(model)
     device = _model_device(raw)
     cuda = device.type == "cuda"
@@ -405,14 +491,45 @@ def train(model: nn.Module, train_data: DataLoader | Dataset, val_data: DataLoad
     use_compile = cuda if config.compile is None else config.compile
     autocast = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if use_bf16 else contextlib.nullcontext
 
+    # Fail early: everything below is checked before any training work (every rank checks the same
+    # things, so under torchrun all processes stop together instead of some waiting forever).
+    if config.out_dir is not None:
+        _check_out_dir(config.out_dir)
+    try:
+        batches = StepBatches(train_ds, batch_size, config.seed, shuffle, rank, world)
+    except ValueError as err:
+        raise TrainSetupError(str(err)) from None
+    window = _window_length(train_ds)
+    context = getattr(getattr(raw, "cfg", None), "context_length", None)
+    if context is not None and window > context:
+        raise TrainSetupError(f"training windows have {window} tokens but the model's context_length is "
+                              f"{context}; build the data with context_length <= {context}")
+    settings = _run_settings(config, shuffle=shuffle, batch_size=batch_size, world_size=world,
+                             train_windows=len(train_ds), window_length=window, bf16=use_bf16)
+    changes: list[str] = []
+    if config.resume_from is not None:
+        saved = _resume_info(config.resume_from)["extra"].get("run_settings", {})
+        changes = _changed_settings(saved, settings)
+        if changes and not config.allow_config_change:
+            raise TrainSetupError(f"resuming {config.resume_from} with other settings than the saved run "
+                                  f"({'; '.join(changes)}) would not continue the same run; use the saved "
+                                  "settings, or set allow_config_change=True (--allow-config-change) to "
+                                  "continue with the new ones")
+
     optimizer = make_optimizer(raw, config.lr, config.weight_decay, config.betas)
     scheduler = make_scheduler(optimizer, config.max_steps, config.warmup_steps, config.lr, config.min_lr)
     history, step = History(), 0
     if config.resume_from is not None:
-
-        state = load_checkpoint(config.resume_from, raw, optimizer, scheduler, map_location=device)
+        try:
+            state = load_checkpoint(config.resume_from, raw, optimizer, scheduler, map_location=device)
+        except ValueError as err:  # e.g. the model's config differs from the checkpoint's
+            raise TrainSetupError(f"cannot resume from {config.resume_from}: {err}") from None
         step = state["step"]
         history = History.from_dict(state["extra"].get("history", History().to_dict()))
+        if changes:
+            _apply_changed_settings(optimizer, scheduler, config)
+            if main:
+                print(f"resuming {config.resume_from} at step {step} with changed settings: {'; '.join(changes)}")
     if world > 1:
         ddp_ids = [device.index] if cuda else None
         model = nn.parallel.DistributedDataParallel(raw, device_ids=ddp_ids)
@@ -421,23 +538,24 @@ def train(model: nn.Module, train_data: DataLoader | Dataset, val_data: DataLoad
     if use_compile:
         model = torch.compile(model)
 
-    batches = StepBatches(train_ds, batch_size, config.seed, shuffle, rank, world)
-    tokens_per_step = batch_size * world * config.grad_accum * _window_length(train_ds)
+    tokens_per_step = batch_size * world * config.grad_accum * window
     stop = config.stop_at_step or config.max_steps
-    main = rank == 0
     bar = _progress(step, stop, config.progress and main)
 
     def save() -> None:
         if main and config.out_dir is not None:
 
             save_checkpoint(config.out_dir, raw, optimizer, scheduler, step,
-                            extra={"history": history.to_dict(), "train_config": _jsonable(config)})
+                            extra={"history": history.to_dict(), "train_config": _jsonable(config),
+                                   "run_settings": settings})
         if world > 1:
             dist.barrier()  # nobody races ahead while rank 0 writes
 
     model.train()
     start = time.perf_counter() - history.seconds
     while step < stop:
+        if world > 1:
+            torch.manual_seed(_dropout_seed(config.seed, rank, step))
         loss_sum = torch.zeros((), device=device)
         for micro in range(config.grad_accum):
             inputs, targets = batches.batch(step * config.grad_accum + micro)
@@ -447,6 +565,13 @@ def train(model: nn.Module, train_data: DataLoader | Dataset, val_data: DataLoad
                 loss = calc_loss_batch(model, inputs, targets) / config.grad_accum
             loss.backward()
             loss_sum += loss.detach()
+        # every rank sees the same all-reduced loss, so all stop together; checked before the update,
+        # so the weights in memory (and any checkpoint) stay those of the last good step
+        step_loss = _all_reduce_mean(loss_sum, world).item()
+        if not math.isfinite(step_loss):
+            if bar is not None:
+                bar.close()
+            raise _divergence_error(step + 1, step_loss, config)
         if config.grad_clip is not None:
             torch.nn.utils.clip_grad_norm_(raw.parameters(), config.grad_clip)
         lr = optimizer.param_groups[0]["lr"]
@@ -455,7 +580,6 @@ def train(model: nn.Module, train_data: DataLoader | Dataset, val_data: DataLoad
         optimizer.zero_grad(set_to_none=True)
         step += 1
 
-        step_loss = _all_reduce_mean(loss_sum, world).item()
         history.steps.append(step)
         history.losses.append(step_loss)
         history.lrs.append(lr)

@@ -16,72 +16,121 @@
 # %% [markdown]
 # # Chapter 7 — Instruction tuning, with full fine-tuning and LoRA
 #
-# A pretrained GPT continues text. Ask it *"Convert the word to upper case: nation"* and it will happily
-# write more State-of-the-Union prose. **Instruction tuning** teaches the same network a new habit: read
-# an instruction, answer it, stop. It is supervised fine-tuning on (instruction, response) pairs, the
-# first step that turned GPT-3 into InstructGPT (Ouyang et al., 2022, *Training language models to follow
-# instructions with human feedback*) and that FLAN showed generalises across tasks (Wei et al., 2022,
-# *Finetuned Language Models Are Zero-Shot Learners*). We use the prompt format of Stanford Alpaca
-# (Taori et al., 2023).
+# A pretrained GPT continues text. Ask the course model *"What is the last word? Input: nation army law"*
+# and it writes more State-of-the-Union prose, or nothing. **Instruction tuning** teaches the same
+# network a new habit: read an instruction, answer it, stop. It is supervised fine-tuning on
+# (instruction, answer) pairs, the first step that turned GPT-3 into InstructGPT (Ouyang et al., 2022,
+# *Training language models to follow instructions with human feedback*) and that FLAN showed
+# generalises across tasks (Wei et al., 2022, *Finetuned Language Models Are Zero-Shot Learners*).
 #
 # In this chapter we
 #
-# 1. generate an instruction set whose answers can be **checked exactly** (12 task families),
-# 2. format it as Alpaca prompts and batch it: padding, targets shifted by one, and masks (`-100`),
-# 3. fine-tune the course's pretrained model two ways — **all weights**, and **LoRA** (Hu et al., 2021,
-#    *LoRA: Low-Rank Adaptation of Large Language Models*), which trains a few percent of the numbers,
-# 4. merge LoRA back into plain weights, export to the Hugging Face format and load it back,
-# 5. score the base model, the full fine-tune and LoRA by exact match on held-out questions.
+# 1. generate ~6,600 instructions whose answers can be **checked exactly**, in 11 task families: seven
+#    the text of the question supports (copy, reorder, count, extract, add) and four that need knowledge
+#    the speeches do not teach (who spoke in a year, numbers in words, capitals, plurals);
+# 2. meet the Alpaca prompt format (Taori et al., 2023) and see why a small model wants a **compact**
+#    one, with the answer after a space;
+# 3. batch examples with a **loss mask**, so only the answer and its end-of-text are learned;
+# 4. fine-tune the pretrained course model two ways: **all weights**, and **LoRA** (Hu et al., 2021,
+#    *LoRA: Low-Rank Adaptation of Large Language Models*), which trains about 5% of the numbers;
+# 5. score everything by exact match on held-out questions, beside three baselines: the most common
+#    answer, the model before fine-tuning, and the same recipe on random weights.
 #
 # Everything below is computed in this run; the profile decides how much.
 
 # %%
 import copy
+import random
 import time
 
 import matplotlib.pyplot as plt
 import pandas as pd
 import torch
-import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
 
 from gpt2_core.exercises import check_exercise
+from gpt2_core.finetune import FinetuneConfig, finetune
+from gpt2_core.instruction_figures import draw_lora, draw_loss_mask
 from gpt2_core.instructions import (
     FAMILIES,
+    KNOWLEDGE,
+    SUPPORTED,
     InstructionDataset,
     dump_records,
-    evaluate_exact_match,
-    extract_response,
+    format_alpaca,
     format_prompt,
-    generate_responses,
+    fresh_records,
+    generate_answers,
     instruction_collate,
+    instruction_loader,
     instruction_loss,
     load_instruction_data,
+    majority_answers,
     make_instruction_data,
+    score_answers,
     split_records,
+    summarise,
 )
 from gpt2_core.lora import LoRALinear, count_trainable, inject_lora, merge_lora
-from gpt2_core.model import GPTModel
-from gpt2_core.pretrained import course_model
-from gpt2_core.profile import data_dir, describe, get_device, pick, seed_everything
-from gpt2_core.tokenizer import gpt2_encoding
+from gpt2_core.pretrained import BASE_MODEL_ENV, load_base_model
+from gpt2_core.profile import data_dir, describe, get_device, pick, profile_name, seed_everything
 
+notebook_start = time.time()
 print(describe())
 seed_everything(123)
 device = get_device()
-enc = gpt2_encoding()
-pd.set_option("display.max_colwidth", 60)
+pd.set_option("display.precision", 3)
+
+# Every size comes from the profile: seconds in CI (tiny), minutes on a laptop CPU (default).
+TRAIN_RECORDS = pick(tiny=256, default=None)  # None: every training record
+TEST_EVERY = pick(tiny=20, default=1)  # score every n-th held-out record
+CURVE_RECORDS = pick(tiny=24, default=220)  # held-out records scored during training, for the curves
+STEPS = pick(tiny=12, default=1000)
+EVAL_EVERY = pick(tiny=6, default=200)
+BATCH_SIZE = 32
+FULL_LR, LORA_LR = 1e-3, 3e-3
+LORA_RANK, LORA_TARGETS = 16, ("att.qkv", "att.out_proj", "ff.fc", "ff.proj")
+print(f"{STEPS} steps of {BATCH_SIZE} examples per run; full lr {FULL_LR}, LoRA lr {LORA_LR}, rank {LORA_RANK}")
 
 # %% [markdown]
-# ## 1. An instruction set we can grade
+# ## 1. The model we start from
+#
+# Chapters 6 and 7 start from the **reference course model**: the chapter-5 recipe run on a GPU for
+# ~20M tokens of State of the Union speeches, 4 layers, 256 wide, with its own 8,192-token tokenizer.
+# (A model trained for ten CPU minutes does not transfer: it fine-tunes worse than random weights.)
+# Setting the environment variable `GPT2_COURSE_BASE_MODEL=gpt2` before starting Jupyter switches this
+# chapter to OpenAI's GPT-2 124M and GPT-2's tokenizer, when its weights can be downloaded (it falls
+# back to the reference model, with a message, when they cannot). The model and its tokenizer always
+# travel together: every end-of-text id below comes from `tokenizer.eot_token`.
+
+# %%
+base_model, tokenizer, base_name = load_base_model(device)
+EOT = tokenizer.eot_token
+CTX = base_model.cfg.context_length
+print(f"base model: {base_name} ({base_model.num_parameters():,} parameters, context {CTX}); "
+      f"switch with {BASE_MODEL_ENV}=gpt2")
+print(f"end-of-text is token {EOT} of {tokenizer.n_vocab}")
+
+
+def fresh_copy():
+    """A new copy of the pretrained model to fine-tune (the original stays untouched)."""
+    return copy.deepcopy(base_model)
+
+
+# %% [markdown]
+# ## 2. An instruction set we can grade
 #
 # Open-ended instructions ("write a poem about…") need a human or another model to judge. To measure
-# progress *objectively* we generate instructions with one right answer each: change case, reverse or
-# sort a list, small sums, counting words, pulling the year out of a sentence from the corpus, naming the
-# president who gave the State of the Union address in a given year (read from the corpus metadata; the
-# two years with two addresses are skipped), first/last word, numbers in words, plurals. Answers are a few
-# tokens long, so a small model can learn them.
+# progress *objectively* every instruction here has one right answer. The families come in two groups,
+# reported separately, because they ask different things of a model:
+#
+# * **supported by the text**: the answer is in the question — the first or last word, the words
+#   reversed, how many words, the numbers sorted, the year a clause from the speeches mentions, a small
+#   sum. A model can learn the *procedure* from examples and apply it to new words.
+# * **needing knowledge**: who gave the address of a given year, a number in words, a word in capital
+#   letters, a plural. The held-out questions ask about years, numbers and words never seen in
+#   fine-tuning, so only what pretraining stored can answer them. Capitals are knowledge too: `army`
+#   and `ARMY` share no token, and capitals are rare in the speeches.
 #
 # The generator is seeded and reads only the corpus, so it rebuilds `data/instructions.json` byte for
 # byte. Each record has the Alpaca fields `instruction`, `input`, `output`, plus a `family`.
@@ -89,40 +138,48 @@ pd.set_option("display.max_colwidth", 60)
 # %%
 # NBVAL_CHECK_OUTPUT
 records = load_instruction_data()
-print(len(records), "records,", len(FAMILIES), "families")
+print(len(records), "records,", len(SUPPORTED), "supported families,", len(KNOWLEDGE), "needing knowledge")
 print("regenerating gives the committed file:",
       dump_records(make_instruction_data()) == (data_dir() / "instructions.json").read_text(encoding="utf-8"))
 
 # %%
 frame = pd.DataFrame(records)
-examples = frame.groupby("family", sort=False).head(2)[["family", "instruction", "input", "output"]]
-examples
+frame["group"] = ["supported" if f in SUPPORTED else "knowledge" for f in frame["family"]]
+frame.groupby("family", sort=False).head(1)[["group", "family", "instruction", "input", "output"]]
+
+# %% [markdown]
+# A fixed, **stratified** held-out split: every family gives an eighth of its records to the test set,
+# so each family is scored on questions the model never saw. A third set tests whether it learned
+# *tasks* rather than items: records from another seed, none of whose questions is in the file.
+# (The small families — numbers in words, plurals, years with a clause — are used up by the file, so the
+# fresh records come from the families with room for new questions.)
 
 # %%
 # NBVAL_CHECK_OUTPUT
-frame["family"].value_counts().rename("records").to_frame().T
-
-# %% [markdown]
-# A fixed, **stratified** held-out split: every family gives the same fraction of its records to the test
-# set, so per-family accuracy is measured on questions the model never saw. (For `sotu_president` that
-# means unseen *years*: the model can only answer from what pretraining put into it, or by guessing a
-# neighbouring year's president.)
+train_all, test_all = split_records(records)
+fresh_all = fresh_records(records, n=len(test_all))
+print(f"train {len(train_all)}  test {len(test_all)}  fresh {len(fresh_all)}")
+pd.DataFrame({"train": pd.Series([r["family"] for r in train_all]).value_counts(),
+              "test": pd.Series([r["family"] for r in test_all]).value_counts(),
+              "fresh": pd.Series([r["family"] for r in fresh_all]).value_counts()}).fillna(0).astype(int).T[list(FAMILIES)]
 
 # %%
-# NBVAL_CHECK_OUTPUT
-train_all, test_all = split_records(records, test_fraction=0.2, seed=7)
-print(f"train {len(train_all)}  test {len(test_all)}")
+train_records = train_all[:TRAIN_RECORDS] if TRAIN_RECORDS else train_all
+test_records = test_all[::TEST_EVERY]
+fresh_set = fresh_all[::TEST_EVERY]
+curve_records = test_records[:: max(1, len(test_records) // CURVE_RECORDS)][:CURVE_RECORDS]
+print(f"using {len(train_records)} training, {len(test_records)} test, {len(fresh_set)} fresh records; "
+      f"{len(curve_records)} test records scored during training")
 
 # %% [markdown]
-# ## 2. The Alpaca prompt format
+# ## 3. The prompt: Alpaca's format, and a compact one
 #
-# Every example becomes one text: a fixed header, the instruction, the input (left out when empty), and
-# the response marker after which the model writes. The model learns that what follows
-# `### Response:` is the answer and that an end-of-text token ends it. We write the format here, then
-# check it against the package.
+# Stanford Alpaca wrapped every example in a fixed text: a header, then `### Instruction:`, the input
+# after `### Input:` when there is one, and `### Response:`, after which the model writes. Most
+# instruction sets since use it or a close cousin. Here it is, written out:
 
 # %%
-def my_format_prompt(record: dict) -> str:
+def my_format_alpaca(record: dict) -> str:
     header = ("Below is an instruction that describes a task. "
               "Write a response that appropriately completes the request.")
     text = f"{header}\n\n### Instruction:\n{record['instruction']}"
@@ -131,177 +188,183 @@ def my_format_prompt(record: dict) -> str:
     return text + "\n\n### Response:\n"
 
 
-print(my_format_prompt(records[0]) + records[0]["output"])
+example = next(r for r in records if r["family"] == "last_word")
+print(my_format_alpaca(example) + example["output"])
+print("same as gpt2_core:", all(my_format_alpaca(r) == format_alpaca(r) for r in records[:500]))
+
+# %% [markdown]
+# For a 5-million-parameter model that saw only speeches, this format is hard in two ways. Look at the
+# tokens. The markers `###`, `Instruction`, `Response` never occur in the speeches, so their tokens carry
+# little meaning yet. And the answer starts a new line: the input's ` law` (with its space) and the
+# answer's `law` (without one) are *different tokens*, so even copying a word means translating it.
+
+# %%
+def show_tokens(text):
+    return " | ".join(repr(tokenizer.decode([t]))[1:-1] for t in tokenizer.encode(text))
+
+
+print("Alpaca :", show_tokens("### Input:\nnation army law\n\n### Response:\nlaw"))
+print("compact:", show_tokens("What is the last word? Input: nation army law Answer: law"))
+print(f"Alpaca prompt: {len(tokenizer.encode(format_alpaca(example)))} tokens; "
+      f"compact: {len(tokenizer.encode(format_prompt(example)))} tokens")
+
+# %% [markdown]
+# So this course uses a **compact prompt**, `"<instruction> Input: <input> Answer:"`, and puts the
+# answer after a space. `Input` and `Answer` are ordinary English words the speeches use (a few tokens
+# each in this tokenizer), copying ` law` is copying one token, and a prompt of ~20 tokens instead of ~60 makes every training step three times
+# cheaper. The idea is the same as Alpaca's — fixed markers that say where the task, the input and the
+# answer are — sized for a small model. (With GPT-2 124M, the Alpaca format works well; exercise 5.)
+
+# %%
+def my_format_prompt(record: dict) -> str:
+    text = record["instruction"]
+    if record.get("input"):
+        text += " Input: " + record["input"]
+    return text + " Answer:"
+
+
+print(my_format_prompt(example) + " " + example["output"])
 
 # %%
 # NBVAL_CHECK_OUTPUT
 print("same as gpt2_core:", all(my_format_prompt(r) == format_prompt(r) for r in records))
 
 # %% [markdown]
-# The model has a fixed context window, so every prompt + response + end-of-text must fit in it.
+# ## 4. Batches, and the loss mask
+#
+# A training example is `prompt + " " + answer + <|endoftext|>`; `InstructionDataset` encodes each once
+# and remembers how many tokens are prompt. Examples differ in length, so a batch is padded to its
+# longest with end-of-text. Targets are the inputs shifted left by one token, as in pretraining, and two
+# kinds of target are replaced by `-100`, the index the loss ignores:
+#
+# * **padding after the first end-of-text**: the model must learn to emit *one* end-of-text (that is how
+#   it stops), but predicting padding is meaningless;
+# * **the prompt**: the instruction is given, not to be learned; only the answer counts.
+#
+# The figure shows it on one real example (`␣` marks a token's leading space): a target counts (green) only from the last prompt token on,
+# whose target is the answer's first token, up to the end-of-text.
 
 # %%
-def load_model():
-    """A fresh copy of the course's pretrained model for this profile (eval mode, course device)."""
-    return copy.deepcopy(course_model())
-
-
-base_model = load_model()
-ctx = base_model.cfg.context_length
-lengths = InstructionDataset(records, enc).lengths()
-print(f"context {ctx}; tokens per example: max {max(lengths)}, mean {sum(lengths) / len(lengths):.1f}")
-# Only examples that fit (with their end-of-text) are used; under the default profile that is all of them.
-fits = lambda rs: [r for r in rs if len(enc.encode(format_prompt(r) + r["output"])) < ctx]
-train_fit, test_fit = fits(train_all), fits(test_all)
-train_records = train_fit[: pick(tiny=64, default=len(train_fit))]
-test_records = test_fit[: pick(tiny=30, default=len(test_fit))]
-print(f"using {len(train_records)} training and {len(test_records)} test records")
+ds_example = InstructionDataset([example], tokenizer, CTX)
+ids, prompt_len = ds_example[0]
+draw_loss_mask([tokenizer.decode([t]) for t in ids], prompt_len)
+plt.tight_layout()
+plt.show()
 
 # %% [markdown]
-# ## 3. Batches: padding, shifted targets, and `-100`
-#
-# Examples have different lengths, so a batch is padded to its longest example. We pad with the
-# end-of-text id 50256 — after appending one real end-of-text to every example. Targets are the inputs
-# shifted left by one token, as in pretraining. Then two kinds of target are replaced by `-100`, the index
-# `F.cross_entropy` ignores:
-#
-# * **padding after the first end-of-text** — the model must learn to emit *one* end-of-text (to stop),
-#   but predicting padding is meaningless and would swamp the loss for short examples;
-# * optionally **the prompt** — so the loss measures only the response. The header is the same in every
-#   example; learning to recite it teaches nothing.
-#
-# Here is the collate function written out, on token ids small enough to read.
+# Here is the mask for one example written out, on token ids small enough to read, and the package's
+# `instruction_collate` on a batch of two (the second is padded).
 
 # %%
-def my_collate(batch, pad_id=50256, ignore_index=-100, mask_prompt=False):
-    width = max(len(ids) for ids, _ in batch) + 1
-    inputs, targets = [], []
-    for ids, prompt_len in batch:
-        seq = ids + [50256] + [pad_id] * (width - len(ids) - 1)
-        x, y = seq[:-1], seq[1:]
-        y[len(ids):] = [ignore_index] * (len(y) - len(ids))  # keep the first end-of-text, drop padding
-        if mask_prompt:
-            y[: prompt_len - 1] = [ignore_index] * (prompt_len - 1)  # targets that predict the prompt
-        inputs.append(x)
-        targets.append(y)
-    return torch.tensor(inputs), torch.tensor(targets)
+def my_mask_targets(ids, prompt_len, eot_id):
+    targets = ids[1:] + [eot_id]  # target j is the token after position j
+    keep_from = prompt_len - 1  # the last prompt position predicts the first answer token
+    return [-100] * keep_from + targets[keep_from:]
 
 
 toy = [([11, 12, 13, 14, 15], 3), ([21, 22, 23], 2)]  # (token ids, prompt length)
-for mask in (False, True):
-    x, y = my_collate(toy, mask_prompt=mask)
-    print(f"mask_prompt={mask}\ninputs\n{x}\ntargets\n{y}\n")
+inputs, targets = instruction_collate(toy, eot_id=0)
+print("inputs\n", inputs, "\ntargets\n", targets)
 
 # %%
 # NBVAL_CHECK_OUTPUT
-same = []
-for m in (False, True):
-    (x1, y1), (x2, y2) = my_collate(toy, mask_prompt=m), instruction_collate(toy, mask_prompt=m)
-    same.append(torch.equal(x1, x2) and torch.equal(y1, y2))
-print("same as gpt2_core:", all(same))
+print("row 0 equals gpt2_core:", my_mask_targets(*toy[0], eot_id=0) == targets[0].tolist())
 
 # %% [markdown]
-# Why it matters, on a real batch of four examples and the pretrained model: the loss with nothing
-# masked counts every padding position (and the long, repetitive header), the loss with padding masked
-# counts each example's text once, and the loss with the prompt masked counts only the answers — the
-# number that fine-tuning has to bring down.
+# The loss is the model's own: `GPTModel(inputs, targets=targets)` returns the mean cross-entropy over the
+# targets that are not `-100` (and computes the output layer only where it is needed).
+# `instruction_loss(model, batch)` is exactly that, in the `loss_fn(model, batch)` shape the shared
+# fine-tuning loop (`gpt2_core.finetune`, also chapter 6's) expects.
 
 # %%
-train_ds = InstructionDataset(train_records, enc)
-toy_batch = [train_ds[i] for i in range(4)]
-x, y_pad = instruction_collate(toy_batch)
-_, y_prompt = instruction_collate(toy_batch, mask_prompt=True)
-y_none = torch.cat([x[:, 1:], torch.full((x.shape[0], 1), 50256)], dim=1)  # shifted, nothing masked
+train_ds = InstructionDataset(train_records, tokenizer, CTX)
+lengths = train_ds.lengths()
+print(f"{len(train_ds)} training examples, {sum(lengths) / len(lengths):.1f} tokens on average, "
+      f"longest {max(lengths)} (context {CTX})")
+batch = instruction_collate([train_ds[i] for i in range(8)], EOT)
 with torch.no_grad():
-    logits = base_model(x.to(device)).cpu()
-rows = []
-for name, y in [("nothing masked", y_none), ("padding masked", y_pad), ("padding + prompt masked", y_prompt)]:
-    loss = F.cross_entropy(logits.flatten(0, 1), y.flatten(), ignore_index=-100)
-    rows.append({"targets": name, "counted tokens": int((y != -100).sum()), "loss": round(loss.item(), 3)})
-pd.DataFrame(rows)
+    print(f"loss on the answers of 8 examples, before fine-tuning: {instruction_loss(base_model, batch):.2f}")
 
 # %% [markdown]
-# Masking the prompt has a second benefit on a CPU: the output layer (a 50,257-way matmul, the most
-# expensive layer of a small model) only needs to run where a target counts. `instruction_loss` does
-# exactly that, and gives the same number as the plain cross-entropy.
-
-# %%
-# NBVAL_CHECK_OUTPUT
-with torch.no_grad():
-    plain = F.cross_entropy(logits.flatten(0, 1), y_prompt.flatten(), ignore_index=-100)
-    fast = instruction_loss(base_model, x.to(device), y_prompt.to(device)).cpu()
-print("instruction_loss equals cross_entropy:", torch.allclose(plain, fast, atol=1e-4))
-
-# %% [markdown]
-# ## 4. The base model, before any fine-tuning
+# ## 5. Baselines: what does "good" mean here?
 #
-# Greedy decoding (`gpt2_core.generate.generate`, stopping at end-of-text), then `extract_response` keeps
-# the text after `### Response:`. Prompts of the same token length are batched together, which needs no
-# padding. The pretrained model has never seen an instruction, so expect prose, not answers.
+# Three numbers to beat, on the same held-out questions:
+#
+# * **most common answer**: give every question of a family the answer seen most often in its training
+#   records (for counting, that is a count; for sorting, one particular list…);
+# * **the base model**, prompted but not fine-tuned;
+# * later, **random weights fine-tuned with the same recipe**: what fine-tuning alone can do without
+#   pretraining.
+#
+# Answers are generated greedily with the KV cache (`gpt2_core.generate`), 64 prompts at a time —
+# prompts of equal token length share a batch, so none needs padding — and stop at end-of-text.
+# An answer is **correct** when it equals the expected output (whitespace collapsed, a final period
+# dropped; case counts) and **well-formed** when it is non-empty and ended with end-of-text.
 
 # %%
-max_new = 12
+MAX_NEW = max(len(tokenizer.encode(" " + r["output"])) for r in records) + 1
 t0 = time.time()
-base_preds = generate_responses(base_model, enc, test_records, max_new_tokens=max_new, progress=True)
-print(f"{len(test_records)} answers in {time.time() - t0:.1f}s")
-pd.DataFrame({"instruction": [r["instruction"] for r in test_records[:6]],
-              "input": [r["input"] for r in test_records[:6]],
-              "base model says": base_preds[:6]})
+base_answers = generate_answers(base_model, tokenizer, test_records, MAX_NEW)
+print(f"{len(test_records)} answers in {time.time() - t0:.1f}s (up to {MAX_NEW} new tokens each)")
+majority_table = score_answers(test_records, majority_answers(train_records, test_records))
+base_table = score_answers(test_records, base_answers)
+print(f"most common answer: supported families {summarise(majority_table)['supported']:.1%}")
+print(f"base model        : supported families {summarise(base_table)['supported']:.1%}, "
+      f"well-formed answers {summarise(base_table)['format_compliance']:.1%}")
+pd.DataFrame({"question": [format_prompt(r) for r in test_records[:4]],
+              "base model says": [a.text for a in base_answers[:4]]})
 
 # %% [markdown]
-# ## 5. Full fine-tuning
+# ## 6. Full fine-tuning
 #
-# One training function for both methods: AdamW over whatever still requires a gradient, batches from
-# `instruction_collate` (with the prompt masked), the loss from `instruction_loss`, a progress bar and the
-# loss of every step. Full fine-tuning updates all the model's weights.
+# `finetune` (from `gpt2_core.finetune`) runs AdamW over every parameter that requires a gradient, with a
+# short linear **warmup** and then a **cosine** decay of the learning rate (warmup lets Adam's running
+# averages settle before large steps; the decay lets the weights settle at the end). Every `EVAL_EVERY`
+# steps it calls our `evaluate`, which answers a fixed slice of the test questions, so we can watch exact
+# match rise. The recipe was chosen by measurement (section 8).
 
 # %%
-epochs = pick(tiny=1, default=3)
-batch_size = pick(tiny=8, default=16)
+def curve_eval(model):
+    return summarise(score_answers(curve_records, generate_answers(model, tokenizer, curve_records, MAX_NEW)))
 
 
-def finetune(model, records, lr, epochs=epochs, mask_prompt=True, desc="training"):
+def run(model, lr, desc, weight_decay=0.1):
     seed_everything(123)
-    loader = torch.utils.data.DataLoader(
-        InstructionDataset(records, enc), batch_size=batch_size, shuffle=True,
-        collate_fn=lambda b: instruction_collate(b, mask_prompt=mask_prompt, max_length=ctx, device=device))
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
-    model.train()
-    losses, t0 = [], time.time()
-    with tqdm(total=epochs * len(loader), desc=desc) as bar:
-        for _ in range(epochs):
-            for x, y in loader:
-                loss = instruction_loss(model, x, y)
-                optimizer.zero_grad()
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(params, 1.0)
-                optimizer.step()
-                losses.append(loss.item())
-                bar.update()
-                bar.set_postfix(loss=f"{loss.item():.3f}")
-    model.eval()
-    print(f"{desc}: {len(losses)} steps in {time.time() - t0:.1f}s, last loss {losses[-1]:.3f}")
-    return losses
+    loader = instruction_loader(train_ds, BATCH_SIZE, seed=123, device=device)
+    config = FinetuneConfig(steps=STEPS, lr=lr, warmup_steps=max(1, STEPS // 20), weight_decay=weight_decay,
+                            eval_every=EVAL_EVERY, desc=desc)
+    history = finetune(model, loader, instruction_loss, config, evaluate=curve_eval)
+    print(f"{desc}: {STEPS} steps in {history.seconds:.0f}s, final loss {history.losses[-1]:.3f}, "
+          f"curve slice {history.evals[-1]['supported']:.1%} on supported families")
+    return history
 
 
-full_model = load_model()
-full_losses = finetune(full_model, train_records, lr=pick(tiny=1e-3, default=1e-3), desc="full fine-tuning")
+full_model = fresh_copy()
+full_history = run(full_model, FULL_LR, "full fine-tuning")
 
 # %% [markdown]
-# ## 6. LoRA: train a low-rank update instead
+# ## 7. LoRA: train a low-rank update instead
 #
 # Fine-tuning all weights needs optimizer state for every one of them and a full copy of the model per
-# task. LoRA (Hu et al., 2021) freezes the pretrained weight $W$ (out × in) of a linear layer and learns a
-# low-rank change to it:
+# task. LoRA (Hu et al., 2021) freezes the pretrained weight $W$ (out × in) of a linear layer and learns
+# a low-rank change to it:
 #
 # $$ y = xW^\top + b + \tfrac{\alpha}{r}\, x A B, \qquad A \in \mathbb{R}^{\text{in}\times r},\;
 #    B \in \mathbb{R}^{r\times \text{out}}. $$
 #
 # $A$ starts random and $B$ starts at **zero**, so the adapted layer starts out exactly equal to the
-# pretrained one; only $r(\text{in}+\text{out})$ numbers are trained instead of $\text{in}\cdot\text{out}$.
-# The scale $\alpha/r$ keeps the size of the update roughly independent of the rank. Here is a whole
-# LoRA layer:
+# pretrained one; only $r(\text{in}+\text{out})$ numbers are trained instead of
+# $\text{in}\cdot\text{out}$. The figure draws the shapes to scale for the attention's `qkv` layer of
+# our model; the scale $\alpha/r$ keeps the size of the update roughly independent of the rank.
+
+# %%
+d = base_model.cfg.emb_dim
+draw_lora(d, 3 * d, LORA_RANK)
+plt.tight_layout()
+plt.show()
+
+# %% [markdown]
+# Here is a whole LoRA layer, checked against the package's `LoRALinear`:
 
 # %%
 class MyLoRALinear(nn.Module):
@@ -328,58 +391,37 @@ with torch.no_grad():
     theirs.A.copy_(mine.A)
     theirs.B.copy_(mine.B)
 print("same as gpt2_core's LoRALinear:", torch.allclose(mine(xs), theirs(xs), atol=1e-6))
-print("trainable:", sum(p.numel() for p in mine.parameters() if p.requires_grad), "instead of", 8 * 6 + 6)
 
 # %% [markdown]
-# `inject_lora` wraps the attention projections (`att.qkv`, `att.out_proj`) and the feed-forward layers
-# (`ff.fc`, `ff.proj`) of every block and freezes everything else — embeddings, layer norms and the
-# (tied) output head included.
+# `inject_lora` wraps the chosen linear layers of every block and freezes everything else —
+# embeddings, layer norms and the (tied) output layer included. With the compact prompt the frozen
+# embeddings are not a problem: every marker is made of tokens the model already knows. (With Alpaca's `###`
+# markers, letting their embedding rows train alongside LoRA would be the fix; we measured the cheaper
+# route of a prompt the model can already read.)
 
 # %%
-lora_rank, lora_alpha = 16, 32
-lora_model = load_model()
+lora_model = fresh_copy()
 before = count_trainable(lora_model)
-after = inject_lora(lora_model, rank=lora_rank, alpha=lora_alpha)
-pd.DataFrame([
-    {"model": "full fine-tuning", "trainable parameters": before, "share": "100%"},
-    {"model": f"LoRA (r={lora_rank}, alpha={lora_alpha})", "trainable parameters": after,
-     "share": f"{100 * after / before:.2f}%"},
-])
-
-# %% [markdown]
-# Because $B = 0$, injecting LoRA changes nothing yet:
-
-# %%
-# NBVAL_CHECK_OUTPUT
-probe = torch.tensor([enc.encode(format_prompt(test_records[0]))], device=device)
+after = inject_lora(lora_model, rank=LORA_RANK, alpha=2 * LORA_RANK, targets=LORA_TARGETS)
+print(f"trainable: full fine-tuning {before:,}; LoRA r={LORA_RANK} on {', '.join(LORA_TARGETS)}: "
+      f"{after:,} ({after / before:.1%})")
+probe = torch.tensor([tokenizer.encode(format_prompt(example))], device=device)
 with torch.no_grad():
     print("LoRA model equals the base model before training:",
           torch.allclose(lora_model(probe), base_model(probe), atol=1e-5))
 
 # %% [markdown]
-# LoRA moves a small number of parameters, so it usually wants a larger learning rate than full
-# fine-tuning.
+# LoRA moves few numbers, and each moves the output less, so it wants a larger learning rate than full
+# fine-tuning. The low-rank matrices are not decayed (weight decay would pull the update towards zero,
+# i.e. back to the base model).
 
 # %%
-lora_losses = finetune(lora_model, train_records, lr=pick(tiny=5e-3, default=5e-3), desc="LoRA")
-
-# %%
-fig, ax = plt.subplots(figsize=(7, 3.5))
-ax.plot(full_losses, label="full fine-tuning", alpha=0.8)
-ax.plot(lora_losses, label=f"LoRA r={lora_rank}", alpha=0.8)
-ax.set_xlabel("step")
-ax.set_ylabel("loss on the response tokens")
-ax.set_yscale("log")
-ax.set_title("Instruction tuning: training loss")
-ax.legend()
-plt.show()
+lora_history = run(lora_model, LORA_LR, "LoRA", weight_decay=0.0)
 
 # %% [markdown]
-# ## 7. Merging LoRA back into the weights
-#
-# After training, $W' = W + \frac{\alpha}{r}(AB)^\top$ is an ordinary weight matrix. `merge_lora` folds
-# every adapter in and puts plain `nn.Linear` layers back, so the merged model is a normal `GPTModel` —
-# no extra cost at inference — and gives the same outputs.
+# After training, $W' = W + \frac{\alpha}{r}(AB)^\top$ is an ordinary weight matrix: `merge_lora` folds
+# every adapter in and puts plain `nn.Linear` layers back, so the merged model is a normal `GPTModel`,
+# with no extra cost when it answers, and the same outputs.
 
 # %%
 with torch.no_grad():
@@ -387,140 +429,253 @@ with torch.no_grad():
 merge_lora(lora_model)
 with torch.no_grad():
     merged_logits = lora_model(probe)
-print("LoRA layers left:", sum(isinstance(m, LoRALinear) for m in lora_model.modules()))
-print("largest difference:", (merged_logits - lora_logits).abs().max().item())
-
-# %%
-# NBVAL_CHECK_OUTPUT
-print("outputs equal before and after merging:", torch.allclose(merged_logits, lora_logits, atol=1e-4))
+print("LoRA layers left after merging:", sum(isinstance(m, LoRALinear) for m in lora_model.modules()))
+print("same outputs before and after merging:", torch.allclose(merged_logits, lora_logits, atol=1e-4))
 
 # %% [markdown]
-# ## 8. Generating answers
+# ## 8. How the recipe was chosen
 #
-# Same greedy decoding as for the base model, now from the two fine-tuned models.
+# Measured with this notebook's code on the reference model (one CPU thread while another job used the
+# second core, so the seconds per step are pessimistic; exact match on every other held-out question,
+# mean over the seven supported families):
+#
+# | run (600 steps, batch 32, warmup + cosine) | trainable | supported | knowledge | format | s/step |
+# | --- | ---: | ---: | ---: | ---: | ---: |
+# | full fine-tuning, lr 1e-3 | 5,289,472 | **75.5%** | 9.4% | 100% | 0.27 |
+# | LoRA r=16, qkv + out_proj + fc + proj, lr 3e-3 | 262,144 | **65.9%** | 17.7% | 99.8% | 0.21 |
+# | LoRA r=16, attention only (qkv + out_proj), lr 3e-3 | 98,304 | 52.5% | 3.1% | 100% | 0.18 |
+# | LoRA r=4, qkv + out_proj + fc + proj, lr 3e-3 | 65,536 | 44.6% | 3.1% | 99.8% | 0.26 |
+# | LoRA r=16, all four, lr 1e-2 | 262,144 | 26.0% | 0.0% | 100% | 0.23 |
+# | random init, full fine-tuning, lr 1e-3 | 5,289,472 | 14.5% | 0.0% | 98.5% | 0.24 |
+#
+# So: full fine-tuning at lr 1e-3; LoRA on all four linear layers of every block (the feed-forward
+# layers matter: attention-only LoRA loses 13 points), rank 16 (rank 4 loses 21 points), at lr 3e-3 (1e-2 is too high: training
+# ends in a much worse solution). The notebook trains each run for 1,000 steps, longer than these
+# measurements, which helps LoRA most.
+#
+# The third baseline: **random weights, same recipe** (same steps, learning rate and data as full
+# fine-tuning). Whatever the pretrained model scores above it is what pretraining contributed.
+
+# %%
+random_model = fresh_copy()
+random_model.reset_parameters()
+random_history = run(random_model, FULL_LR, "random init, same recipe")
+
+# %% [markdown]
+# ## 9. Scores on the held-out questions
+#
+# Every model answers every test question; the table gives exact match per family.
 
 # %%
 t0 = time.time()
-full_preds = generate_responses(full_model, enc, test_records, max_new_tokens=max_new, progress=True)
-lora_preds = generate_responses(lora_model, enc, test_records, max_new_tokens=max_new, progress=True)
-print(f"{2 * len(test_records)} answers in {time.time() - t0:.1f}s")
-shown = [test_records.index(next(r for r in test_records if r["family"] == f)) for f in FAMILIES
-         if any(r["family"] == f for r in test_records)]
-pd.DataFrame({"family": [test_records[i]["family"] for i in shown],
-              "input": [test_records[i]["input"] or test_records[i]["instruction"] for i in shown],
-              "expected": [test_records[i]["output"] for i in shown],
-              "full FT": [full_preds[i] for i in shown],
-              "LoRA": [lora_preds[i] for i in shown]})
-
-# %% [markdown]
-# `extract_response` is what turns a whole generated text back into the answer: it keeps what follows
-# the last `### Response:` and stops at end-of-text or at a new `###` section.
+answers = {"full fine-tuning": generate_answers(full_model, tokenizer, test_records, MAX_NEW),
+           "LoRA": generate_answers(lora_model, tokenizer, test_records, MAX_NEW),
+           "random init": generate_answers(random_model, tokenizer, test_records, MAX_NEW)}
+print(f"{3 * len(test_records)} answers in {time.time() - t0:.1f}s")
+tables = {"most common answer": majority_table, "base model": base_table,
+          **{name: score_answers(test_records, a) for name, a in answers.items()}}
+scores = pd.DataFrame({name: t["exact_match"] for name, t in tables.items()})
+scores.insert(0, "group", base_table["group"])
+scores.insert(1, "n", base_table["n"])
+summary = pd.DataFrame({name: summarise(t) for name, t in tables.items()}).T
+(100 * summary).round(1).rename(columns=lambda c: f"{c} (%)")
 
 # %%
-# NBVAL_CHECK_OUTPUT
-print(repr(extract_response(format_prompt(records[0]) + "PART<|endoftext|>### Instruction:\nmore")))
-
-# %% [markdown]
-# ## 9. Exact-match accuracy on held-out questions
-#
-# An answer counts when it equals the expected output after collapsing whitespace and dropping a trailing
-# period — nothing more lenient (case matters: it is part of two tasks).
+(100 * scores.set_index(["group", "n"], append=True)).round(1)
 
 # %%
-scores = {}
-for name, preds in [("base", base_preds), ("full FT", full_preds), ("LoRA", lora_preds)]:
-    table = evaluate_exact_match(None, enc, test_records, predictions=preds)
-    scores[name] = table.set_index("family")["accuracy"]
-results = pd.DataFrame(scores)
-print("exact match (%) on the held-out questions")
-pd.concat([table.set_index("family")["n"], (100 * results).round(1)], axis=1)
-
-# %%
-ax = results.plot.bar(figsize=(10, 3.8), width=0.8)
-ax.set_ylabel("exact match")
+fig, ax = plt.subplots(figsize=(11, 4))
+scores.drop(columns=["group", "n"]).plot.bar(ax=ax, width=0.82)
+ax.axvline(len([f for f in scores.index if f in SUPPORTED]) - 0.5, color="black", linestyle="--", linewidth=1)
+ax.set_ylabel("exact match on held-out questions")
+ax.set_xlabel("task family (left of the dashed line: supported by the text; right: needs knowledge)")
 ax.set_ylim(0, 1.05)
-ax.set_title(f"Held-out exact match by task family ({len(test_records)} questions)")
-ax.legend(loc="upper left", ncols=3)
-plt.xticks(rotation=35, ha="right")
+ax.set_title(f"Exact match per family ({len(test_records)} held-out questions)")
+ax.legend(loc="upper right", ncols=5, fontsize=8)
+plt.xticks(rotation=30, ha="right")
 plt.tight_layout()
 plt.show()
 
 # %% [markdown]
-# Reading the chart: the base model scores nothing — it has never seen the format and just continues
-# with corpus prose. How far fine-tuning gets depends on the profile: the course model of the `default`
-# profile is small (4 layers) and only briefly pretrained (chapter 5), and a few epochs over ~1,000
-# examples is little training, so expect modest numbers there; more epochs, a larger LoRA rank or the
-# `gpt2` profile raise them. Some families are hard for any small model: the president of an *unseen*
-# year is a fact it may not have, and upper case is awkward in tokens (`nation` and `NATION` share none).
-
-# %% [markdown]
-# ## 10. Save the fine-tuned model in the Hugging Face format and load it back
-#
-# The merged LoRA model is a plain `GPTModel`, so the chapter-4 export applies: `save_hf` writes a
-# checkpoint that `transformers` (and `GPTModel.from_hf`) can load.
+# And how exact match grew during training, on the fixed slice of test questions scored every
+# `EVAL_EVERY` steps, beside the training loss:
 
 # %%
-out_dir = data_dir() / "outputs" / "ch07_merged_hf"
-saved = lora_model.save_hf(out_dir)
-print("saved to", saved.relative_to(data_dir().parent))
-reloaded = GPTModel.from_hf(out_dir).to(device).eval()
-with torch.no_grad():
-    reloaded_logits = reloaded(probe)
-
-# %%
-# NBVAL_CHECK_OUTPUT
-print("reloaded model gives the same outputs:", torch.allclose(reloaded_logits, merged_logits, atol=1e-4))
-print("and the same answers:",
-      generate_responses(reloaded, enc, test_records[:8], max_new) == lora_preds[:8])
+fig, (ax_em, ax_loss) = plt.subplots(1, 2, figsize=(11, 3.6))
+runs = {"full fine-tuning": full_history, "LoRA": lora_history, "random init": random_history}
+for name, h in runs.items():
+    ax_em.plot(h.eval_steps, [e["supported"] for e in h.evals], marker="o", label=name)
+    smooth = pd.Series(h.losses).rolling(25, min_periods=1).mean()
+    ax_loss.plot(h.steps, smooth, label=name)
+ax_em.set_xlabel("training step")
+ax_em.set_ylabel("exact match, supported families")
+ax_em.set_ylim(0, 1.02)
+ax_em.set_title("Exact match against steps")
+ax_em.legend()
+ax_loss.set_xlabel("training step")
+ax_loss.set_ylabel("loss on answer tokens (mean of 25 steps)")
+ax_loss.set_yscale("log")
+ax_loss.set_title("Training loss")
+ax_loss.legend()
+plt.tight_layout()
+plt.show()
 
 # %% [markdown]
-# ## Summary
+# ## 10. New items, same tasks
 #
-# * Instruction tuning is next-token training on prompt + response text in a fixed format (Alpaca's
-#   here); the model learns where the answer goes and to stop with end-of-text.
-# * Batches pad with end-of-text, shift targets by one and set ignored targets to `-100`: padding after
-#   the first end-of-text always, the prompt optionally (here: always — and it also makes training
-#   cheaper, because the output layer only runs where a target counts).
-# * LoRA trains a few percent of the parameters, starts exactly at the pretrained model, and merges back
-#   into ordinary weights with no change in outputs.
-# * Exact-match scoring on held-out, checkable tasks gives an honest number for each method.
+# Does the model follow the *instructions*, or did it memorise the training items? The fresh records
+# (another seed; none of their questions is in the instruction file) are scored beside the test
+# questions of the same families.
+
+# %%
+chapter_name = "full fine-tuning" if summary.loc["full fine-tuning", "supported"] >= summary.loc["LoRA", "supported"] \
+    else "LoRA"
+chapter_model = full_model if chapter_name == "full fine-tuning" else lora_model
+fresh_table = score_answers(fresh_set, generate_answers(chapter_model, tokenizer, fresh_set, MAX_NEW))
+min_fresh = pick(tiny=1, default=20)  # families with at least this many fresh records are compared
+fresh_families = [f for f in fresh_table.index if f in SUPPORTED and fresh_table.loc[f, "n"] >= min_fresh]
+fresh_score = float(fresh_table.loc[fresh_families, "exact_match"].mean())
+test_same = float(tables[chapter_name].loc[fresh_families, "exact_match"].mean())
+print(f"chapter model: {chapter_name}")
+print(f"supported families with fresh records: {', '.join(fresh_families)}")
+print(f"exact match: fresh records {fresh_score:.1%}, test records of the same families {test_same:.1%}")
+
+# %% [markdown]
+# A few answers of the chapter's model, one per family:
+
+# %%
+shown = [next(i for i, r in enumerate(test_records) if r["family"] == f) for f in FAMILIES
+         if any(r["family"] == f for r in test_records)]
+pd.DataFrame({"family": [test_records[i]["family"] for i in shown],
+              "question": [format_prompt(test_records[i]) for i in shown],
+              "expected": [test_records[i]["output"] for i in shown],
+              chapter_name: [answers[chapter_name][i].text for i in shown]})
+
+# %% [markdown]
+# The chapter's aims, checked against this run's numbers:
+
+# %%
+best, lora_s = summary.loc[chapter_name], summary.loc["LoRA", "supported"]
+aims = [("exact match on supported families >= 75%", best["supported"] >= 0.75),
+        ("format compliance >= 95%", best["format_compliance"] >= 0.95),
+        ("LoRA within 10 points of full fine-tuning",
+         summary.loc["full fine-tuning", "supported"] - lora_s <= 0.10),
+        ("fresh records within 5 points of the test set", abs(fresh_score - test_same) <= 0.05),
+        ("at least twice the random-init score", best["supported"] >= 2 * summary.loc["random init", "supported"])]
+for aim, met in aims:
+    print(f"{'met   ' if met else 'missed'}  {aim}")
+
+# %% [markdown]
+# Reading the results. On the families the text supports, the pretrained model learns procedures:
+# copying the first or last word, reversing and counting come out far above the most common answer
+# and above the same recipe on random weights — pretraining taught the network what words are and how
+# to attend to them. Sorting and small sums are the hardest of the group: they must be computed, not
+# copied, and a sum of two numbers never seen together in training cannot be looked up. The knowledge
+# families stay low for every model: no amount of format learning tells a small model who spoke in
+# 1837 or how to spell a word in capitals it has rarely seen. LoRA, training a twentieth of the
+# numbers, gets most of the way to full fine-tuning for the same steps; its gap is largest on the
+# computing families (sorting, sums), which need the most change inside the network. Fresh records
+# scoring like the test set means the model learned tasks, not items.
+
+# %%
+from gpt2_core.results import write_results  # noqa: E402
+
+ch07 = {
+    "seconds": round(time.time() - notebook_start, 1),
+    "chapter_model": chapter_name,
+    "base_model": base_name,
+    "exact_match_supported": summary.loc[chapter_name, "supported"],
+    "exact_match_knowledge": summary.loc[chapter_name, "knowledge"],
+    "exact_match_overall": summary.loc[chapter_name, "overall"],
+    "format_compliance": summary.loc[chapter_name, "format_compliance"],
+    "full_exact_match_supported": summary.loc["full fine-tuning", "supported"],
+    "lora_exact_match_supported": summary.loc["LoRA", "supported"],
+    "fresh_seed_exact_match_supported": fresh_score,
+    "majority_baseline_supported": summary.loc["most common answer", "supported"],
+    "base_model_exact_match_supported": summary.loc["base model", "supported"],
+    "random_init_exact_match_supported": summary.loc["random init", "supported"],
+}
+# a group with no question in a tiny run has no score (NaN): write None for it
+ch07 = {k: ((round(float(v), 4) if v == v else None) if isinstance(v, float) else v) for k, v in ch07.items()}
+print(write_results(7, ch07).relative_to(data_dir().parent))
+print(f"profile {profile_name()}: notebook ran for {ch07['seconds'] / 60:.1f} min")
+
+# %% [markdown]
+# ## What you built
+#
+# * A generator of ~6,600 checkable instructions in 11 families, split by what they ask of a model:
+#   procedures the text supports, and knowledge it does not give.
+# * Alpaca's prompt format, and a compact one a small model can read, with the answer after a space so
+#   that copying a word is copying its token.
+# * Batches with a loss mask: padding after the first end-of-text and the whole prompt are `-100`, so
+#   only the answer and the end-of-text that stops it are learned; the loss is the model's own.
+# * Full fine-tuning and LoRA with warmup + cosine through the shared fine-tuning loop; LoRA merged
+#   back into plain weights with unchanged outputs.
+# * Honest scores: exact match per family and format compliance, beside the most common answer, the
+#   untuned model and random weights, on held-out and on freshly generated questions.
+#
+# ## What comes next
+#
+# This is the first step of how assistants are made: supervised instruction tuning. Real assistants
+# then learn from human preferences (RLHF, Ouyang et al., 2022; or DPO, Rafailov et al., 2023) and are
+# tuned on far broader instructions. With the `gpt2` profile (a GPU and OpenAI's 124M weights) the same
+# code runs at the real model's size: try the Alpaca format there, and open-ended instructions.
 #
 # ## Exercises
 #
 # Fill in each function and run its cell; the checker compares it with the package on a few inputs.
 #
-# 1. **Format a prompt.** Write the Alpaca prompt for a record (`### Input:` only when there is input).
+# 1. **The compact prompt.** Write `"<instruction> Input: <input> Answer:"`, leaving out ` Input:` when
+#    the record has no input (or an empty one).
 
 # %%
 def exercise_format_prompt(record: dict) -> str:
     raise NotImplementedError  # your code here
 
 
-check_exercise("ch07.format_prompt", exercise_format_prompt)
+_ = check_exercise("ch07.format_prompt", exercise_format_prompt)
 
 # %% [markdown]
-# 2. **Mask the padding.** Given one row of targets padded with end-of-text (50256), keep the first
-#    end-of-text and replace every later one by `ignore_index`.
+# 2. **The loss mask of one example.** Given its token ids, how many of them are prompt, and the
+#    end-of-text id, return the targets: the ids shifted left by one with end-of-text appended, and every
+#    target that predicts a prompt token replaced by `-100`. Which position predicts the first answer
+#    token? (Careful with `prompt_len=0`.)
 
 # %%
-def exercise_mask_padding(targets: list[int], pad_id: int = 50256, ignore_index: int = -100) -> list[int]:
+def exercise_mask_targets(ids: list[int], prompt_len: int, eot_id: int) -> list[int]:
     raise NotImplementedError  # your code here
 
 
-check_exercise("ch07.mask_padding", exercise_mask_padding)
+_ = check_exercise("ch07.mask_targets", exercise_mask_targets)
 
 # %% [markdown]
-# 3. **Count LoRA's parameters.** For a `GPTConfig` and a rank, how many trainable numbers does
-#    `inject_lora` leave (qkv, out_proj, fc and proj in every block)? Check your formula against the
-#    table in section 6.
+# 3. **A new task family.** Write the generator of a family "What is the second word?": given a
+#    `random.Random`, return a record (`instruction`, `input`, `output`) with 3–5 words drawn from
+#    `gpt2_core.instruction_data.corpus_words()` and the second one as the answer. The checker asks
+#    that the same seed gives the same record, that inputs vary in words and length, and that the answer
+#    is right. Then think: is this family *supported by the text*? Add 500 of its records to the
+#    training set and score it — is it closer to `first_word` or to `last_word`, and why?
+
+# %%
+def exercise_second_word(rng: random.Random) -> dict:
+    raise NotImplementedError  # your code here
+
+
+_ = check_exercise("ch07.second_word", exercise_second_word)
+
+# %% [markdown]
+# 4. **Count LoRA's parameters.** For a `GPTConfig` and a rank, how many trainable numbers does
+#    `inject_lora` leave with its default targets (qkv, out_proj, fc and proj in every block)? Check your
+#    formula against the count printed in section 7.
 
 # %%
 def exercise_lora_count(cfg, rank: int) -> int:
     raise NotImplementedError  # your code here
 
 
-check_exercise("ch07.lora_count", exercise_lora_count)
+_ = check_exercise("ch07.lora_count", exercise_lora_count)
 
 # %% [markdown]
-# 4. *(open)* Train LoRA with `mask_prompt=False` and compare the held-out accuracy and the time per
-#    step with the run above. Then try ranks 2 and 64: where does accuracy stop improving?
+# 5. *(open)* Train with `format_alpaca` instead of `format_prompt` (pass `prompt_format=format_alpaca`
+#    to `InstructionDataset` and `generate_answers`). How much lower is exact match, and how much slower
+#    is each step? Which of the two changes — the markers, or the space before the answer — matters more?

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import random
+import subprocess
+import sys
+import warnings
 
 import pytest
 import torch
@@ -244,15 +248,54 @@ def test_wrong_json_content(saved):
         load_checkpoint(saved)
 
 
-def test_shape_mismatch_names_tensor_and_shapes(saved):
-    other = GPTModel(CFG.replace(emb_dim=48))
-    with pytest.raises(ValueError, match=r"tok_emb\.weight.*\(97, 32\).*\(97, 48\)"):
-        load_checkpoint(saved, other)
-
-
-def test_key_mismatch(saved):
-    with pytest.raises(ValueError, match=r"blocks\.2"):
+def test_config_mismatch_names_fields_and_both_values(saved):
+    with pytest.raises(ValueError, match=r"emb_dim: checkpoint 32, model 48.*checkpoint's config"):
+        load_checkpoint(saved, GPTModel(CFG.replace(emb_dim=48)))
+    with pytest.raises(ValueError, match=r"n_layers: checkpoint 2, model 3"):
         load_checkpoint(saved, GPTModel(CFG.replace(n_layers=3)))
+
+
+def test_same_shapes_other_heads_is_refused(saved):
+    # n_heads=2 and n_heads=4 give identical tensor names and shapes: only the config tells them apart
+    other = GPTModel(CFG.replace(n_heads=4))
+    before = {k: v.clone() for k, v in other.state_dict().items()}
+    with pytest.raises(ValueError, match=r"n_heads: checkpoint 2, model 4"):
+        load_checkpoint(saved, other)
+    assert_same(before, other.state_dict(), "model")
+
+
+def test_several_differences_are_all_named(saved):
+    with pytest.raises(ValueError, match=r"vocab_size: checkpoint 97, model 101.*qkv_bias: checkpoint True"):
+        load_checkpoint(saved, GPTModel(CFG.replace(vocab_size=101, qkv_bias=False)))
+
+
+def test_drop_rate_difference_is_allowed(saved):
+    model = GPTModel(CFG.replace(drop_rate=0.0))  # dropout does not change what the weights mean
+    assert load_checkpoint(saved, model)["config"] == CFG
+
+
+def test_shape_mismatch_names_tensor_and_shapes(tmp_path):
+    model, _, _ = make_run(0)
+    model.out_head = nn.Linear(CFG.emb_dim, 2)
+    save_checkpoint(tmp_path / "cls", model)
+    other = GPTModel(CFG)
+    other.out_head = nn.Linear(CFG.emb_dim, 3)  # same config, another classification head
+    with pytest.raises(ValueError, match=r"out_head\.weight.*\(2, 32\).*\(3, 32\)"):
+        load_checkpoint(tmp_path / "cls", other)
+
+
+def test_newer_format_version_is_refused(saved):
+    config = json.loads((saved / "config.json").read_text())
+    config["version"] = ckpt.FORMAT_VERSION + 1
+    (saved / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match=r"version 2.*upgrade gpt2_core"):
+        load_checkpoint(saved)
+    with pytest.raises(ValueError, match="upgrade gpt2_core"):
+        ckpt.checkpoint_info(saved)
+    config["version"] = "one"
+    (saved / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match="invalid format version"):
+        load_checkpoint(saved)
 
 
 def test_failed_load_changes_nothing(saved):
@@ -313,3 +356,100 @@ def test_wrapped_models_save_and_load_plain_names(tmp_path, wrap):
     wrapped_target = wrap(target)
     assert load_checkpoint(tmp_path / "ck", wrapped_target)["model"] is wrapped_target
     assert_same(model.state_dict(), target.state_dict(), "model")
+
+
+# --- warnings, housekeeping, LoRA ----------------------------------------------------------------
+
+def test_cuda_rng_state_that_cannot_be_restored_warns(tmp_path, monkeypatch):
+    model, _, _ = make_run(0)
+    real_state = ckpt._rng_state
+    fake_cuda = [torch.zeros(16, dtype=torch.uint8)] * (torch.cuda.device_count() + 1)  # one GPU too many
+    monkeypatch.setattr(ckpt, "_rng_state", lambda: {**real_state(), "cuda": fake_cuda})
+    save_checkpoint(tmp_path / "ck", model)
+    monkeypatch.undo()
+    with pytest.warns(RuntimeWarning, match=r"CUDA RNG states for \d+ GPU.*not bitwise identical"):
+        load_checkpoint(tmp_path / "ck", model)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # restore_rng=False restores nothing, so nothing to warn about
+        load_checkpoint(tmp_path / "ck", model, restore_rng=False)
+
+
+def test_stale_tmp_dirs_of_dead_processes_are_removed(tmp_path):
+    model, _, _ = make_run(0)
+    done = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead_pid = int(done.stdout)  # that process has exited
+    stale = tmp_path / f"ck.tmp-{dead_pid}"
+    stale.mkdir()
+    (stale / "model.safetensors").write_bytes(b"half a file")
+    live = tmp_path / f"ck.tmp-{os.getppid()}"  # a running process: maybe saving right now
+    live.mkdir()
+    other = tmp_path / "other.tmp-1"  # belongs to another path: not ours to clean
+    other.mkdir()
+    save_checkpoint(tmp_path / "ck", model, step=1)
+    names = sorted(p.name for p in tmp_path.iterdir())
+    expected = ["ck", live.name, other.name] if os.name == "posix" else ["ck", other.name]
+    assert names == sorted(expected)
+    assert load_checkpoint(tmp_path / "ck")["step"] == 1
+
+
+def test_save_refuses_to_replace_a_directory_that_is_not_a_checkpoint(tmp_path):
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "todo.txt").write_text("keep me")
+    with pytest.raises(ValueError, match="not a checkpoint.*new or empty directory"):
+        save_checkpoint(tmp_path / "notes", make_run(0)[0])
+    assert (tmp_path / "notes" / "todo.txt").read_text() == "keep me"
+    (tmp_path / "empty").mkdir()
+    save_checkpoint(tmp_path / "empty", make_run(0)[0])  # an empty directory is fine
+    assert load_checkpoint(tmp_path / "empty")["step"] == 0
+
+
+def test_checkpoint_info_reads_json_only(saved, monkeypatch):
+    monkeypatch.setattr(ckpt, "_read_tensors", lambda *a: pytest.fail("checkpoint_info must not read tensors"))
+    info = ckpt.checkpoint_info(saved)
+    assert info["step"] == 1 and info["config"] == CFG and info["extra"] == {}
+    with pytest.raises(FileNotFoundError, match="no checkpoint"):
+        ckpt.checkpoint_info(saved.parent / "missing")
+
+
+def test_unwrap_model_lives_beside_the_model():
+    from gpt2_core import model as model_module
+
+    assert ckpt.unwrap_model is model_module.unwrap_model  # old imports keep working
+    inner = make_run(0)[0]
+    assert model_module.unwrap_model(Wrapper(Wrapper(inner))) is inner
+
+
+def test_lora_model_round_trips_through_checkpoint(tmp_path):
+    from gpt2_core.lora import inject_lora
+
+    model, _, _ = make_run(0)
+    inject_lora(model, rank=4, alpha=8.0)
+    with torch.no_grad():  # B starts at zero; make the adapters matter so the test can fail
+        for name, p in model.named_parameters():
+            if name.endswith((".A", ".B")):
+                p.normal_(0, 0.5)
+    save_checkpoint(tmp_path / "lora", model, step=3)
+
+    torch.manual_seed(99)
+    target = GPTModel(CFG)
+    inject_lora(target, rank=4, alpha=8.0)
+    load_checkpoint(tmp_path / "lora", target)
+    x = torch.randint(0, CFG.vocab_size, (2, CFG.context_length))
+    model.eval()
+    target.eval()
+    with torch.no_grad():
+        assert torch.equal(model(x), target(x))
+    assert_same(model.state_dict(), target.state_dict(), "model")
+    # a LoRA checkpoint does not load into a plain model (and says which weights differ)
+    with pytest.raises(ValueError, match=r"\.A"):
+        load_checkpoint(tmp_path / "lora", GPTModel(CFG))
+
+
+def test_a_classification_heads_pooling_survives_save_and_load(tmp_path):
+    from gpt2_core.classification import add_classification_head, head_pooling
+
+    model = add_classification_head(GPTModel(GPTConfig(vocab_size=50, context_length=8, emb_dim=16, n_heads=2,
+                                                       n_layers=1)), 2, pooling="mean")
+    save_checkpoint(tmp_path / "clf", model)
+    loaded = load_checkpoint(tmp_path / "clf")["model"]
+    assert head_pooling(loaded) == "mean" and loaded.out_head.out_features == 2

@@ -1,4 +1,4 @@
-"""Classification fine-tuning: the head, freezing, padded batches, last-token logits, metrics, errors."""
+"""Classification fine-tuning: the head, pooling, freezing, padded batches, the LM step, metrics, errors."""
 
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ from hypothesis import strategies as st
 from gpt2_core import classification as clf
 from gpt2_core.config import GPTConfig
 from gpt2_core.exercises import check_exercise
+from gpt2_core.exercises.solutions.ch06 import SOLUTIONS
+from gpt2_core.finetune import FinetuneConfig, FinetuneHistory
 from gpt2_core.model import GPTModel
 
 CFG = GPTConfig(vocab_size=300, context_length=12, emb_dim=16, n_heads=2, n_layers=3, drop_rate=0.0)
@@ -20,15 +22,17 @@ CFG = GPTConfig(vocab_size=300, context_length=12, emb_dim=16, n_heads=2, n_laye
 class ByteTokenizer:
     """One token per UTF-8 byte: enough to test the pipeline without the GPT-2 ranks."""
 
+    eot_token = 299
+
     def encode(self, text: str) -> list[int]:
         return list(text.encode("utf-8"))
 
 
-def _model(num_classes: int | None = 2, seed: int = 0) -> GPTModel:
+def _model(num_classes: int | None = 2, seed: int = 0, pooling: str = "last") -> GPTModel:
     torch.manual_seed(seed)
     model = GPTModel(CFG)
     if num_classes:
-        clf.add_classification_head(model, num_classes)
+        clf.add_classification_head(model, num_classes, pooling)
     return model.eval()
 
 
@@ -56,6 +60,15 @@ def test_add_head_rejects_non_models():
         clf.add_classification_head(torch.nn.Linear(2, 2))
 
 
+def test_head_remembers_its_pooling():
+    assert clf.head_pooling(_model(pooling="mean")) == "mean"
+    assert clf.add_classification_head(_model(None), 2).out_head.pooling == "mean"  # the default
+    with pytest.raises(ValueError, match="pooling"):
+        clf.add_classification_head(_model(None), 2, pooling="max")
+    with pytest.raises(ValueError, match="add_classification_head"):
+        clf.head_pooling(_model(None))
+
+
 # ------------------------------------------------------------------------------------ freezing
 def _trainable_names(model: GPTModel) -> set[str]:
     return {name for name, p in model.named_parameters() if p.requires_grad}
@@ -67,7 +80,7 @@ def _names_under(model: GPTModel, *prefixes: str) -> set[str]:
 
 def test_freeze_keeps_exactly_last_block_final_norm_and_head():
     model = _model()
-    count = clf.freeze_for_finetuning(model, trainable_blocks=1)
+    count = clf.freeze_for_finetuning(model, trainable_blocks=1, train_embeddings=False)
     want = _names_under(model, "blocks.2.", "final_norm.", "out_head.")
     assert _trainable_names(model) == want
     assert count == sum(p.numel() for n, p in model.named_parameters() if n in want)
@@ -76,11 +89,20 @@ def test_freeze_keeps_exactly_last_block_final_norm_and_head():
 
 def test_freeze_more_blocks_and_none():
     model = _model()
-    clf.freeze_for_finetuning(model, trainable_blocks=2)
+    clf.freeze_for_finetuning(model, trainable_blocks=2, train_embeddings=False)
     assert _trainable_names(model) == _names_under(model, "blocks.1.", "blocks.2.", "final_norm.", "out_head.")
-    clf.freeze_for_finetuning(model, trainable_blocks=0)  # re-freezing also works
+    clf.freeze_for_finetuning(model, trainable_blocks=0, train_embeddings=False)  # re-freezing also works
     assert _trainable_names(model) == _names_under(model, "final_norm.", "out_head.")
     assert not model.tok_emb.weight.requires_grad and not model.pos_emb.weight.requires_grad
+
+
+def test_freeze_default_trains_everything_and_embeddings_can_stay_frozen():
+    model = _model()
+    assert clf.freeze_for_finetuning(model) == model.num_parameters()
+    assert _trainable_names(model) == {name for name, _ in model.named_parameters()}
+    clf.freeze_for_finetuning(model, trainable_blocks=1, train_embeddings=True)
+    assert _trainable_names(model) == _names_under(model, "tok_emb.", "pos_emb.", "blocks.2.", "final_norm.",
+                                                   "out_head.")
 
 
 def test_freeze_errors():
@@ -89,6 +111,8 @@ def test_freeze_errors():
     for bad in (-1, 4, 1.5):
         with pytest.raises(ValueError, match="trainable_blocks"):
             clf.freeze_for_finetuning(_model(), bad)
+    with pytest.raises(TypeError, match="train_embeddings"):
+        clf.freeze_for_finetuning(_model(), 1, train_embeddings="yes")
 
 
 # ---------------------------------------------------------------------------- dataset + collate
@@ -98,9 +122,26 @@ def test_collate_right_pads_and_records_last_index():
     assert labels.tolist() == [1, 0, 1]
     assert last.tolist() == [2, 0, 1]
     with pytest.raises(ValueError, match="empty batch"):
-        clf.pad_collate([])
+        clf.pad_collate([], 0)
     with pytest.raises(ValueError, match="no tokens"):
-        clf.pad_collate([([], 0)])
+        clf.pad_collate([([], 0)], 0)
+    for bad in (-1, None, 1.5, True):
+        with pytest.raises(ValueError, match="pad_id"):
+            clf.pad_collate([([1], 0)], bad)
+
+
+def test_pad_id_comes_from_the_tokenizer():
+    assert clf.pad_id_of(ByteTokenizer()) == 299
+    ds = clf.ClassificationDataset(["ab", "a"], [0, 1], ByteTokenizer())
+    assert ds.pad_id == 299 and next(iter(ds.loader(2)))[0][1].tolist() == [ord("a"), 299]
+
+    class NoEot:
+        def encode(self, text):
+            return [1]
+
+    with pytest.raises(ValueError, match="pad_id="):
+        clf.ClassificationDataset(["a"], [0], NoEot())
+    assert clf.ClassificationDataset(["a"], [0], NoEot(), pad_id=5).pad_id == 5
 
 
 def test_dataset_truncates_with_a_warning_and_count():
@@ -134,6 +175,18 @@ def test_dataset_errors():
         clf.ClassificationDataset([], [], tok)
     with pytest.raises(TypeError, match="must be a str"):
         clf.ClassificationDataset([3], [0], tok)
+    with pytest.raises(ValueError, match="labels must be class indices"):
+        clf.ClassificationDataset(["a"], [-1], tok)
+
+
+def test_subset_keeps_the_encoding_and_counts_truncation():
+    with pytest.warns(UserWarning):
+        ds = clf.ClassificationDataset(["abc", "abcdefgh", "xy"], [0, 1, 1], ByteTokenizer(), max_length=4)
+    sub = ds.subset([2, 1])
+    assert sub.ids == [list(b"xy"), list(b"abcd")] and sub.labels == [1, 1]
+    assert sub.n_truncated == 1 and sub.pad_id == ds.pad_id and len(sub) == 2
+    with pytest.raises(ValueError, match="indices is empty"):
+        ds.subset([])
 
 
 @settings(max_examples=15, deadline=None)
@@ -148,6 +201,35 @@ def test_padded_batch_gives_the_same_logits_as_each_text_alone(lengths):
         batched = clf.last_token_logits(model, ids, last)
         alone = torch.stack([model(torch.tensor([s]))[0, -1] for s in seqs])
     torch.testing.assert_close(batched, alone, atol=1e-5, rtol=1e-4)
+
+
+@settings(max_examples=15, deadline=None)
+@given(st.lists(st.integers(1, 10), min_size=1, max_size=4), st.sampled_from(clf.POOLINGS))
+def test_every_pooling_is_blind_to_padding(lengths, pooling):
+    model = _model(pooling=pooling)
+    gen = torch.Generator().manual_seed(sum(lengths))
+    seqs = [torch.randint(0, CFG.vocab_size, (n,), generator=gen).tolist() for n in lengths]
+    ids, _, last = clf.pad_collate([(s, 0) for s in seqs], pad_id=7)
+    with torch.no_grad():
+        batched = clf.class_logits(model, ids, last)
+        alone = torch.cat([clf.class_logits(model, torch.tensor([s]), torch.tensor([len(s) - 1])) for s in seqs])
+    torch.testing.assert_close(batched, alone, atol=1e-5, rtol=1e-4)
+
+
+def test_pool_logits_by_hand_and_errors():
+    logits = torch.tensor([[[1.0, 0.0], [3.0, 2.0], [100.0, 100.0]], [[2.0, 4.0], [0.0, 0.0], [0.0, 0.0]]])
+    last = torch.tensor([1, 0])
+    assert clf.pool_logits(logits, last, "last").tolist() == [[3.0, 2.0], [2.0, 4.0]]
+    assert clf.pool_logits(logits, last, "mean").tolist() == [[2.0, 1.0], [2.0, 4.0]]
+    assert clf.pool_logits(logits, last, "both").tolist() == [[2.5, 1.5], [2.0, 4.0]]
+    with pytest.raises(ValueError, match="pooling"):
+        clf.pool_logits(logits, last, "max")
+    with pytest.raises(ValueError, match="batch, tokens, classes"):
+        clf.pool_logits(logits[0], last)
+    with pytest.raises(ValueError, match="last_index"):
+        clf.pool_logits(logits, torch.tensor([3, 0]))
+    with pytest.raises(ValueError, match="last_index"):
+        clf.pool_logits(logits, torch.tensor([1]))
 
 
 # ------------------------------------------------------------------------------------ metrics
@@ -217,33 +299,61 @@ def _toy_data(n: int) -> tuple[list[str], list[int]]:
     return texts, labels
 
 
-def test_training_learns_a_last_token_rule_and_reports_history():
-    torch.manual_seed(0)
-    model = _model()
-    clf.freeze_for_finetuning(model, trainable_blocks=1)
+@pytest.mark.parametrize("pooling", ["last", "both"])
+def test_fine_tuning_learns_a_last_token_rule_through_the_shared_loop(pooling):
+    model = _model(pooling=pooling)
+    clf.freeze_for_finetuning(model, trainable_blocks=1, train_embeddings=False)
     frozen_before = model.blocks[0].att.qkv.weight.detach().clone()
     texts, labels = _toy_data(64)
     ds = clf.ClassificationDataset(texts, labels, ByteTokenizer(), pad_id=0)
-    history = clf.train_classifier(model, ds.loader(16, shuffle=True), ds.loader(32), epochs=6, lr=3e-3,
-                                   progress=False)
-    assert [h["epoch"] for h in history] == list(range(1, 7))
-    assert set(history[0]) == {"epoch", "train_loss", "train_acc", "val_loss", "val_acc", "seconds"}
-    assert history[-1]["val_loss"] < history[0]["val_loss"]
-    assert history[-1]["val_acc"] == 1.0
+    config = FinetuneConfig(steps=24, lr=3e-3, warmup_steps=2, eval_every=12, progress=False)
+    history = clf.fine_tune_classifier(model, ds.loader(16, shuffle=True), config, ds.loader(32))
+    assert isinstance(history, FinetuneHistory) and history.eval_steps == [12, 24]
+    assert set(history.evals[0]) == {"val_loss", "val_accuracy"}
+    assert history.evals[-1]["val_loss"] < history.evals[0]["val_loss"] or history.evals[0]["val_accuracy"] == 1.0
+    assert history.evals[-1]["val_accuracy"] == 1.0
     torch.testing.assert_close(model.blocks[0].att.qkv.weight, frozen_before)  # frozen stays frozen
+    assert not model.training
     assert clf.classify(model, ByteTokenizer(), "qwerty!") == "spam"
     assert clf.classify(model, ByteTokenizer(), "qwerty.", labels=("no", "yes")) == "no"
 
 
-def test_train_classifier_errors():
-    model = _model()
+def test_classification_loss_is_cross_entropy_of_the_pooled_logits():
+    model = _model(pooling="mean")
+    batch = clf.pad_collate([([1, 2, 3], 1), ([4], 0)], 0)
+    want = torch.nn.functional.cross_entropy(clf.pool_logits(model(batch[0]), batch[2], "mean"), batch[1])
+    torch.testing.assert_close(clf.classification_loss(model, batch), want)
     ds = clf.ClassificationDataset(["a"], [0], ByteTokenizer())
-    with pytest.raises(ValueError, match="epochs"):
-        clf.train_classifier(model, ds.loader(), ds.loader(), epochs=0)
-    with pytest.raises(ValueError, match="lr"):
-        clf.train_classifier(model, ds.loader(), ds.loader(), epochs=1, lr=0)
     with pytest.raises(ValueError, match="add_classification_head"):
-        clf.train_classifier(_model(None), ds.loader(), ds.loader(), epochs=1)
+        clf.fine_tune_classifier(_model(None), ds.loader(), FinetuneConfig(steps=1, lr=1e-3, progress=False))
+
+
+# ----------------------------------------------------------------- the language-model step
+def test_lm_loader_joins_texts_with_endoftext_and_trains_the_lm():
+    loader = clf.lm_loader(["abcdef", "ghijkl"], ByteTokenizer(), context_length=4, batch_size=2, shuffle=False)
+    stream = list(b"abcdef") + [299] + list(b"ghijkl") + [299]
+    inputs, targets = next(iter(loader))
+    assert inputs.tolist() == [stream[0:4], stream[4:8]] and targets.tolist() == [stream[1:5], stream[5:9]]
+    model = _model(None)
+    before = clf.language_model_loss(model, (inputs, targets)).item()
+    from gpt2_core.finetune import finetune
+
+    finetune(model, loader, clf.language_model_loss, FinetuneConfig(steps=20, lr=1e-2, progress=False))
+    assert clf.language_model_loss(model, (inputs, targets)).item() < before
+    shuffled = clf.lm_loader(["abcdef", "ghijkl"] * 4, ByteTokenizer(), context_length=4, batch_size=2)
+    assert all(len(b[0]) == 2 for b in shuffled)  # full batches only when training
+
+
+def test_lm_step_errors():
+    with pytest.raises(ValueError, match="unlabelled text"):
+        clf.lm_loader([], ByteTokenizer(), 4)
+    with pytest.raises(ValueError, match="empty"):
+        clf.lm_loader(["abc", " "], ByteTokenizer(), 4)
+    with pytest.raises(ValueError, match="context_length"):
+        clf.lm_loader(["ab"], ByteTokenizer(), 8)
+    batch = (torch.tensor([[1, 2]]), torch.tensor([[2, 3]]))
+    with pytest.raises(ValueError, match=r"before\s+add_classification_head"):
+        clf.language_model_loss(_model(), batch)
 
 
 def test_classify_errors_and_truncation_warning():
@@ -265,25 +375,37 @@ def test_classify_errors_and_truncation_warning():
 
 
 # ------------------------------------------------------------------------------------ exercises
-def test_exercise_checkers_accept_right_and_reject_wrong_answers(capsys):
-    def accuracy(y_true, y_pred):
-        return sum(t == p for t, p in zip(y_true, y_pred, strict=True)) / len(y_true)
+WRONG = {
+    "ch06.accuracy": lambda t, p: 1.0,
+    "ch06.f1_from_confusion": lambda cm: cm[1][1] / max(cm[1][1] + cm[0][1], 1),  # precision, not F1
+    "ch06.last_token_logits": lambda logits, lengths: logits[:, -1],  # the last position: a pad
+    "ch06.mean_pool": lambda logits, lengths: logits.mean(1),  # the pads averaged in
+    "ch06.laplace_log_likelihood": lambda counts, alpha: (counts / counts.sum(1, keepdim=True)).log(),  # no smoothing
+}
 
-    def f1(cm):
-        return clf.metrics_from_confusion(cm)["f1"]
 
-    def pick(logits, lengths):
-        return logits[torch.arange(len(lengths)), lengths - 1]
-
+@pytest.mark.parametrize("name", sorted(SOLUTIONS))
+def test_every_checker_accepts_its_solution_and_rejects_a_plausible_mistake(name, capsys):
     def stub(*args):
         raise NotImplementedError
 
-    assert check_exercise("ch06.accuracy", accuracy)
-    assert check_exercise("ch06.f1_from_confusion", f1)
-    assert check_exercise("ch06.last_token_logits", pick)
-    assert not check_exercise("ch06.accuracy", lambda t, p: 1.0)
-    assert not check_exercise("ch06.f1_from_confusion", lambda cm: cm[1][1] / (cm[1][1] + cm[0][1]))
-    assert not check_exercise("ch06.last_token_logits", lambda logits, lengths: logits[:, -1])
-    assert not check_exercise("ch06.accuracy", stub)
+    assert check_exercise(name, SOLUTIONS[name]) is True
+    assert check_exercise(name, WRONG[name]) is False
+    assert check_exercise(name, stub) is False
     out = capsys.readouterr().out
-    assert "padding" in out and "not attempted" in out
+    assert "correct" in out and "not quite" in out and "not attempted" in out
+
+
+def test_checkers_explain_the_usual_mistakes(capsys):
+    check_exercise("ch06.last_token_logits", WRONG["ch06.last_token_logits"])
+    check_exercise("ch06.mean_pool", WRONG["ch06.mean_pool"])
+    check_exercise("ch06.laplace_log_likelihood", WRONG["ch06.laplace_log_likelihood"])
+    check_exercise("ch06.laplace_log_likelihood", lambda c, a: ((c + a) / (c + a).sum(0, keepdim=True)).log())
+    out = capsys.readouterr().out
+    assert "padding" in out and "averages the pads" in out and "-inf" in out and "over the classes" in out
+
+
+def test_every_ch06_checker_has_a_solution():
+    from gpt2_core.exercises import available
+
+    assert {n for n in available() if n.startswith("ch06.")} == set(SOLUTIONS) == set(WRONG)

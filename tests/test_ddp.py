@@ -42,6 +42,14 @@ def _worker(rank: int, world: int, port: int, result_file: str, ckpt: str) -> No
         with open(f"{result_file}.{rank}", "w") as f:
             json.dump(losses, f)
     finally:
+        _leave_process_group()
+
+
+def _leave_process_group() -> None:
+    # Both processes reach this point before either tears its group down: a process that destroys the
+    # group while the other still has gloo work in flight can abort (SIGABRT) during teardown.
+    if torch.distributed.is_initialized():
+        torch.distributed.barrier()
         torch.distributed.destroy_process_group()
 
 
@@ -71,3 +79,49 @@ def test_setup_distributed_without_torchrun_is_a_no_op(monkeypatch):
     rank, world, device = setup_distributed(torch.device("cpu"))
     assert (rank, world, device) == (0, 1, torch.device("cpu"))
     assert not torch.distributed.is_initialized()
+
+
+# --- gradient accumulation (the no_sync path) and resume under DDP ---------------------------------
+
+DROP_CFG = CFG.replace(drop_rate=0.2)  # dropout on: each process's random stream matters for the resume
+
+
+def _run_cfg(cfg: GPTConfig, batch_size: int, seed: int = 0, **train_kw) -> list[float]:
+    torch.manual_seed(seed)
+    model = GPTModel(cfg)
+    tc = TrainConfig(max_steps=STEPS, lr=1e-2, warmup_steps=1, eval_batches=1, progress=False, **train_kw)
+    return train(model, _data(), None, tc, batch_size=batch_size).losses
+
+
+def _accum_resume_worker(rank: int, world: int, port: int, result_file: str, ckpt: str) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
+                      WORLD_SIZE=str(world), LOCAL_RANK=str(rank), GPT2_COURSE_DEVICE="cpu")
+    torch.set_num_threads(1)
+    setup_distributed()
+    try:
+        accum = _run_cfg(CFG, batch_size=1, grad_accum=2)  # micro-batches 1 of 2 skip the all-reduce
+        full = _run_cfg(DROP_CFG, batch_size=2)
+        after_full = torch.rand(1).item()  # where this process's RNG stands after the run
+        first = _run_cfg(DROP_CFG, batch_size=2, out_dir=ckpt, stop_at_step=2)
+        resumed = _run_cfg(DROP_CFG, batch_size=2, seed=7, resume_from=ckpt)  # other init: the checkpoint decides
+        with open(f"{result_file}.{rank}", "w") as f:
+            json.dump({"accum": accum, "full": full, "first": first, "resumed": resumed, "rng": after_full}, f)
+    finally:
+        _leave_process_group()
+
+
+def test_ddp_grad_accum_matches_one_process_and_a_resumed_run_matches_the_uninterrupted_one(tmp_path):
+    result = str(tmp_path / "out")
+    mp.spawn(_accum_resume_worker, args=(2, _free_port(), result, str(tmp_path / "ckpt")), nprocs=2, join=True)
+    ranks = [json.loads(open(f"{result}.{r}").read()) for r in range(2)]
+    # grad_accum=2 with 1 window per process and step equals one process with 2 windows and grad_accum=2
+    single = _run_cfg(CFG, batch_size=2, grad_accum=2)
+    assert len(single) == STEPS
+    assert ranks[0]["accum"] == pytest.approx(single, abs=1e-5)
+    assert ranks[0]["accum"] == ranks[1]["accum"]
+    # stopped at step 2 and resumed (with dropout): the very same losses as the uninterrupted run
+    assert len(ranks[0]["first"]) == 2
+    assert ranks[0]["resumed"] == ranks[0]["full"]
+    assert ranks[1]["resumed"] == ranks[1]["full"]
+    # each process has its own dropout stream (seeded from seed, rank and step)
+    assert ranks[0]["rng"] != ranks[1]["rng"]

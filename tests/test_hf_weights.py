@@ -10,14 +10,13 @@ from pathlib import Path
 
 import pytest
 import torch
+import transformers  # not importorskip: a missing/broken transformers must fail this suite, not skip it
 from safetensors.torch import load_file, save_file
 
 from gpt2_core import hf_weights
 from gpt2_core.config import GPTConfig
 from gpt2_core.hf_weights import WeightsDownloadError, config_from_hf, config_to_hf
 from gpt2_core.model import GPTModel
-
-transformers = pytest.importorskip("transformers")
 
 # (n_embd, n_head, n_layer, n_positions, vocab_size): odd head counts, tiny vocabularies, 1-3 layers
 SHAPES = [(24, 3, 1, 16, 50), (30, 5, 2, 12, 7), (16, 1, 3, 20, 101), (32, 4, 2, 8, 33)]
@@ -259,3 +258,44 @@ def test_from_pretrained_offline_error_fresh_process(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert out.stdout.startswith("WeightsDownloadError cannot download openai-community/gpt2-medium"), out
     assert "GPTModel.from_hf(DIR)" in out.stdout
+
+
+# ------------------------------------------------------------- the download path, offline
+def _hub_cache(root: Path, model, repo: str = "openai-community/gpt2") -> Path:
+    """``model`` saved by transformers into a Hugging Face cache layout, as a download would leave it:
+    ``models--owner--name/refs/main`` names a commit whose ``snapshots/<commit>/`` holds the files."""
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    folder = root / f"models--{repo.replace('/', '--')}"
+    snapshot = folder / "snapshots" / commit
+    model.save_pretrained(snapshot)
+    (folder / "refs").mkdir(parents=True)
+    (folder / "refs" / "main").write_text(commit)
+    assert {p.name for p in snapshot.iterdir()} >= {"config.json", "model.safetensors"}
+    return root
+
+
+def test_from_pretrained_loads_a_cached_download_offline(tmp_path, monkeypatch):
+    """The download path end to end without a network: the hub is offline, the cache holds the model."""
+    theirs = hf_model(32, 4, 2, 16, 40)
+    cache = _hub_cache(tmp_path / "hub", theirs)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    ours = GPTModel.from_pretrained("gpt2", cache_dir=cache)
+    assert ours.cfg.n_layers == 2 and ours.cfg.vocab_size == 40
+    idx = torch.randint(0, 40, (2, 16))
+    with torch.no_grad():
+        torch.testing.assert_close(ours(idx), theirs(idx).logits, atol=1e-4, rtol=1e-4)
+    with pytest.raises(WeightsDownloadError, match="gpt2-medium"):  # another name is not in that cache
+        GPTModel.from_pretrained("gpt2-medium", cache_dir=cache)
+
+
+def test_base_model_switch_starts_from_a_cached_gpt2_offline(tmp_path):
+    """GPT2_COURSE_BASE_MODEL=gpt2 in a fresh process (the hub reads its cache path at import time) with the
+    hub offline: load_base_model returns the cached GPT-2 and GPT-2's tokenizer, not the reference model."""
+    _hub_cache(tmp_path / "hub", hf_model(32, 4, 2, 16, 50257))
+    code = ("from gpt2_core.pretrained import load_base_model\n"
+            "model, tok, name = load_base_model('cpu')\n"
+            "print(name, model.cfg.n_layers, model.cfg.vocab_size, tok.n_vocab, tok.eot_token)\n")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(tmp_path / "hub"),
+           "GPT2_COURSE_BASE_MODEL": "gpt2", "OMP_NUM_THREADS": "1"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert out.stdout.split() == ["gpt2", "2", "50257", "50257", "50256"], out

@@ -178,3 +178,44 @@ def test_exercise_checkers(capsys, name, right, wrong):
     assert check_exercise(name, wrong) is False
     assert check_exercise(name, _stub) is False
     assert "not attempted" in capsys.readouterr().out
+
+
+def _small_model(seed: int = 0) -> GPTModel:
+    torch.manual_seed(seed)
+    return GPTModel(GPTConfig(vocab_size=97, context_length=16, emb_dim=32, n_heads=4, n_layers=2, drop_rate=0.0))
+
+
+def test_last_only_gives_the_last_positions_logits():
+    model = _small_model().eval()
+    idx = torch.randint(0, 97, (3, 9))
+    full = model(idx)
+    last = model(idx, last_only=True)
+    assert last.shape == (3, 1, 97) and torch.allclose(last[:, 0], full[:, -1], atol=1e-6)
+    with pytest.raises(ValueError, match="last_only"):
+        model(idx, targets=idx, last_only=True)
+
+
+@pytest.mark.parametrize("with_grad", [True, False])
+def test_loss_with_ignored_positions_equals_the_plain_loss(with_grad):
+    model = _small_model()
+    idx = torch.randint(0, 97, (2, 12))
+    targets = torch.randint(0, 97, (2, 12))
+    targets[0, :7] = -100  # a prompt
+    targets[1, 10:] = -100  # padding
+    want = torch.nn.functional.cross_entropy(model(idx).flatten(0, 1), targets.flatten(), ignore_index=-100)
+    with torch.set_grad_enabled(with_grad):
+        got = model(idx, targets=targets)
+    assert torch.allclose(got, want, atol=1e-5)
+    if with_grad:
+        got.backward()
+        fused_grad = model.tok_emb.weight.grad.clone()
+        model.zero_grad()
+        want.backward()
+        assert torch.allclose(fused_grad, model.tok_emb.weight.grad, atol=1e-5)
+
+
+def test_forward_with_targets_compiles_without_graph_breaks():
+    model = _small_model().train()
+    idx = torch.randint(0, 97, (2, 16))
+    explanation = torch._dynamo.explain(model)(idx, targets=torch.roll(idx, -1, 1))
+    assert explanation.graph_break_count == 0, explanation.break_reasons

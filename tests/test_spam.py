@@ -1,4 +1,5 @@
-"""Spam/ham data: e-mail parsing, de-duplication, balancing, splits, class counts, offline errors."""
+"""Spam/ham data: e-mail parsing, de-duplication, stratified balancing/sampling/splits, per-source counts and
+accuracy, offline errors."""
 
 from __future__ import annotations
 
@@ -114,6 +115,60 @@ def test_balance_downsamples_majority_reproducibly():
         spam.balance(_table([]))
 
 
+def _sourced(n_easy: int, n_hard: int, n_spam: int) -> pd.DataFrame:
+    rows = [(f"easy {i}", 0, "easy-ham-1") for i in range(n_easy)] + \
+        [(f"hard {i}", 0, "hard-ham-1") for i in range(n_hard)] + [(f"spam {i}", 1, "spam-2") for i in range(n_spam)]
+    return pd.DataFrame(rows, columns=["text", "label", "group"])
+
+
+def test_balance_keeps_each_source_in_its_share():
+    df = _sourced(180, 20, 100)  # ham: 90% easy, 10% hard
+    out = spam.balance(df, seed=3)
+    assert out["group"].value_counts().to_dict() == {"easy-ham-1": 90, "hard-ham-1": 10, "spam-2": 100}
+
+
+def test_stratified_sample_is_proportional_nested_and_seeded():
+    df = _sourced(60, 20, 80)
+    small, large = spam.stratified_sample(df, 16, seed=1), spam.stratified_sample(df, 64, seed=1)
+    assert small["group"].value_counts().to_dict() == {"spam-2": 8, "easy-ham-1": 6, "hard-ham-1": 2}
+    assert large["group"].value_counts().to_dict() == {"spam-2": 32, "easy-ham-1": 24, "hard-ham-1": 8}
+    assert set(small.text) <= set(large.text)  # nested: a learning curve adds labels, never swaps them
+    assert small.equals(spam.stratified_sample(df, 16, seed=1))
+    assert not small.equals(spam.stratified_sample(df, 16, seed=2))
+    order = df.reset_index().set_index("text")["index"]
+    assert order[small.text].is_monotonic_increasing  # the table's order is kept
+    no_group = df.drop(columns="group")
+    assert spam.stratified_sample(no_group, 10)["label"].value_counts().to_dict() == {1: 5, 0: 5}
+    for bad in (0, 161, 2.0, True):
+        with pytest.raises(ValueError, match="n must be an int"):
+            spam.stratified_sample(df, bad)
+
+
+def test_split_is_stratified_by_source():
+    train, val, test = spam.split(_sourced(70, 10, 20), (0.7, 0.1, 0.2), seed=4)
+    assert train["group"].value_counts().to_dict() == {"easy-ham-1": 49, "spam-2": 14, "hard-ham-1": 7}
+    assert val["group"].value_counts().to_dict() == {"easy-ham-1": 7, "spam-2": 2, "hard-ham-1": 1}
+    assert test["group"].value_counts().to_dict() == {"easy-ham-1": 14, "spam-2": 4, "hard-ham-1": 2}
+
+
+def test_source_counts_and_accuracy_by_source():
+    df = _sourced(3, 2, 3)
+    counts = spam.source_counts(a=df, b=df.iloc[:4])
+    assert counts.loc["a"].to_dict() == {"easy ham": 3, "hard ham": 2, "spam": 3, "total": 8}
+    assert counts.loc["b"].to_dict() == {"easy ham": 3, "hard ham": 1, "spam": 0, "total": 4}
+    pred = [0, 0, 0, 1, 0, 1, 1, 0]  # easy all right, hard 1 of 2, spam 2 of 3
+    table = spam.accuracy_by_source(df, pred)
+    assert table.index.tolist() == ["easy ham", "hard ham", "spam", "all"]
+    assert table["accuracy"].tolist() == pytest.approx([1.0, 0.5, 2 / 3, 6 / 8])
+    assert table["e-mails"].tolist() == [3, 2, 3, 8] and table["errors"].tolist() == [0, 1, 1, 2]
+    with pytest.raises(ValueError, match="one prediction per row"):
+        spam.accuracy_by_source(df, pred[:-1])
+    with pytest.raises(ValueError, match="'group'"):
+        spam.accuracy_by_source(df.drop(columns="group"), pred)
+    with pytest.raises(ValueError, match="'group'"):
+        spam.source_counts(x=df.drop(columns="group"))
+
+
 def test_split_sizes_disjoint_and_seeded():
     df = _table([(f"t{i}", i % 2) for i in range(100)])
     train, val, test = spam.split(df, (0.7, 0.1, 0.2), seed=5)
@@ -200,3 +255,7 @@ def test_real_corpus_groups_and_balanced_splits():
     counts = spam.class_counts(train=train, validation=val, test=test)
     assert counts["ham"].sum() == counts["spam"].sum()
     assert not set(train.text) & set(test.text)
+    sources = spam.source_counts(train=train, validation=val, test=test)
+    assert (sources["hard ham"] > 0).all()  # hard ham is in every split
+    share = sources["hard ham"] / sources["total"]
+    assert share.max() - share.min() < 0.01  # ... in the same share

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import hashlib
+import shutil
+import tempfile
+from functools import lru_cache
 from itertools import pairwise
+from pathlib import Path
 
 import pytest
+import tiktoken
+import tiktoken.load
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gpt2_core.bpe_ranks import ENDOFTEXT, ENDOFTEXT_ID
+from gpt2_core.bpe_ranks import ENDOFTEXT, ENDOFTEXT_ID, GPT2_PATTERN, ensure_ranks_file
 from gpt2_core.exercises import check_exercise
 from gpt2_core.tokenizer import BPETokenizer, bpe_encode_piece, count_pairs, gpt2_encoding, merge_pair
 
@@ -60,8 +67,28 @@ def gpt2() -> BPETokenizer:
     return BPETokenizer.from_gpt2()
 
 
+R50K_URL = "https://openaipublic.blob.core.windows.net/encodings/r50k_base.tiktoken"
+
+
+@lru_cache(maxsize=1)
+def tiktoken_gpt2() -> tiktoken.Encoding:
+    """The reference: tiktoken's OWN ``r50k_base`` encoding (GPT-2's ranks with tiktoken's pattern and
+    loader; its ``gpt2`` encoding has the same ranks but reads other files), not one built from our
+    pattern. Offline: the verified ranks file goes where tiktoken's cache looks for it (TIKTOKEN_CACHE_DIR,
+    named by the sha1 of the blob URL); tiktoken checks its own sha256 on it, and any attempt to download
+    fails the test run."""
+    def no_network(url: str) -> bytes:
+        raise AssertionError(f"tiktoken tried to download {url}; the cached ranks file was not used")
+
+    with tempfile.TemporaryDirectory() as cache, pytest.MonkeyPatch.context() as mp:
+        shutil.copyfile(ensure_ranks_file(), Path(cache) / hashlib.sha1(R50K_URL.encode()).hexdigest())
+        mp.setenv("TIKTOKEN_CACHE_DIR", cache)
+        mp.setattr(tiktoken.load, "read_file", no_network)
+        return tiktoken.get_encoding("r50k_base")  # read once here; tiktoken keeps it in its registry
+
+
 def assert_gpt2_parity(tok: BPETokenizer, text: str) -> None:
-    want = gpt2_encoding().encode(text, disallowed_special=())
+    want = tiktoken_gpt2().encode(text, disallowed_special=())
     got = tok.encode(text)
     assert got == want, f"{text!r}: {got} != tiktoken {want}"
     assert tok.decode(got) == text
@@ -97,9 +124,9 @@ def test_gpt2_parity_biased_alphabet(gpt2: BPETokenizer, text: str) -> None:
 @given(st.text(alphabet=st.characters(codec=None, categories=["Cs", "Ll", "Zs"]), max_size=30))
 def test_gpt2_parity_lone_surrogates(gpt2: BPETokenizer, text: str) -> None:
     # Lone surrogates cannot be UTF-8 encoded; like tiktoken we encode them as U+FFFD.
-    want = gpt2_encoding().encode(text, disallowed_special=())
+    want = tiktoken_gpt2().encode(text, disallowed_special=())
     assert gpt2.encode(text) == want
-    assert gpt2.decode(want) == gpt2_encoding().decode(want)
+    assert gpt2.decode(want) == tiktoken_gpt2().decode(want)
 
 
 def test_gpt2_long_runs_and_large_text(gpt2: BPETokenizer) -> None:
@@ -109,13 +136,13 @@ def test_gpt2_long_runs_and_large_text(gpt2: BPETokenizer) -> None:
 
 def test_gpt2_special_tokens(gpt2: BPETokenizer) -> None:
     text = "one<|endoftext|>two <|endoftext|><|endoftext|>"
-    want = gpt2_encoding().encode(text, allowed_special="all")
+    want = tiktoken_gpt2().encode(text, allowed_special="all")
     assert gpt2.encode(text, allowed_special="all") == want
     assert gpt2.encode(text, allowed_special={ENDOFTEXT}) == want
     assert want.count(ENDOFTEXT_ID) == 3
     assert ENDOFTEXT_ID not in gpt2.encode(text)  # default: plain text
     assert gpt2.decode(want) == text
-    assert gpt2.vocab_size == gpt2_encoding().n_vocab
+    assert gpt2.vocab_size == tiktoken_gpt2().n_vocab
     assert gpt2.special_tokens == {ENDOFTEXT: ENDOFTEXT_ID}
 
 
@@ -124,7 +151,7 @@ def test_gpt2_decode_partial_utf8(gpt2: BPETokenizer) -> None:
     ids = gpt2.encode(char)
     assert len(ids) > 1
     assert gpt2.decode_bytes(ids[:1]) == char.encode()[: len(gpt2.id_to_bytes(ids[0]))]
-    assert gpt2.decode(ids[:1]) == gpt2_encoding().decode(ids[:1])  # invalid UTF-8 -> U+FFFD, like tiktoken
+    assert gpt2.decode(ids[:1]) == tiktoken_gpt2().decode(ids[:1])  # invalid UTF-8 -> U+FFFD, like tiktoken
     assert "\ufffd" in gpt2.decode(ids[:1])
     assert gpt2.decode_bytes(ids) == char.encode()
 
@@ -137,6 +164,20 @@ def test_gpt2_merges_are_consistent(gpt2: BPETokenizer) -> None:
     for (left, right), new_id in merges:
         assert ranks[left + right] == new_id
         assert ranks[left] < new_id and ranks[right] < new_id
+
+
+def test_reference_is_tiktokens_own_encoding_object() -> None:
+    from tiktoken_ext.openai_public import r50k_pat_str
+
+    ref = tiktoken_gpt2()
+    assert ref.name == "r50k_base" and ref.n_vocab == ENDOFTEXT_ID + 1
+    assert ref._pat_str == r50k_pat_str != GPT2_PATTERN  # tiktoken's pattern, not the one we wrote
+    assert ref is tiktoken.get_encoding("r50k_base")
+
+
+@pytest.mark.parametrize("text", TRICKY)
+def test_our_gpt2_encoding_equals_tiktokens(text: str) -> None:
+    assert gpt2_encoding().encode(text, allowed_special="all") == tiktoken_gpt2().encode(text, allowed_special="all")
 
 
 def test_gpt2_encoding_is_cached_and_offline() -> None:

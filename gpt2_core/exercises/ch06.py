@@ -5,6 +5,12 @@
   class, columns = predicted, class 1 = spam is the positive class); 0.0 when precision + recall is 0
 - ``ch06.last_token_logits``: ``pick(logits, lengths) -> Tensor``: from logits (batch, tokens, classes) of
   right-padded texts with ``lengths`` real tokens each, the (batch, classes) logits of each last real token
+- ``ch06.mean_pool``: ``mean_pool(logits, lengths) -> Tensor``: the same shapes, the mean of each text's
+  logits over its real tokens (the pads after them left out)
+- ``ch06.laplace_log_likelihood``: ``f(counts, alpha) -> Tensor``: Naive Bayes' ``log P(token | class)``
+  from token counts (classes, vocab) with add-``alpha`` (Laplace) smoothing
+
+Reference solutions: :mod:`gpt2_core.exercises.solutions.ch06`.
 """
 
 from __future__ import annotations
@@ -72,3 +78,47 @@ def check_last_token_logits(candidate: Callable) -> None:
                                  "use each text's length - 1")
         if not torch.allclose(got, want):
             raise ExerciseFailed(f"for lengths {lengths} the logits picked are not those of the last real tokens")
+
+
+def _padded_cases(seed: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    gen = torch.Generator().manual_seed(seed)
+    cases = []
+    for batch, tokens, lengths in [(1, 4, [4]), (3, 5, [5, 1, 3]), (4, 6, [2, 6, 6, 1])]:
+        logits = torch.randn(batch, tokens, 2, generator=gen)
+        cases.append((logits, torch.tensor(lengths)))
+    return cases
+
+
+@exercise("ch06.mean_pool")
+def check_mean_pool(candidate: Callable) -> None:
+    for logits, lengths in _padded_cases(7):
+        want = torch.stack([logits[b, :n].mean(0) for b, n in enumerate(lengths.tolist())])
+        got = candidate(logits.clone(), lengths.clone())
+        if not isinstance(got, torch.Tensor) or got.shape != want.shape:
+            shape = tuple(got.shape) if isinstance(got, torch.Tensor) else type(got).__name__
+            raise ExerciseFailed(f"for lengths {lengths.tolist()} expected shape {tuple(want.shape)}, got {shape}")
+        if torch.allclose(got, logits.mean(1)) and not torch.allclose(want, logits.mean(1)):
+            raise ExerciseFailed("that averages the pads too; average only the first `length` tokens of each text")
+        if not torch.allclose(got, want, atol=1e-6):
+            raise ExerciseFailed(f"for lengths {lengths.tolist()} the means are not those of the real tokens")
+
+
+@exercise("ch06.laplace_log_likelihood")
+def check_laplace(candidate: Callable) -> None:
+    cases = [(torch.tensor([[3.0, 0.0, 1.0], [0.0, 2.0, 2.0]]), 1.0),
+             (torch.tensor([[5.0, 0.0, 0.0, 1.0], [1.0, 1.0, 0.0, 0.0]]), 0.5),
+             (torch.tensor([[0.0, 0.0], [10.0, 0.0]]), 2.0)]
+    for counts, alpha in cases:
+        smoothed = counts.double() + alpha
+        want = (smoothed / smoothed.sum(1, keepdim=True)).log()
+        got = candidate(counts.clone(), alpha)
+        if not isinstance(got, torch.Tensor) or got.shape != want.shape:
+            raise ExerciseFailed(f"return a tensor of shape {tuple(want.shape)} (classes, vocab)")
+        got = got.double()
+        if torch.isinf(got).any():
+            raise ExerciseFailed("a token never seen with a class gets log(0) = -inf; add alpha to every count")
+        if not torch.allclose(got, want, atol=1e-6):
+            if torch.allclose(got.exp().sum(0), torch.ones(want.shape[1], dtype=torch.float64)):
+                raise ExerciseFailed("your probabilities sum to 1 over the classes; P(token | class) sums to 1 "
+                                     "over the vocabulary (each row)")
+            raise ExerciseFailed(f"for counts {counts.tolist()} and alpha={alpha} the log-probabilities are wrong")

@@ -1,28 +1,30 @@
-"""Checkers for chapter 7 (instruction tuning and LoRA).
+"""Checkers for chapter 7 (instruction tuning and LoRA); reference solutions in ``solutions/ch07.py``.
 
-- ``ch07.format_prompt``: ``format_prompt(record) -> str``, the Alpaca prompt (``### Input:`` only when
-  the record has a non-empty input), ending with ``### Response:`` and a newline
-- ``ch07.mask_padding``: ``mask_padding(targets: list[int], pad_id=50256, ignore_index=-100) -> list[int]``,
-  keep the first ``pad_id`` (the end-of-text the model must learn to emit) and replace every later one
-- ``ch07.lora_count``: ``lora_count(cfg: GPTConfig, rank: int) -> int``, the trainable parameters that
+- ``ch07.format_prompt``: ``format_prompt(record) -> str``, the compact prompt
+  ``"<instruction> Input: <input> Answer:"`` (`` Input:`` only when the input is non-empty)
+- ``ch07.mask_targets``: ``mask_targets(ids, prompt_len, eot_id) -> list[int]``, the targets of one
+  example (``ids + [eot_id]`` shifted by one) with every target inside the prompt set to -100
+- ``ch07.second_word``: ``second_word_record(rng) -> dict``, the generator of a new task family
+  ("What is the second word?"), deterministic for a given ``random.Random``
+- ``ch07.lora_count``: ``lora_count(cfg, rank) -> int``, the trainable parameters that
   ``inject_lora(GPTModel(cfg), rank, alpha)`` leaves (qkv, out_proj, fc and proj of every block)
 """
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable
 
-from ..bpe_ranks import ENDOFTEXT_ID
 from ..config import GPTConfig
-from ..instructions import format_prompt
-from ..lora import lora_parameter_count
+from ..instruction_data import FORBIDDEN_TEXT
+from ..instruction_prompts import format_prompt
 from . import ExerciseFailed, exercise, expect_equal
+from .solutions import ch07 as solution
 
 _RECORDS = [
-    {"instruction": "Convert the word to upper case.", "input": "nation", "output": "NATION"},
-    {"instruction": "Who gave the State of the Union address in 1862?", "input": "",
-     "output": "Abraham Lincoln"},
-    {"instruction": "Sort the numbers.", "input": "3 1 2"},
+    {"instruction": "What is the first word?", "input": "nation army law", "output": "nation"},
+    {"instruction": "Who gave the State of the Union address in 1862?", "input": "", "output": "Abraham Lincoln"},
+    {"instruction": "Sort the numbers from smallest to largest.", "input": "3 1 2"},
     {"instruction": "Name a colour."},  # no input field at all
 ]
 
@@ -33,30 +35,36 @@ def check_format_prompt(candidate: Callable) -> None:
         expect_equal(candidate(dict(record)), format_prompt(record), f"record={record}")
 
 
-def mask_padding(targets: list[int], pad_id: int = ENDOFTEXT_ID, ignore_index: int = -100) -> list[int]:
-    """Reference: every ``pad_id`` after the first one becomes ``ignore_index``."""
-    out, seen = [], False
-    for t in targets:
-        out.append(ignore_index if t == pad_id and seen else t)
-        seen = seen or t == pad_id
-    return out
+@exercise("ch07.mask_targets")
+def check_mask_targets(candidate: Callable) -> None:
+    cases = [([5, 6, 7, 8, 9], 3, 0), ([5, 6], 1, 99), ([1, 2, 3, 4], 4, 7), ([10, 11, 12], 0, 3)]
+    for ids, prompt_len, eot in cases:
+        got = candidate(list(ids), prompt_len, eot)
+        expect_equal(list(got), solution.mask_targets(ids, prompt_len, eot),
+                     f"ids={ids}, prompt_len={prompt_len}, eot_id={eot}")
 
 
-@exercise("ch07.mask_padding")
-def check_mask_padding(candidate: Callable) -> None:
-    e = ENDOFTEXT_ID
-    cases = [[1, 2, 3], [1, e], [1, e, e, e], [e, e], [5, 6, e, e, e, e, e], []]
-    for row in cases:
-        expect_equal(list(candidate(list(row))), mask_padding(row), f"targets={row}")
-    expect_equal(list(candidate([4, 0, 0, 0], pad_id=0, ignore_index=-1)), [4, 0, -1, -1],
-                 "targets=[4, 0, 0, 0] with pad_id=0, ignore_index=-1")
-
-
-def lora_count(cfg: GPTConfig, rank: int) -> int:
-    """Reference: LoRA parameters for qkv (d->3d), out_proj (d->d), fc (d->4d), proj (4d->d) per block."""
-    d = cfg.emb_dim
-    per_block = sum(lora_parameter_count(i, o, rank) for i, o in ((d, 3 * d), (d, d), (d, 4 * d), (4 * d, d)))
-    return cfg.n_layers * per_block
+@exercise("ch07.second_word")
+def check_second_word(candidate: Callable) -> None:
+    records = [candidate(random.Random(seed)) for seed in range(30)]
+    for seed, record in enumerate(records):
+        if not isinstance(record, dict):
+            raise ExerciseFailed(f"return a dict, got {type(record).__name__}")
+        for field in ("instruction", "input", "output"):
+            if not isinstance(record.get(field), str) or not record[field].strip():
+                raise ExerciseFailed(f"record {record} needs a non-empty string {field!r}")
+            if FORBIDDEN_TEXT in record[field]:
+                raise ExerciseFailed(f"{field!r} contains {FORBIDDEN_TEXT!r}, the tokenizer's end-of-text text")
+        words = record["input"].split()
+        if len(words) < 2:
+            raise ExerciseFailed(f"the input {record['input']!r} has fewer than two words: there is no second one")
+        expect_equal(record["output"], words[1], f"the input {record['input']!r}")
+        expect_equal(candidate(random.Random(seed)), record, f"the same seed ({seed}) twice (be deterministic)")
+    if len({r["input"] for r in records}) < 20:
+        raise ExerciseFailed("30 seeds gave fewer than 20 different inputs; draw the words with rng")
+    if len({len(r["input"].split()) for r in records}) < 2:
+        raise ExerciseFailed("every input has the same number of words; vary it, so the answer's position "
+                             "from the end changes and the model must count from the front")
 
 
 @exercise("ch07.lora_count")
@@ -66,4 +74,4 @@ def check_lora_count(candidate: Callable) -> None:
         got = candidate(cfg, rank)
         if isinstance(got, bool) or not isinstance(got, int):
             raise ExerciseFailed(f"return an int, got {type(got).__name__}")
-        expect_equal(got, lora_count(cfg, rank), f"{cfg.n_layers} layers of width {cfg.emb_dim}, rank={rank}")
+        expect_equal(got, solution.lora_count(cfg, rank), f"{cfg.n_layers} layers of width {cfg.emb_dim}, rank={rank}")

@@ -1,0 +1,62 @@
+"""Every chapter-7 checker accepts its reference solution and rejects a plausible wrong answer."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from gpt2_core.exercises import available, check_exercise
+from gpt2_core.exercises.solutions import ch07 as solution
+from gpt2_core.instruction_data import corpus_words
+
+
+def _first_word_record(rng: random.Random) -> dict:  # answers the first word, not the second
+    words = rng.sample(corpus_words(), rng.randint(3, 5))
+    return {"instruction": "What is the second word?", "input": " ".join(words), "output": words[0]}
+
+
+def _fixed_length_record(rng: random.Random) -> dict:  # always three words
+    words = rng.sample(corpus_words(), 3)
+    return {"instruction": "What is the second word?", "input": " ".join(words), "output": words[1]}
+
+
+def _unseeded_record(rng: random.Random) -> dict:  # ignores rng: not deterministic per seed
+    return solution.second_word_record(random.Random())
+
+
+CASES = {
+    "ch07.format_prompt": (solution.format_prompt,
+                           lambda r: f"{r['instruction']} Input: {r.get('input', '')} Answer:"),
+    "ch07.mask_targets": (solution.mask_targets,
+                          lambda ids, p, eot: [-100] * p + (ids[1:] + [eot])[p:]),  # masks one too many
+    "ch07.second_word": (solution.second_word_record, _first_word_record),
+    "ch07.lora_count": (solution.lora_count, lambda c, r: r * c.n_layers * 4 * c.emb_dim),
+}
+
+
+def test_every_ch07_checker_is_covered():
+    assert {name for name in available() if name.startswith("ch07.")} == set(CASES)
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_checker_accepts_solution_and_rejects_wrong(name, capsys):
+    right, wrong = CASES[name]
+    assert check_exercise(name, right)
+    assert not check_exercise(name, wrong)
+    assert "not quite" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("wrong", [_fixed_length_record, _unseeded_record,
+                                   lambda rng: "What is the second word?"])
+def test_second_word_checker_catches_more_mistakes(wrong):
+    assert not check_exercise("ch07.second_word", wrong)
+
+
+def test_unattempted_exercise(capsys):
+    def stub(*args, **kwargs):
+        raise NotImplementedError
+
+    for name in CASES:
+        assert not check_exercise(name, stub)
+    assert "not attempted" in capsys.readouterr().out
