@@ -173,6 +173,31 @@ class GPTModel(nn.Module):
             return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=-100)
         return fused_linear_cross_entropy(x, self.out_head.weight, targets)
 
+    @torch.no_grad()
+    def attention_maps(self, idx: torch.Tensor) -> list[torch.Tensor]:
+        """Attention weights for one sequence ``idx`` (1, tokens): one (heads, tokens, tokens) tensor per layer.
+
+        Row ``i`` of a head's map is how much token ``i`` attends to each token up to itself (the causal
+        softmax; each row sums to 1). Computed in eval mode, for pictures of what a model looks at.
+        """
+        self.check_input(idx)
+        if idx.shape[0] != 1:
+            raise ValueError(f"attention_maps takes one sequence, shape (1, tokens), got {tuple(idx.shape)}")
+        was_training = self.training
+        self.eval()
+        t = idx.shape[1]
+        x = self.tok_emb(idx) + self.pos_emb(torch.arange(t, device=idx.device))
+        future = torch.ones(t, t, dtype=torch.bool, device=idx.device).triu(diagonal=1)
+        maps = []
+        for block in self.blocks:
+            att = block.att
+            q, k, _ = att.qkv(block.norm1(x)).view(1, t, 3, att.num_heads, att.head_dim).permute(2, 0, 3, 1, 4)
+            scores = (q @ k.transpose(-2, -1)) / math.sqrt(att.head_dim)
+            maps.append(torch.softmax(scores.masked_fill(future, float("-inf")), dim=-1)[0])
+            x = block(x)
+        self.train(was_training)
+        return maps
+
     def new_kv_cache(self, batch: int, max_len: int | None = None) -> KVCache:
         """An empty KV cache for ``batch`` sequences of up to ``max_len`` (default: context) tokens."""
         cfg = self.cfg

@@ -75,7 +75,27 @@ def _pct(x: float) -> str:
 
 def _row(chapter: int, r: dict) -> str:
     """One README line for a chapter: its headline numbers in words."""
-    if chapter == 5:
+    if chapter == 1:
+        text = (f"our tokenizer equals tiktoken's GPT-2 on every test string: {r['equals_tiktoken']}; "
+                f"{r['bpe_vocab']:,}-token BPE trained on {r['bpe_train_mb']:.1f} MB in {r['bpe_train_seconds']:.2f} s "
+                f"({r['fast_vs_naive_speedup']:.0f}x the naive recount); held-out bytes per token: ours "
+                f"{r['held_out_bytes_per_token']:.2f}, GPT-2 {r['gpt2_held_out_bytes_per_token']:.2f}; encode "
+                f"throughput {r['encode_ratio_vs_tiktoken']:.2f} of tiktoken "
+                f"({r['encode_ratio_vs_tiktoken_first_pass']:.2f} on the first pass)")
+    elif chapter == 2:
+        shown = list(r["reference_neighbours"].items())[:4]
+        near = "; ".join(f"*{w}*: {', '.join(x.strip() for x in n)}" for w, n in shown)
+        text = (f"{r['train_tokens']:,} training tokens -> {r['train_windows']:,} windows of {r['context_length']}; "
+                f"nearest token embeddings in the reference model: {near}")
+    elif chapter == 3:
+        b, h, t, d = r["sdpa_benchmark_shape"]
+        text = (f"`scaled_dot_product_attention` equals the hand-written attention: {r['sdpa_equals_hand_written']}; "
+                f"{r['sdpa_speedup']:.1f}x faster (batch {b}, {h} heads, {t} tokens, {r['device']})")
+    elif chapter == 4:
+        params = ", ".join(f"{k} {v:,}" for k, v in sorted(r["parameters"].items(), key=lambda kv: kv[1]))
+        same = r.get("equals_transformers")
+        text = f"parameters: {params}" + ("" if same is None else f"; logits equal to `transformers`: {same}")
+    elif chapter == 5:
         text = (f"your model: validation loss {r['val_loss']:.3f} nats/token, "
                 f"**{r['val_bits_per_byte']:.3f} bits/byte**; "
                 f"reference course model {r['reference_val_bits_per_byte']:.3f} bits/byte; "

@@ -36,6 +36,8 @@
 
 # %%
 import time
+
+notebook_start = time.perf_counter()  # the notebook's wall time goes into results/chNN.json
 from itertools import pairwise
 
 import matplotlib.pyplot as plt
@@ -465,6 +467,26 @@ print(f"encoding {mb:.2f} MB: ours {mb / ours_seconds:.1f} MB/s (first pass {mb 
       f"tiktoken {mb / tiktoken_seconds:.1f} MB/s")
 print(f"throughput ratio ours / tiktoken: {tiktoken_seconds / ours_seconds:.2f} "
       f"(first pass {tiktoken_seconds / cold_seconds:.2f})")
+
+# %% [markdown]
+# ## Results
+#
+# The chapter's headline numbers, all computed above in this run, go to `results/ch01.json` (the
+# README's results table is generated from it):
+
+# %%
+from gpt2_core.results import write_results
+
+same_as_tiktoken = all(gpt2_tok.encode(s) == enc.encode(s, disallowed_special=()) for s in tricky)
+ch01 = {"seconds": round(time.perf_counter() - notebook_start, 1), "equals_tiktoken": same_as_tiktoken,
+        "bpe_vocab": big_vocab, "bpe_train_mb": round(len(train_text.encode()) / 1e6, 2),
+        "bpe_train_seconds": round(train_seconds, 2), "fast_vs_naive_speedup": round(naive_seconds / fast_seconds, 1),
+        "held_out_bytes_per_token": round(float(compression["held-out"].iloc[-1]), 2),
+        "gpt2_held_out_bytes_per_token": round(float(gpt2_bpt), 2),
+        "encode_ratio_vs_tiktoken": round(tiktoken_seconds / ours_seconds, 2),
+        "encode_ratio_vs_tiktoken_first_pass": round(tiktoken_seconds / cold_seconds, 2)}
+print(write_results(1, ch01).name)
+pd.Series(ch01)
 
 # %% [markdown]
 # ## Summary

@@ -36,6 +36,8 @@
 # %%
 import time
 
+notebook_start = time.perf_counter()  # the notebook's wall time goes into results/chNN.json
+
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -323,6 +325,72 @@ plt.show()
 # similar only to itself); pretraining has to discover the same kind of structure. The upside is
 # flexibility; the price is that a learned table has no row for positions beyond
 # `context_length`, which is why GPT-2 cannot read more than 1,024 tokens at once.
+#
+# Does pretraining find that structure? The course ships a **reference model** (chapter 5 trains it
+# the same way: 4 layers, 256 dimensions, 128 positions, trained on 20M tokens of State of the Union
+# prose, with its own 8,192-token tokenizer). Here is its learned position table, compared the same way:
+
+# %%
+from gpt2_core.reference import load_reference
+
+ref_model, ref_tok = load_reference("cpu")
+fig, ax = plt.subplots(figsize=(5.6, 4.6))
+im = ax.imshow(cosine_similarity_matrix(ref_model.pos_emb.weight.detach()), cmap="viridis", vmin=-0.2, vmax=1)
+ax.set(xlabel="position", ylabel="position", title="learned table after pretraining (reference model)")
+fig.colorbar(im, ax=ax, shrink=0.8, label="cosine similarity")
+plt.show()
+
+# %% [markdown]
+# Compared with the fresh table, structure has appeared: positions near each other now tend to have
+# more similar vectors (the lighter band around the diagonal), learned from nothing but next-token
+# prediction. It is far rougher than the sinusoids: 20M tokens teach a small model only an
+# approximate sense of distance.
+#
+# The **token** table learns too. Tokens used in similar contexts end up with similar vectors. For a
+# few words, the tokens whose vectors are closest (cosine similarity) in the reference model. Look for
+# synonyms, opposites used in the same places (*increase*, *reduction*), and words of the same kind
+# (months, numbers, countries):
+
+# %%
+import pandas as pd
+
+token_table = nn.functional.normalize(ref_model.tok_emb.weight.detach(), dim=1)
+probe_words = [" war", " Congress", " January", " trade", " people", " France", " three", " increase"]
+neighbours = {}
+for word in probe_words:
+    (tid,) = ref_tok.encode(word)  # each probe word is a single token of this tokenizer
+    sims = token_table @ token_table[tid]
+    sims[tid] = -1  # leave the word itself out
+    neighbours[repr(word)] = [ref_tok.decode([i]) for i in sims.topk(5).indices.tolist()]
+pd.DataFrame(neighbours).T.rename(columns=lambda c: f"nearest {c + 1}")
+
+# %% [markdown]
+# Projected onto the two directions along which these tokens vary most (a principal-component
+# analysis), whole groups gather together: months with months, numbers with numbers, countries
+# with countries. Nobody told the model these groups exist.
+
+# %%
+groups = {"months": [" January", " March", " May", " July", " October", " December"],
+          "numbers": [" two", " three", " four", " five", " six", " ten"],
+          "countries": [" France", " Spain", " Mexico", " Russia", " China", " Japan"],
+          "government": [" Congress", " Senate", " President", " Government", " Constitution", " law"]}
+ids_by_group = {g: [ref_tok.encode(w)[0] for w in words] for g, words in groups.items()}
+vectors = torch.cat([ref_model.tok_emb.weight.detach()[ids] for ids in ids_by_group.values()])
+centred = vectors - vectors.mean(0)
+_, _, components = torch.linalg.svd(centred, full_matrices=False)
+xy = centred @ components[:2].T
+fig, ax = plt.subplots(figsize=(6.5, 5))
+start = 0
+for g, words in groups.items():
+    part = xy[start:start + len(words)]
+    ax.scatter(part[:, 0], part[:, 1], label=g)
+    for (x, y), w in zip(part.tolist(), words, strict=True):
+        ax.annotate(w.strip(), (x, y), fontsize=8, xytext=(3, 3), textcoords="offset points")
+    start += len(words)
+ax.set(xlabel="principal component 1", ylabel="principal component 2",
+       title="token embeddings of the reference model, projected to 2-D")
+ax.legend()
+plt.show()
 
 # %% [markdown]
 # ## 7. The model's input: tokens plus positions
@@ -371,6 +439,20 @@ pos_emb = nn.Embedding(cfg.context_length, cfg.emb_dim)
 h = tok_emb(x) + pos_emb(torch.arange(x.shape[1]))
 print(f"batch {tuple(x.shape)} -> input embeddings {tuple(h.shape)}  "
       f"({cfg.vocab_size * cfg.emb_dim + cfg.context_length * cfg.emb_dim:,} embedding weights)")
+
+# %% [markdown]
+# ## Results
+#
+# The chapter's headline numbers, computed above in this run, go to `results/ch02.json`:
+
+# %%
+from gpt2_core.results import write_results
+
+ch02 = {"seconds": round(time.perf_counter() - notebook_start, 1), "train_tokens": train_set.num_tokens,
+        "train_windows": len(train_set), "context_length": cfg.context_length,
+        "reference_neighbours": {word.strip(): words[:3] for word, words in
+                                 zip(probe_words, neighbours.values(), strict=True)}}
+print(write_results(2, ch02).name, ch02)
 
 # %% [markdown]
 # ## Summary

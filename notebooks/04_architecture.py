@@ -36,6 +36,8 @@
 import math
 import time
 
+notebook_start = time.perf_counter()  # the notebook's wall time goes into results/chNN.json
+
 import matplotlib.pyplot as plt
 import pandas as pd
 import torch
@@ -473,6 +475,22 @@ if profile_name() == "gpt2":
         print(err)
 else:
     print(f"profile {profile_name()!r}: skipping OpenAI's weights (set GPT2_COURSE_PROFILE=gpt2 to try them)")
+
+# %% [markdown]
+# ## Results
+#
+# The chapter's headline numbers, computed above in this run, go to `results/ch04.json`:
+
+# %%
+from gpt2_core.results import write_results
+
+ch04 = {"seconds": round(time.perf_counter() - notebook_start, 1),
+        "parameters": {name: int(sizes.loc[name, "parameters"]) for name in sizes.index}}
+if transformers is not None:
+    with torch.no_grad():
+        ch04["equals_transformers"] = bool(torch.allclose(theirs(ids).logits, ours(ids), atol=1e-4)
+                                           and torch.allclose(back(ids).logits, ours(ids), atol=1e-4))
+print(write_results(4, ch04).name, ch04)
 
 # %% [markdown]
 # ## Summary

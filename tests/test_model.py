@@ -219,3 +219,22 @@ def test_forward_with_targets_compiles_without_graph_breaks():
     idx = torch.randint(0, 97, (2, 16))
     explanation = torch._dynamo.explain(model)(idx, targets=torch.roll(idx, -1, 1))
     assert explanation.graph_break_count == 0, explanation.break_reasons
+
+
+def test_attention_maps_are_causal_distributions_that_reproduce_the_attention_output():
+    model = _small_model().train()
+    idx = torch.randint(0, 97, (1, 7))
+    maps = model.attention_maps(idx)
+    assert model.training and len(maps) == 2 and maps[0].shape == (4, 7, 7)
+    for m in maps:
+        assert torch.allclose(m.sum(-1), torch.ones(4, 7), atol=1e-6)
+        assert torch.all(m.triu(diagonal=1) == 0)
+    # layer 0: weights @ values, merged and projected, equals the module's own output
+    model.eval()
+    block = model.blocks[0]
+    h = block.norm1(model.tok_emb(idx) + model.pos_emb(torch.arange(7)))
+    v = block.att.qkv(h).view(1, 7, 3, 4, 8)[:, :, 2].transpose(1, 2)  # (1, heads, t, head_dim)
+    mixed = (maps[0][None] @ v).transpose(1, 2).reshape(1, 7, 32)
+    assert torch.allclose(block.att.out_proj(mixed), block.att(h), atol=1e-5)
+    with pytest.raises(ValueError, match="one sequence"):
+        model.attention_maps(torch.zeros(2, 3, dtype=torch.long))
