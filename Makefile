@@ -35,7 +35,7 @@ test: $(VENV)/.test-installed
 	$(MAKE) lint unit pairing nbval
 
 lint:
-	$(BIN)/ruff check gpt2_core tests notebooks/*.py
+	$(BIN)/ruff check gpt2_core tests notebooks/scripts/*.py
 
 unit:
 	$(BIN)/pytest -q tests
@@ -46,7 +46,7 @@ pairing:
 # Every notebook re-executed under the tiny profile; cells marked NBVAL_CHECK_OUTPUT are compared.
 nbval:
 	GPT2_COURSE_PROFILE=tiny $(BIN)/pytest -q -p no:cacheprovider --nbval-lax \
-		--nbval-sanitize-with notebooks/nbval_sanitize.cfg $(NOTEBOOKS)
+		--nbval-sanitize-with tests/nbval_sanitize.cfg $(NOTEBOOKS)
 
 # Re-execute every notebook in place at the default profile (the committed outputs), then re-pair.
 execute: $(VENV)/.installed

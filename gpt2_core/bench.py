@@ -229,7 +229,7 @@ def bench_notebooks() -> Row:
     notebooks = sorted(str(p) for p in (root / "notebooks").glob("[0-9]*.ipynb"))
     start = time.perf_counter()
     done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--nbval-lax",
-                           "--nbval-sanitize-with", str(root / "notebooks" / "nbval_sanitize.cfg"), *notebooks],
+                           "--nbval-sanitize-with", str(root / "tests" / "nbval_sanitize.cfg"), *notebooks],
                           cwd=root, env={**os.environ, "GPT2_COURSE_PROFILE": "tiny"},
                           capture_output=True, text=True)
     seconds = time.perf_counter() - start

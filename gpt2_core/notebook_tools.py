@@ -1,7 +1,8 @@
 """Maintainer tools for the notebooks: the jupytext pairing check that CI runs.
 
 ``python -m gpt2_core.notebook_tools check-pairing notebooks/*.ipynb`` fails when a notebook has
-no paired percent-format ``.py`` beside it, or when the two differ (run ``make sync`` to fix).
+no paired percent-format ``.py`` in ``scripts/`` beside it, or when the two differ (run ``make sync``
+to fix). The scripts live in a subfolder so that a learner's file browser shows each chapter once.
 """
 
 from __future__ import annotations
@@ -9,21 +10,24 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+SCRIPTS = "scripts"  # the paired percent scripts: notebooks/scripts/NN_name.py
+FORMATS = f"ipynb,{SCRIPTS}//py:percent"
+
 
 def pairing_problems(notebook: Path) -> list[str]:
     """Reasons why ``notebook`` and its paired ``.py`` are out of sync (empty when in sync)."""
     import jupytext
 
-    script = notebook.with_suffix(".py")
+    script = notebook.parent / SCRIPTS / f"{notebook.stem}.py"
     if not script.exists():
-        return [f"{notebook}: no paired script {script.name}; run `jupytext --set-formats ipynb,py:percent {notebook}`"]
+        return [f"{notebook}: no paired script {script}; run `jupytext --set-formats {FORMATS} {notebook}`"]
     nb_text = jupytext.writes(jupytext.read(notebook), fmt="py:percent")
     py_text = jupytext.writes(jupytext.read(script), fmt="py:percent")
     if nb_text != py_text:
         return [f"{notebook}: differs from {script.name}; run `make sync` (jupytext --sync)"]
     formats = jupytext.read(notebook).metadata.get("jupytext", {}).get("formats", "")
-    if "py:percent" not in formats:
-        return [f"{notebook}: not set up for pairing (jupytext formats={formats!r}); use ipynb,py:percent"]
+    if formats != FORMATS:
+        return [f"{notebook}: not set up for pairing (jupytext formats={formats!r}); use {FORMATS}"]
     return []
 
 

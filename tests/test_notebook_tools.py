@@ -1,0 +1,31 @@
+"""Tests for gpt2_core.notebook_tools: the pairing check (notebooks/NN.ipynb <-> notebooks/scripts/NN.py)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from gpt2_core.notebook_tools import FORMATS, SCRIPTS, main, pairing_problems
+
+NOTEBOOKS = sorted((Path(__file__).resolve().parent.parent / "notebooks").glob("[0-9]*.ipynb"))
+
+
+def test_every_notebook_is_paired_with_a_script_in_the_subfolder():
+    assert len(NOTEBOOKS) == 7
+    for nb in NOTEBOOKS:
+        assert (nb.parent / SCRIPTS / f"{nb.stem}.py").is_file()
+        assert pairing_problems(nb) == []
+    # the file browser shows each chapter once: no script beside the notebooks
+    assert not list(NOTEBOOKS[0].parent.glob("*.py"))
+
+
+def test_a_stale_or_missing_script_is_reported(tmp_path, capsys):
+    nb = tmp_path / NOTEBOOKS[0].name
+    shutil.copy(NOTEBOOKS[0], nb)
+    assert "no paired script" in pairing_problems(nb)[0] and FORMATS in pairing_problems(nb)[0]
+    script = tmp_path / SCRIPTS / f"{nb.stem}.py"
+    script.parent.mkdir()
+    script.write_text(NOTEBOOKS[0].with_name(SCRIPTS).joinpath(f"{nb.stem}.py").read_text() + "\n# %%\nx = 1\n")
+    assert "differs" in pairing_problems(nb)[0]
+    assert main(["check-pairing", str(nb)]) == 1 and "0/1 notebooks in sync" in capsys.readouterr().out
+    assert main(["nonsense"]) == 2
