@@ -347,6 +347,46 @@ print(f"trained a {tokenizer.vocab_size:,}-token vocabulary on {len(train_text.e
 print("some of the longest tokens:", sorted((show(t) for t in tokenizer.ranks), key=len)[-8:])
 
 # %% [markdown]
+# What the learned merges do to one word, step by step: start from its bytes, then apply, one at a
+# time, the merge of lowest rank among the neighbouring pairs (exactly what encoding does, section 4).
+# Each row of the picture is the word after one more merge; the last row is its encoding.
+
+# %%
+from matplotlib.patches import Rectangle
+
+
+def merge_steps(word: str, ranks: dict[bytes, int]) -> list[list[bytes]]:
+    """The pieces of ``word`` after each merge, from single bytes to the final tokens."""
+    parts = [bytes([b]) for b in word.encode("utf-8")]
+    steps = [parts]
+    while True:
+        pairs = [(ranks[a + b], i) for i, (a, b) in enumerate(zip(parts, parts[1:], strict=False)) if a + b in ranks]
+        if not pairs:
+            return steps
+        _, i = min(pairs)
+        parts = parts[:i] + [parts[i] + parts[i + 1]] + parts[i + 2:]
+        steps.append(parts)
+
+
+word = " constitutional"
+steps = merge_steps(word, tokenizer.ranks)
+fig, ax = plt.subplots(figsize=(9, 0.45 * len(steps) + 1))
+for row, parts in enumerate(steps):
+    x = 0
+    for part in parts:
+        ax.add_patch(Rectangle((x, -row - 0.4), len(part), 0.8, facecolor=f"C{len(part) % 10}", alpha=0.35,
+                               edgecolor="black"))
+        ax.text(x + len(part) / 2, -row, show(part), ha="center", va="center", fontsize=9)
+        x += len(part)
+ax.set(xlim=(0, len(word.encode())), ylim=(-len(steps) + 0.4, 0.6),
+       yticks=[-r for r in range(len(steps))], yticklabels=[str(r) for r in range(len(steps))],
+       xlabel="bytes of the word (each box spans the bytes of one token)", ylabel="merges applied",
+       title=f"BPE merges applied to {word!r} ({tokenizer.vocab_size:,}-token vocabulary)")
+plt.show()
+print(f"{len(steps) - 1} merges -> {len(steps[-1])} tokens; same as encode():",
+      [tokenizer.id_to_bytes(i) for i in tokenizer.encode(word)] == steps[-1])
+
+# %% [markdown]
 # ### Compression as the vocabulary grows
 #
 # Each merge makes text shorter. Since the merges are learned in order, the first `k` tokens of
@@ -521,7 +561,7 @@ def my_count_pairs(ids):
     raise NotImplementedError
 
 
-check_exercise("ch01.count_pairs", my_count_pairs)
+_ = check_exercise("ch01.count_pairs", my_count_pairs)
 
 # %% [markdown]
 # **2. Apply one merge.** Replace every occurrence of `pair` in `ids` by `new_id`, scanning left to
@@ -532,7 +572,7 @@ def my_merge_pair(ids, pair, new_id):
     raise NotImplementedError
 
 
-check_exercise("ch01.merge_pair", my_merge_pair)
+_ = check_exercise("ch01.merge_pair", my_merge_pair)
 
 # %% [markdown]
 # **3. Encode one chunk by rank.** Given a chunk's bytes and `ranks` (bytes -> id, containing all
@@ -545,4 +585,4 @@ def my_encode_piece(piece, ranks):
     raise NotImplementedError
 
 
-check_exercise("ch01.encode_piece", my_encode_piece)
+_ = check_exercise("ch01.encode_piece", my_encode_piece)

@@ -609,7 +609,7 @@ def causal_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch
     raise NotImplementedError  # your code here
 
 
-check_exercise("ch03.causal_attention", causal_attention)
+_ = check_exercise("ch03.causal_attention", causal_attention)
 
 
 # %% [markdown]
@@ -625,8 +625,8 @@ def merge_heads(x: torch.Tensor) -> torch.Tensor:
     raise NotImplementedError  # your code here
 
 
-check_exercise("ch03.split_heads", split_heads)
-check_exercise("ch03.merge_heads", merge_heads)
+_ = check_exercise("ch03.split_heads", split_heads)
+_ = check_exercise("ch03.merge_heads", merge_heads)
 
 # %% [markdown]
 # **4.** (No checker.) Plot how the time of `manual_attention` and of

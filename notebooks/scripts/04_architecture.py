@@ -362,6 +362,32 @@ print(sizes.to_string(formatters={c: "{:,}".format for c in ["parameters", "in b
 #   parameter, before counting any activations. This is why training needs far more memory than
 #   inference.
 #
+# Where do GPT-2 small's parameters live? Grouped by the part of the model they belong to:
+
+# %%
+with torch.device("meta"):
+    gpt2_small = GPTModel(GPTConfig.preset("gpt2"))
+share = {"token embedding (= output head)": 0, "position embedding": 0, "attention": 0, "feed-forward": 0,
+         "LayerNorms": 0}
+for name, p in gpt2_small.named_parameters():  # the tied head is listed once, as tok_emb
+    part = ("token embedding (= output head)" if name.startswith("tok_emb") else
+            "position embedding" if name.startswith("pos_emb") else
+            "attention" if ".att." in name else "feed-forward" if ".ff." in name else "LayerNorms")
+    share[part] += p.numel()
+total = sum(share.values())
+fig, ax = plt.subplots(figsize=(7, 3))
+ax.barh(list(share), [v / 1e6 for v in share.values()])
+for i, v in enumerate(share.values()):
+    ax.text(v / 1e6, i, f" {v / 1e6:.1f}M ({v / total:.0%})", va="center")
+ax.set(xlabel="parameters (millions)", title=f"where GPT-2 small's {total / 1e6:.1f}M parameters live",
+       xlim=(0, max(share.values()) / 1e6 * 1.35))
+ax.invert_yaxis()
+plt.show()
+
+# %% [markdown]
+# The feed-forward layers are the largest single part, but not the majority: the token embedding,
+# which is also the output head, is almost a third of the model on its own.
+#
 # ## 8. Weight tying
 #
 # The token embedding maps token id → vector (a `vocab_size × emb_dim` matrix); the output head
@@ -516,7 +542,7 @@ def layer_norm(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, eps: f
     raise NotImplementedError  # your code here
 
 
-check_exercise("ch04.layer_norm", layer_norm)
+_ = check_exercise("ch04.layer_norm", layer_norm)
 
 
 # %% [markdown]
@@ -527,7 +553,7 @@ def gelu(x: torch.Tensor) -> torch.Tensor:
     raise NotImplementedError  # your code here
 
 
-check_exercise("ch04.gelu", gelu)
+_ = check_exercise("ch04.gelu", gelu)
 
 
 # %% [markdown]
@@ -539,7 +565,7 @@ def count_parameters(cfg: GPTConfig) -> int:
     raise NotImplementedError  # your code here
 
 
-check_exercise("ch04.count_parameters", count_parameters)
+_ = check_exercise("ch04.count_parameters", count_parameters)
 
 # %% [markdown]
 # **4.** (No checker.) Turn the block into a *post-norm* block (`x = norm(x + sublayer(x))`) and
