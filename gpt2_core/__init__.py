@@ -16,6 +16,7 @@ One module per idea, in the order the chapters build them:
 - ``spam``, ``classification``, ``baselines``, ``classification_plots``  (chapter 6)
 - ``instruction_data``, ``instruction_prompts``, ``instruction_eval``, ``instruction_figures``,
   ``instructions`` (re-exports them), ``lora``  (chapter 7)
+- ``figures``      diagrams drawn in code (boxes and shape-labelled arrows) shared by the notebooks
 - ``results``      each chapter's headline numbers (``results/chNN.json``) and the README table
 """
 

@@ -397,7 +397,20 @@ plt.show()
 #
 # For a batch of ids of shape `(batch, tokens)`, the token table gives `(batch, tokens, emb_dim)`
 # and the position table gives `(tokens, emb_dim)`; broadcasting adds the same position vectors to
-# every sequence in the batch. Shown with fixed small sizes:
+# every sequence in the batch. As a diagram, with the shape of the tensor on every arrow
+# (B = batch, T = tokens, V = vocabulary size, d = `emb_dim`):
+
+# %%
+from gpt2_core.figures import flow_diagram
+
+fig = flow_diagram(["token ids", "token embedding\nlookup: V × d table", "+ position embedding\n(rows 0 … T−1)",
+                    "dropout", "into the first\ntransformer block"],
+                   ["(B, T)", "(B, T, d)", "(B, T, d)", "(B, T, d)"],
+                   "the model's input: token + position embeddings (each box shows its weights)")
+plt.show()
+
+# %% [markdown]
+# The same with fixed small sizes:
 
 # %%
 # NBVAL_CHECK_OUTPUT

@@ -340,6 +340,19 @@ with torch.no_grad():
 #    `(b, heads, t, head_dim)`: now the matrix products `q @ k^T` run for all heads in one batched call;
 # 3. **merge heads**: transpose back to `(b, t, heads, head_dim)` and `view` to `(b, t, d_out)`.
 #
+# The whole batched computation, with the shape on every arrow (B = batch, T = tokens, d = `d_out`,
+# h = heads, d_h = d / h):
+
+# %%
+from gpt2_core.figures import flow_diagram
+
+fig = flow_diagram(["x", "qkv = x W\n(one Linear,\nd → 3d)", "split heads:\nq, k, v", "scores =\nq kᵀ / √d_h",
+                    "causal mask,\nsoftmax", "weights · v", "merge heads,\nout_proj"],
+                   ["(B, T, d)", "(B, T, 3d)", "(B, h, T, d_h)", "(B, h, T, T)", "(B, h, T, T)", "(B, h, T, d_h)"],
+                   "multi-head causal attention, batched")
+plt.show()
+
+# %% [markdown]
 # Why `.contiguous()` before the final `view`? `transpose` does not move any data; it only
 # changes the *strides* (how many elements to skip per index). `view` needs the elements to be laid
 # out in memory in the order the new shape implies, which a transposed tensor is not;

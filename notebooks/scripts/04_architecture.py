@@ -250,7 +250,16 @@ plt.show()
 # Architecture*). GPT-2, and chapter 5, still warm up briefly.
 #
 # Attention is the `gpt2_core` module we proved equal to our own in chapter 3. The block keeps the
-# shape `(batch, tokens, emb_dim)`, so blocks stack.
+# shape `(batch, tokens, emb_dim)`, so blocks stack. The diagram follows one block (B = batch,
+# T = tokens, d = `emb_dim`; the two "+ x" boxes are the shortcut additions, orange = weights that train):
+
+# %%
+from gpt2_core.figures import flow_diagram
+
+fig = flow_diagram(["x", "LayerNorm", "multi-head\nattention", "dropout,\n+ x", "LayerNorm",
+                    "feed-forward\nd → 4d → d", "dropout,\n+ x"],
+                   ["(B, T, d)"] * 6, "one GPT-2 transformer block (pre-norm)", highlight=[1, 2, 4, 5])
+plt.show()
 
 # %%
 class TransformerBlock(nn.Module):
@@ -276,7 +285,14 @@ print(block(torch.randn(2, 5, cfg.emb_dim)).shape)
 #
 # Token and position embeddings, dropout, `n_layers` blocks, a final LayerNorm and a linear layer
 # from `emb_dim` to `vocab_size` that produces one **logit** per vocabulary entry: the unnormalised
-# log-probability of each possible next token, at every position.
+# log-probability of each possible next token, at every position. The whole model, with the shape on
+# every arrow (V = vocabulary size, L = `n_layers`):
+
+# %%
+fig = flow_diagram(["token ids", "token +\nposition\nembeddings", "L transformer\nblocks", "final\nLayerNorm",
+                    "output head\n(tied to the\ntoken embedding)", "logits"],
+                   ["(B, T)", "(B, T, d)", "(B, T, d)", "(B, T, d)", "(B, T, V)"], "the whole GPT-2 model")
+plt.show()
 
 # %%
 class GPT(nn.Module):
