@@ -288,6 +288,16 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module, optimizer: torch.
         TRAINER_JSON: _json_bytes(trainer, "extra"),
     }
 
+    return write_dir_atomically(path, files)
+
+
+def write_dir_atomically(path: str | os.PathLike, files: dict[str, bytes]) -> Path:
+    """Replace directory ``path`` by one holding ``files`` (name -> bytes), atomically (see the module doc).
+
+    The files go into a sibling ``<dir>.tmp-<pid>`` and are fsynced; only then is the old directory
+    swapped out. A crash at any point leaves either the old directory or the new one, never a mix.
+    """
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     _recover(path)
     _remove_stale_tmp(path)
@@ -300,7 +310,7 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module, optimizer: torch.
             _write_bytes(tmp / name, data)
         _fsync_dir(tmp)
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)  # the previous checkpoint was never touched
+        shutil.rmtree(tmp, ignore_errors=True)  # the previous directory was never touched
         raise
     old = _old_path(path)
     if old.exists():

@@ -39,7 +39,6 @@ import hashlib
 import json
 import math
 import os
-import shutil
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -51,6 +50,7 @@ from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
 from .bpe_ranks import ENDOFTEXT
+from .checkpoint import write_dir_atomically
 from .config import GPTConfig
 from .model import GPTModel
 from .profile import data_dir, get_device
@@ -189,25 +189,6 @@ def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _write_dir_atomically(out: Path, files: dict[str, bytes]) -> None:
-    """Write ``files`` into a sibling temporary directory, then swap it in for ``out``."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f"{out.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    for name, data in files.items():
-        with open(tmp / name, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-    old = out.with_name(f"{out.name}.old")
-    shutil.rmtree(old, ignore_errors=True)
-    if out.exists():
-        out.rename(old)
-    tmp.rename(out)
-    shutil.rmtree(old, ignore_errors=True)
-
-
 def build_reference(out: str | os.PathLike | None = None, recipe: ReferenceRecipe | None = None,
                     device: torch.device | str | None = None, progress: bool = True) -> dict:
     """Make the reference model from scratch with ``recipe`` and write it to ``out``; return its config."""
@@ -267,7 +248,7 @@ def build_reference(out: str | os.PathLike | None = None, recipe: ReferenceRecip
         TOKENIZER_FILE: dump_ranks(tokenizer.ranks),
         HISTORY_FILE: (json.dumps(history.to_dict()) + "\n").encode(),
     }
-    _write_dir_atomically(out, files)
+    write_dir_atomically(out, files)
     if progress:
         print(f"validation: loss {full['loss']:.4f} nats/token, {full['bits_per_byte']:.4f} bits/byte; "
               f"written to {out}")
