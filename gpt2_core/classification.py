@@ -24,9 +24,10 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from .data import GPTDataset
+from .data import create_dataloader, num_windows
 from .finetune import FinetuneConfig, FinetuneHistory, finetune
 from .model import GPTModel
+from .training import calc_loss_batch
 
 POOLINGS = ("last", "mean", "both")
 
@@ -299,10 +300,9 @@ def lm_loader(texts: Sequence[str], tokenizer, context_length: int, batch_size: 
     ids: list[int] = []
     for text in texts:
         ids += _encode(tokenizer, text) + [eot]
-    dataset = GPTDataset(ids, context_length)
-    gen = torch.Generator().manual_seed(seed)
-    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle,
-                      drop_last=shuffle and len(dataset) >= batch_size, generator=gen)
+    full_batches = num_windows(len(ids), context_length, context_length) >= batch_size
+    return create_dataloader(ids, context_length=context_length, batch_size=batch_size, shuffle=shuffle,
+                             drop_last=shuffle and full_batches, seed=seed)
 
 
 def language_model_loss(model: GPTModel, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
@@ -310,8 +310,7 @@ def language_model_loss(model: GPTModel, batch: tuple[torch.Tensor, torch.Tensor
     if has_classification_head(_check_model(model)):
         raise ValueError("this model has a classification head; run the language-model step before "
                          "add_classification_head (it needs the next-token head)")
-    inputs, targets = batch
-    return model(inputs.to(model.device), targets=targets.to(model.device))
+    return calc_loss_batch(model, *batch)
 
 
 # ---------------------------------------------------------------------------------- metrics

@@ -287,7 +287,10 @@ def load_reference_config(path: str | os.PathLike | None = None, verify: bool = 
 def load_tokenizer(path: str | os.PathLike | None = None, verify: bool = True) -> tiktoken.Encoding:
     """The reference model's tokenizer, as a tiktoken encoding (fast; same ids as chapter 1's BPETokenizer)."""
     path = Path(path) if path is not None else reference_dir()
-    meta = load_reference_config(path, verify)
+    return _tokenizer(path, load_reference_config(path, verify), verify)
+
+
+def _tokenizer(path: Path, meta: dict, verify: bool) -> tiktoken.Encoding:
     ranks = parse_ranks(_read(path, TOKENIZER_FILE, verify))
     return make_encoding(ranks, meta["tokenizer"]["special_tokens"], meta["tokenizer"]["pattern"])
 
@@ -303,7 +306,7 @@ def load_reference(device: torch.device | str | None = None, path: str | os.Path
     meta = load_reference_config(path, verify)
     if meta.get("format") != FORMAT:
         raise ReferenceModelError(f"{path / CONFIG_FILE} is not a reference-model config (format {FORMAT!r})")
-    tokenizer = load_tokenizer(path, verify)
+    tokenizer = _tokenizer(path, meta, verify)  # the config is already read and checked
     try:
         weights = st_load(_read(path, MODEL_FILE, verify))
     except Exception as err:  # safetensors raises its own error type on a damaged file
