@@ -17,6 +17,13 @@ class KVCache:
 
     Generation appends one step's keys/values per layer, then calls :meth:`advance` once the
     whole model has run, so that all layers agree on the position.
+
+    Two ways to write into it. :meth:`update` (used by ``GPTModel.forward``) stores ``t`` new tokens
+    after the ``pos`` cached ones and returns only the filled part, so its result grows by a step each
+    time. :meth:`write` is the static-shape form for one-token decoding steps
+    (:mod:`gpt2_core.decoding`): the slot is a position *tensor* and the whole buffer comes back, to be
+    attended to through :meth:`mask`. Every step then has the same shapes and reads no Python number,
+    so ``torch.compile`` traces it once, and on a GPU a CUDA graph can replay it.
     """
 
     def __init__(self, n_layers: int, batch: int, n_heads: int, head_dim: int, max_len: int,
@@ -39,8 +46,32 @@ class KVCache:
         self.values[layer][:, :, self.pos:end] = v
         return self.keys[layer][:, :, :end], self.values[layer][:, :, :end]
 
+    def write(self, layer: int, k: torch.Tensor, v: torch.Tensor,
+              position: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Store one token's ``k, v`` (batch, heads, 1, head_dim) at slot ``position`` (a (1,) long
+        tensor); return the whole buffers (batch, heads, max_len, head_dim).
+
+        Slots after ``position`` hold stale values: attend with :meth:`mask`. Nothing is checked
+        against ``pos`` here (that would read a Python number per step); the caller keeps them equal.
+        """
+        self.keys[layer].index_copy_(2, position, k)
+        self.values[layer].index_copy_(2, position, v)
+        return self.keys[layer], self.values[layer]
+
+    def mask(self, position: torch.Tensor) -> torch.Tensor:
+        """(1, max_len) bool attention mask for a query at ``position``: True for slots 0..position."""
+        return (torch.arange(self.max_len, device=position.device) <= position)[None]
+
     def advance(self, n: int) -> None:
         self.pos += n
+
+    def reset(self) -> None:
+        """Forget every stored token (the buffers are kept and overwritten from slot 0)."""
+        self.pos = 0
+
+    def tensors(self) -> list[torch.Tensor]:
+        """Every buffer (keys then values), e.g. to mark them static for CUDA graphs."""
+        return [*self.keys, *self.values]
 
 
 class MultiHeadAttention(nn.Module):

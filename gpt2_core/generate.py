@@ -16,6 +16,11 @@ kept token moves to a new position (so its position embedding, and everything co
 changes). ``generate`` then drops the cache and continues by recomputation over the sliding window, so
 both paths still give identical tokens; only the tokens before the window fills are cheap.
 
+For a ``GPTModel`` the cached one-token steps run through :mod:`gpt2_core.decoding`: the same
+arithmetic as ``model(token, cache)``, with the weight matrices in the layout a matrix-vector product
+reads fastest and no per-module overhead; ``compile=True`` also compiles that step (CUDA graphs on a
+GPU). The prompt itself (the prefill) always goes through ``model(...)``.
+
 Choosing a token (Holtzman et al., 2020, "The Curious Case of Neural Text Degeneration", explains why
 plain sampling and greedy decoding both go wrong and introduces top-p):
 
@@ -37,6 +42,8 @@ from typing import Any
 import torch
 
 from .bpe_ranks import ENDOFTEXT
+from .decoding import decoder_for
+from .model import GPTModel
 
 
 def _check_sampling(temperature: float, top_k: int | None, top_p: float | None) -> None:
@@ -109,7 +116,15 @@ def sample_next_token(logits: torch.Tensor, temperature: float = 0.0, top_k: int
     return torch.multinomial(probs, num_samples=1, generator=generator).squeeze(-1)
 
 
-def _check_generate_args(model: Any, idx: Any, max_new_tokens: Any, eos_id: Any) -> None:
+def _check_generate_args(model: Any, idx: Any, max_new_tokens: Any, eos_id: Any, use_cache: Any = True,
+                         compile: Any = False) -> None:
+    if not isinstance(compile, bool):
+        raise TypeError(f"compile must be True or False, got {type(compile).__name__}")
+    if compile and not use_cache:
+        raise ValueError("compile=True compiles the cached one-token step; it needs use_cache=True")
+    if compile and not isinstance(model, GPTModel):
+        raise TypeError(f"compile=True needs a GPTModel, got {type(model).__name__}; "
+                        "compile your own model with torch.compile instead")
     if not isinstance(idx, torch.Tensor) or idx.dtype != torch.long:
         got = idx.dtype if isinstance(idx, torch.Tensor) else type(idx).__name__
         raise TypeError(f"idx must be a torch.LongTensor of token ids, got {got}; "
@@ -134,7 +149,8 @@ def _check_generate_args(model: Any, idx: Any, max_new_tokens: Any, eos_id: Any)
 
 def generate(model: torch.nn.Module, idx: torch.Tensor, max_new_tokens: int, temperature: float = 0.0,
              top_k: int | None = None, top_p: float | None = None, use_cache: bool = True,
-             eos_id: int | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
+             eos_id: int | None = None, generator: torch.Generator | None = None,
+             compile: bool = False) -> torch.Tensor:
     """Extend each row of ``idx`` (batch, tokens) by up to ``max_new_tokens`` tokens; returns the longer ids.
 
     ``temperature``/``top_k``/``top_p``/``generator``: see :func:`sample_next_token`.
@@ -148,32 +164,41 @@ def generate(model: torch.nn.Module, idx: torch.Tensor, max_new_tokens: int, tem
     other rows go on, and generation stops early once every row has finished. Without ``eos_id`` the
     result always has ``max_new_tokens`` new columns.
 
+    ``compile=True`` (a ``GPTModel`` with ``use_cache=True``): the one-token step runs compiled by
+    ``torch.compile`` (see :class:`gpt2_core.decoding.Decoder`). The first call per batch size pays the
+    compile time (seconds to minutes); later calls on unchanged weights reuse it. Tokens are the same.
+
     Runs under ``torch.inference_mode()`` with the model in eval mode (dropout off); the model's
     previous train/eval mode is restored afterwards. The result lives on the model's device.
     """
     _check_sampling(temperature, top_k, top_p)
-    _check_generate_args(model, idx, max_new_tokens, eos_id)
+    _check_generate_args(model, idx, max_new_tokens, eos_id, use_cache, compile)
     was_training = model.training
     model.eval()
     try:
         with torch.inference_mode():
             return _generate(model, idx.to(model.device), max_new_tokens, temperature, top_k, top_p,
-                             use_cache, eos_id, generator)
+                             use_cache, eos_id, generator, compile)
     finally:
         model.train(was_training)
 
 
 def _generate(model: Any, idx: torch.Tensor, max_new_tokens: int, temperature: float, top_k: int | None,
               top_p: float | None, use_cache: bool, eos_id: int | None,
-              generator: torch.Generator | None) -> torch.Tensor:
+              generator: torch.Generator | None, compile: bool = False) -> torch.Tensor:
     if max_new_tokens == 0:
         return idx.clone()
     ctx = model.cfg.context_length
-    batch = idx.shape[0]
-    cache = None
+    batch, n = idx.shape
+    decoder = cache = None
     if use_cache:
-        # never needs more than the window: past it we recompute anyway
-        cache = model.new_kv_cache(batch, max_len=min(ctx, idx.shape[1] + max_new_tokens))
+        decoder = decoder_for(model, compile=compile) if isinstance(model, GPTModel) else None
+        if compile:
+            cache = decoder.cache(batch)  # the full context, the same buffers every call
+        else:  # never needs more than the window: past it we recompute anyway
+            cache = model.new_kv_cache(batch, max_len=min(ctx, n + max_new_tokens))
+    out = idx.new_empty(batch, n + max_new_tokens)  # filled column by column: no torch.cat per token
+    out[:, :n] = idx
     finished = torch.zeros(batch, dtype=torch.bool, device=idx.device)
     logits = model(idx[:, -ctx:], cache, last_only=True)[:, -1]  # prefill the cache, or the first recomputation
     for step in range(max_new_tokens):
@@ -181,15 +206,19 @@ def _generate(model: Any, idx: torch.Tensor, max_new_tokens: int, temperature: f
         if eos_id is not None:
             next_ids = next_ids.masked_fill(finished, eos_id)  # finished rows are padded with eos
             finished |= next_ids == eos_id
-        idx = torch.cat([idx, next_ids[:, None]], dim=1)
+        out[:, n] = next_ids
+        n += 1
         if step == max_new_tokens - 1 or (eos_id is not None and bool(finished.all())):
             break
-        if cache is not None and cache.pos + 1 <= cache.max_len:
-            logits = model(next_ids[:, None], cache, last_only=True)[:, -1]  # one new token against the cache
+        if cache is not None and cache.pos < cache.max_len:  # one new token against the cache
+            if decoder is not None:
+                logits = decoder.step(next_ids, cache, compiled=compile)
+            else:
+                logits = model(next_ids[:, None], cache, last_only=True)[:, -1]
         else:
             cache = None  # window is full: positions shift from here on, so recompute
-            logits = model(idx[:, -ctx:], last_only=True)[:, -1]
-    return idx
+            logits = model(out[:, max(0, n - ctx):n], last_only=True)[:, -1]
+    return out[:, :n]
 
 
 def text_to_ids(text: str, tokenizer: Any) -> torch.Tensor:
@@ -252,6 +281,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="nucleus sampling: the smallest set of tokens with this much probability")
     parser.add_argument("--seed", type=int, default=123, help="random seed for sampling (default 123)")
     parser.add_argument("--no-cache", action="store_true", help="recompute every step instead of a KV cache")
+    parser.add_argument("--compile", action="store_true",
+                        help="torch.compile the one-token step (slow first call; CUDA graphs on a GPU)")
     return parser
 
 
@@ -280,6 +311,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         _check_sampling(args.temperature, args.top_k, args.top_p)
     except (TypeError, ValueError) as err:
         parser.error(str(err))
+    if args.compile and args.no_cache:
+        parser.error("--compile compiles the cached one-token step; it cannot be combined with --no-cache")
     from .profile import get_device, seed_everything
     from .tokenizer import gpt2_encoding
 
@@ -293,7 +326,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     generator = torch.Generator(device=model.device).manual_seed(args.seed)
     text = generate_text(model, gpt2_encoding(), args.prompt, args.max_new_tokens,
                          temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
-                         use_cache=not args.no_cache, generator=generator)
+                         use_cache=not args.no_cache, generator=generator, compile=args.compile)
     print(text)
     return 0
 

@@ -150,9 +150,29 @@ def main(argv: Sequence[str] | None = None) -> int:
         val = history.val_losses[-1]
         print(f"done: {len(history.steps)} steps, {history.tokens_seen:,} tokens in {history.seconds:.1f} s "
               f"({history.tokens_per_second:,.0f} tokens/s); val loss {val:.3f}, perplexity {perplexity(val):.1f}")
+        _print_steady_state(history, model, recipe.context_length, device, world, args.bf16)
         if args.out:
             print(f"checkpoint: {args.out}")
     return 0
+
+
+def _print_steady_state(history, model, window: int, device: torch.device, world: int,  # noqa: ANN001
+                        bf16: bool | None) -> None:
+    """The throughput of a typical step (no evaluation, no compile warm-up) and its MFU."""
+    import math
+
+    from .flops import mfu, peak_flops, training_flops_per_token
+
+    steady = history.steady_tokens_per_second
+    if not math.isfinite(steady):
+        return
+    bf16 = device.type == "cuda" if bf16 is None else bf16  # train()'s default
+    peak, source = peak_flops(device, torch.bfloat16 if bf16 else torch.float32)
+    flops = training_flops_per_token(model.cfg, window, model.num_parameters())
+    per = f" per device x {world}" if world > 1 else ""
+    print(f"steady state: {steady:,.0f} tokens/s (median of {len(history.step_seconds)} timed steps; evaluation, "
+          f"checkpoints and compile warm-up left out); MFU {mfu(steady, flops, peak * world):.1%} of the "
+          f"{source}{per}")
 
 
 if __name__ == "__main__":

@@ -29,8 +29,9 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import statistics
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -339,7 +340,10 @@ class TrainConfig:
 class History:
     """What a run measured. Per optimizer step: ``steps``, ``losses`` (training loss of that step's
     global batch), ``lrs``, ``tokens`` (tokens seen after it). Per evaluation: ``eval_steps``,
-    ``eval_tokens``, ``train_losses`` and ``val_losses`` (eval mode, fixed batches)."""
+    ``eval_tokens``, ``train_losses`` and ``val_losses`` (eval mode, fixed batches). ``seconds``: wall time
+    of the run(s), evaluations included; ``step_seconds``: the time of each optimizer step alone (its
+    batches, forward, backward and update; no evaluation or checkpoint), one per step of the runs that
+    recorded it (the last ``len(step_seconds)`` steps: older checkpoints did not)."""
 
     steps: list[int] = field(default_factory=list)
     losses: list[float] = field(default_factory=list)
@@ -350,6 +354,7 @@ class History:
     train_losses: list[float] = field(default_factory=list)
     val_losses: list[float] = field(default_factory=list)
     seconds: float = 0.0
+    step_seconds: list[float] = field(default_factory=list)
 
     @property
     def tokens_seen(self) -> int:
@@ -357,7 +362,22 @@ class History:
 
     @property
     def tokens_per_second(self) -> float:
+        """Tokens over the whole wall time: evaluations, checkpoints and compile warm-up included."""
         return self.tokens_seen / self.seconds if self.seconds > 0 else float("nan")
+
+    @property
+    def steady_tokens_per_second(self) -> float:
+        """Tokens per second of a typical training step: the median over the timed steps of each step's
+        tokens / seconds. The median leaves out the few slow steps (torch.compile's first steps, a
+        resumed run's warm-up), wherever they fall; evaluations and checkpoints are not in the step times
+        at all. NaN when no step was timed."""
+        timed = len(self.step_seconds)
+        if not timed:
+            return float("nan")
+        before = [0, *self.tokens][-timed - 1:-1]  # tokens seen before each timed step
+        rates = [(after - b) / max(sec, 1e-12)
+                 for after, b, sec in zip(self.tokens[-timed:], before, self.step_seconds, strict=True)]
+        return statistics.median(rates)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -448,6 +468,46 @@ def _dropout_seed(seed: int, rank: int, step: int) -> int:
     """Seed of process ``rank``'s torch RNG for ``step`` under DDP: distinct per rank and step, and a pure
     function of them, so dropout differs across processes and a resumed run draws the same masks."""
     return ((seed * 1_000_003 + rank) * 1_000_000_007 + step) % 2**63
+
+
+def train_step(model: nn.Module, optimizer: torch.optim.Optimizer,
+               micro_batches: Sequence[tuple[torch.Tensor, torch.Tensor]], *,
+               autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
+               grad_clip: float | None = 1.0, scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
+               loss_fn: Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor] | None = None) -> float:
+    """One optimizer step of :func:`train`: forward and backward over each ``(inputs, targets)`` micro-batch
+    (gradients add up; under DDP only the last one all-reduces), then clip, update and step ``scheduler``.
+
+    Returns the step's loss, the mean over micro-batches (and processes). Reading that number is the
+    step's only host sync, and it comes before the update: when the loss is not finite, nothing is
+    updated (weights, optimizer, scheduler and gradients are left as they are) and the caller decides.
+    ``loss_fn(model, inputs, targets)`` (None: :func:`calc_loss_batch`); the benchmark passes
+    another model's loss through the same step. ``autocast`` makes the context each forward runs in.
+    """
+    if not micro_batches:
+        raise ValueError("train_step needs at least one (inputs, targets) micro-batch")
+    _, world = _dist_info()
+    loss_fn = loss_fn or calc_loss_batch
+    n = len(micro_batches)
+    loss_sum = torch.zeros((), device=_model_device(model))
+    for micro, (inputs, targets) in enumerate(micro_batches):
+        # DDP: only the last micro-batch all-reduces gradients; the others just accumulate.
+        sync = micro == n - 1 or world == 1
+        with (contextlib.nullcontext() if sync else model.no_sync()), autocast():
+            loss = loss_fn(model, inputs, targets) / n
+        loss.backward()
+        loss_sum += loss.detach()
+    # every rank sees the same all-reduced loss, so all stop together
+    step_loss = _all_reduce_mean(loss_sum, world).item()
+    if not math.isfinite(step_loss):
+        return step_loss
+    if grad_clip is not None:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    optimizer.step()
+    if scheduler is not None:
+        scheduler.step()
+    optimizer.zero_grad(set_to_none=True)
+    return step_loss
 
 
 def _divergence_error(step: int, loss: float, config: TrainConfig) -> FloatingPointError:
@@ -556,28 +616,16 @@ def train(model: nn.Module, train_data: DataLoader | Dataset, val_data: DataLoad
     while step < stop:
         if world > 1:
             torch.manual_seed(_dropout_seed(config.seed, rank, step))
-        loss_sum = torch.zeros((), device=device)
-        for micro in range(config.grad_accum):
-            inputs, targets = batches.batch(step * config.grad_accum + micro)
-            # DDP: only the last micro-batch all-reduces gradients; the others just accumulate.
-            sync = micro == config.grad_accum - 1 or world == 1
-            with (contextlib.nullcontext() if sync else model.no_sync()), autocast():
-                loss = calc_loss_batch(model, inputs, targets) / config.grad_accum
-            loss.backward()
-            loss_sum += loss.detach()
-        # every rank sees the same all-reduced loss, so all stop together; checked before the update,
-        # so the weights in memory (and any checkpoint) stay those of the last good step
-        step_loss = _all_reduce_mean(loss_sum, world).item()
-        if not math.isfinite(step_loss):
+        lr = optimizer.param_groups[0]["lr"]
+        step_start = time.perf_counter()
+        micro_batches = [batches.batch(step * config.grad_accum + m) for m in range(config.grad_accum)]
+        step_loss = train_step(model, optimizer, micro_batches, autocast=autocast, grad_clip=config.grad_clip,
+                               scheduler=scheduler)
+        if not math.isfinite(step_loss):  # not applied: the weights (and any checkpoint) stay the last good ones
             if bar is not None:
                 bar.close()
             raise _divergence_error(step + 1, step_loss, config)
-        if config.grad_clip is not None:
-            torch.nn.utils.clip_grad_norm_(raw.parameters(), config.grad_clip)
-        lr = optimizer.param_groups[0]["lr"]
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
+        history.step_seconds.append(time.perf_counter() - step_start)
         step += 1
 
         history.steps.append(step)

@@ -26,6 +26,7 @@ from gpt2_core.training import (
     param_groups,
     perplexity,
     train,
+    train_step,
 )
 
 CFG = GPTConfig(vocab_size=61, context_length=8, emb_dim=16, n_heads=2, n_layers=1, drop_rate=0.1)
@@ -266,6 +267,39 @@ def test_history_round_trips():
     assert History.from_dict(h.to_dict()) == h and h.tokens_per_second == 16.0
 
 
+def test_steady_tokens_per_second_is_the_median_step_and_ignores_untimed_steps():
+    h = History(steps=[1, 2, 3, 4], tokens=[10, 20, 30, 40], seconds=100.0, step_seconds=[50.0, 1.0, 2.0])
+    # steps 2-4 (an older run did not time step 1) ran 10 tokens each: 0.2, 10 and 5 tokens/s
+    assert h.steady_tokens_per_second == 5.0
+    assert math.isnan(History(steps=[1], tokens=[8], seconds=1.0).steady_tokens_per_second)
+    assert History.from_dict({k: v for k, v in h.to_dict().items() if k != "step_seconds"}).step_seconds == []
+
+
+def test_train_records_one_step_time_per_step():
+    train_loader, val_loader = loaders()
+    history = train(tiny_model(), train_loader, val_loader, TrainConfig(max_steps=5, progress=False))
+    assert len(history.step_seconds) == 5 and all(0 < s < history.seconds for s in history.step_seconds)
+    assert history.steady_tokens_per_second > 0
+
+
+def test_train_step_is_the_loops_step_and_skips_a_non_finite_update():
+    batches = [next(iter(loaders()[0])) for _ in range(2)]
+    a, b = tiny_model().eval(), tiny_model().eval()  # eval: no dropout, so both compute the same
+    opt_a, opt_b = make_optimizer(a, 1e-2), make_optimizer(b, 1e-2)
+    loss = train_step(a, opt_a, batches, grad_clip=None)
+    for x, y in batches:  # the same by hand
+        (calc_loss_batch(b, x, y) / 2).backward()
+    opt_b.step()
+    assert loss == pytest.approx(calc_loss_batch(tiny_model().eval(), *batches[0]).item(), abs=1e-6)
+    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters(), strict=True))
+    assert all(p.grad is None for p in a.parameters())  # zeroed for the next step
+    before = [p.clone() for p in a.parameters()]
+    bad = train_step(a, opt_a, batches, loss_fn=lambda m, x, y: calc_loss_batch(m, x, y) * float("nan"))
+    assert math.isnan(bad) and all(torch.equal(p, q) for p, q in zip(a.parameters(), before, strict=True))
+    with pytest.raises(ValueError, match="micro-batch"):
+        train_step(a, opt_a, [])
+
+
 def test_cross_entropy_reference_matches_functional():
     # calc_loss_batch flattens (B, T, V) -> (B*T, V); check against F.cross_entropy on (B, V, T)
     model = tiny_model().eval()
@@ -309,8 +343,6 @@ def test_ch05_exercises_accept_right_answers_and_reject_wrong_ones(capsys):
     def stub(*args):
         raise NotImplementedError
 
-    assert check_exercise("ch05.perplexity", math.exp)
-    assert not check_exercise("ch05.perplexity", lambda loss: 2 ** loss)
     assert check_exercise("ch05.top_k_filter", top_k_filter)
     assert not check_exercise("ch05.top_k_filter", lambda logits, k: logits)
     assert check_exercise("ch05.lr_at_step", lr_schedule)
