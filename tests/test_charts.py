@@ -1,4 +1,5 @@
-"""Chapter 6's figures draw, carry titles and axis labels, and refuse malformed input."""
+"""gpt2_core.figures: chapter 6's charts and the pooling diagram draw, carry titles and axis labels, and
+refuse malformed input."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pytest  # noqa: E402
 
-from gpt2_core import classification_plots as plots  # noqa: E402
+from gpt2_core import figures as plots  # noqa: E402
 from gpt2_core.finetune import FinetuneHistory  # noqa: E402
 
 

@@ -1,4 +1,4 @@
-"""Tests for gpt2_core.figures: the shared diagram helper."""
+"""Tests for gpt2_core.figures.diagrams: the diagrams of chapters 1-5."""
 
 from __future__ import annotations
 
@@ -31,3 +31,68 @@ def test_flow_diagram_draws_a_box_per_step_and_a_labelled_arrow_between_each_pai
 def test_flow_diagram_errors(boxes, arrows, error, match):
     with pytest.raises(error, match=match):
         flow_diagram(boxes, arrows, "t")
+
+
+def _texts(fig) -> list[str]:
+    return [t.get_text() for ax in fig.axes for t in ax.texts]
+
+
+def test_cycle_diagram_joins_each_step_to_the_next_and_closes_the_loop():
+    from gpt2_core.figures import cycle_diagram
+
+    fig = cycle_diagram(["a", "b", "c"], "loop", centre="until done")
+    ax = fig.axes[0]
+    boxes = [p for p in ax.patches if isinstance(p, FancyBboxPatch)]
+    arrows = [p for p in ax.patches if isinstance(p, FancyArrowPatch)]
+    assert len(boxes) == 3 and len(arrows) == 3  # the last arrow goes back to the first step
+    assert _texts(fig) == ["a", "b", "c", "until done"] and ax.get_title() == "loop"
+    assert boxes[0].get_y() > boxes[1].get_y()  # the first step at the top
+    plt.close(fig)
+    with pytest.raises(ValueError, match="at least 2"):
+        cycle_diagram(["only"], "t")
+
+
+def test_shift_diagram_pairs_each_input_with_the_next_token():
+    from gpt2_core.figures import shift_diagram
+
+    fig = shift_diagram(["a", "b", "c"], "shift")
+    texts = _texts(fig)
+    assert texts[:3] == ["input", "a", "b"] and texts[3:6] == ["target", "b", "c"]
+    assert sum(isinstance(p, FancyArrowPatch) for p in fig.axes[0].patches) == 2
+    plt.close(fig)
+
+
+@pytest.mark.parametrize("window, want", [
+    (None, [[1, 0, 0, 0], [1, 1, 0, 0], [1, 1, 1, 0], [1, 1, 1, 1]]),
+    (2, [[1, 0, 0, 0], [1, 1, 0, 0], [0, 1, 1, 0], [0, 0, 1, 1]]),
+    (1, [[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]])])
+def test_allowed_keys_is_causal_and_local(window, want):
+    from gpt2_core.figures import allowed_keys
+
+    assert [[int(a) for a in row] for row in allowed_keys(4, window)] == want
+
+
+def test_mask_diagram_marks_exactly_the_forbidden_scores():
+    from gpt2_core.figures import allowed_keys, mask_diagram
+
+    fig = mask_diagram(["a", "b", "c", "d"], windows=(None, 2))
+    assert len(fig.axes) == 2
+    for ax, window in zip(fig.axes, (None, 2), strict=True):
+        shown = [t.get_text() for t in ax.texts]
+        assert shown.count("−∞") == sum(not a for row in allowed_keys(4, window) for a in row)
+        assert ax.get_xlabel() and ax.get_ylabel()
+    plt.close(fig)
+    with pytest.raises(ValueError, match="window must be at least 1"):
+        mask_diagram(["a", "b"], windows=(0,))
+
+
+def test_kv_cache_diagram_computes_the_prompt_once_then_one_token_per_pass():
+    from gpt2_core.figures import kv_cache_diagram
+
+    fig = kv_cache_diagram(["a", "b", "c", "d", "e"], prompt_len=2)
+    texts = _texts(fig)
+    assert texts.count("new") == 2 + 3 and texts.count("cached") == 2 + 3 + 4
+    assert "1 computed, 5 attended" in texts
+    plt.close(fig)
+    with pytest.raises(ValueError, match="prompt_len"):
+        kv_cache_diagram(["a", "b"], prompt_len=2)

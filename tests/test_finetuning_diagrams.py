@@ -1,4 +1,4 @@
-"""Tests for gpt2_core.instruction_figures: the two diagrams draw, are labelled, and reject bad shapes."""
+"""gpt2_core.figures: chapter 7's two diagrams (loss mask, LoRA) draw, are labelled, and reject bad shapes."""
 
 from __future__ import annotations
 
@@ -9,11 +9,11 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pytest  # noqa: E402
 
-from gpt2_core.instruction_figures import draw_lora, draw_loss_mask  # noqa: E402
+from gpt2_core.figures import lora_diagram, loss_mask_diagram  # noqa: E402
 
 
 def test_loss_mask_diagram():
-    ax = draw_loss_mask(["Q", "?", " Answer", ":", " yes"], 4)
+    ax = loss_mask_diagram(["Q", "?", " Answer", ":", " yes"], 4).axes[0]
     texts = [t.get_text() for t in ax.texts]
     assert texts.count("-100") == 3 and "<eot>" in texts and "␣yes" in texts
     assert ax.get_title() and ax.get_xlabel() and ax.get_ylabel()
@@ -21,8 +21,7 @@ def test_loss_mask_diagram():
 
 
 def test_lora_diagram():
-    _, ax = plt.subplots()
-    assert draw_lora(256, 768, 8, ax=ax) is ax
+    ax = lora_diagram(256, 768, 8).axes[0]
     assert any("8,192" in t.get_text() for t in ax.texts)
     assert ax.get_title() and ax.get_xlabel() and ax.get_ylabel()
     plt.close("all")
@@ -31,10 +30,10 @@ def test_lora_diagram():
 @pytest.mark.parametrize("tokens, prompt_len", [(["a"], 1), (["a", "b"], 0), (["a", "b"], 2)])
 def test_loss_mask_errors(tokens, prompt_len):
     with pytest.raises(ValueError, match="prompt_len"):
-        draw_loss_mask(tokens, prompt_len)
+        loss_mask_diagram(tokens, prompt_len)
 
 
 @pytest.mark.parametrize("args, match", [((0, 4, 1), "d_in"), ((4, 4, 8), "larger"), ((4, 4, True), "rank")])
 def test_lora_diagram_errors(args, match):
     with pytest.raises(ValueError, match=match):
-        draw_lora(*args)
+        lora_diagram(*args)

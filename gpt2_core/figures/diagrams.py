@@ -1,19 +1,26 @@
-"""Diagrams drawn in code, shared by the notebooks: boxes joined by arrows that carry tensor shapes.
+"""Diagrams of how the pieces work (chapters 1-5), drawn in code.
 
-One function, :func:`flow_diagram`, draws a pipeline left to right: each box is a step (a layer, an
-operation), each arrow is the tensor passed on, labelled with its shape. Chapters 2-4 use it for the
-embedding lookup, the attention computation, the transformer block and the whole model.
+- :func:`flow_diagram`: a pipeline left to right, each box a step (a layer, an operation), each arrow
+  the tensor passed on, labelled with its shape (chapters 2-4: embedding lookup, attention, the block,
+  the whole model).
+- :func:`cycle_diagram`: steps on a circle, repeated until a stop rule (chapter 1's BPE merge loop,
+  chapter 5's training loop).
+- :func:`shift_diagram`: inputs and next-token targets, one arrow per prediction (chapter 2).
+- :func:`mask_diagram`: which keys each query may see under a causal (optionally local) mask (chapter 3).
+- :func:`kv_cache_diagram`: the KV cache filling up, step by step, while decoding (chapter 3).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
-from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
+from matplotlib.patches import FancyArrowPatch, FancyBboxPatch, Patch, Rectangle
 
 BOX_WIDTH, BOX_HEIGHT, GAP = 1.6, 0.9, 1.45
+BLUE, ORANGE, GREY, INK = "#cfe2f3", "#f6c28b", "#eeeeee", "#333333"
 
 
 def flow_diagram(boxes: Sequence[str], arrows: Sequence[str], title: str,
@@ -32,14 +39,14 @@ def flow_diagram(boxes: Sequence[str], arrows: Sequence[str], title: str,
     step = BOX_WIDTH + GAP
     fig, ax = plt.subplots(figsize=(1.9 * len(boxes) + 0.4, 2.2))
     for i, text in enumerate(boxes):
-        colour = "#f6c28b" if i in highlight else "#cfe2f3"
+        colour = ORANGE if i in highlight else BLUE
         ax.add_patch(FancyBboxPatch((i * step, 0), BOX_WIDTH, BOX_HEIGHT, boxstyle="round,pad=0.05",
-                                    facecolor=colour, edgecolor="#333333"))
+                                    facecolor=colour, edgecolor=INK))
         ax.text(i * step + BOX_WIDTH / 2, BOX_HEIGHT / 2, text, ha="center", va="center", fontsize=9)
     for i, label in enumerate(arrows):
         start, end = i * step + BOX_WIDTH + 0.05, (i + 1) * step - 0.05
         ax.add_patch(FancyArrowPatch((start, BOX_HEIGHT / 2), (end, BOX_HEIGHT / 2), arrowstyle="-|>",
-                                     mutation_scale=12, color="#333333"))
+                                     mutation_scale=12, color=INK))
         ax.text((start + end) / 2, BOX_HEIGHT / 2 + 0.12, label, ha="center", va="bottom", fontsize=8,
                 color="#7a1f1f")
     ax.set_xlim(-0.2, len(boxes) * step - GAP + 0.2)
@@ -47,4 +54,136 @@ def flow_diagram(boxes: Sequence[str], arrows: Sequence[str], title: str,
     ax.set_title(title)
     ax.axis("off")
     fig.tight_layout()
+    return fig
+
+
+def _check_strings(name: str, items: Sequence[str], at_least: int) -> None:
+    if isinstance(items, str) or not all(isinstance(item, str) for item in items):
+        raise TypeError(f"{name} must be a sequence of strings, not {type(items).__name__}")
+    if len(items) < at_least:
+        raise ValueError(f"{name} needs at least {at_least} entries, got {len(items)}")
+
+
+def cycle_diagram(steps: Sequence[str], title: str, centre: str = "") -> Figure:
+    """``steps`` on a circle, clockwise from the top, each joined to the next by an arrow.
+
+    ``centre`` is written in the middle: what repeats the loop and what ends it.
+    """
+    _check_strings("steps", steps, 2)
+    fig, ax = plt.subplots(figsize=(6.4, 4.6))
+    radius, boxes = 1.7, []
+    for i, text in enumerate(steps):
+        angle = math.pi / 2 - 2 * math.pi * i / len(steps)
+        x, y = 1.35 * radius * math.cos(angle), radius * math.sin(angle)  # an ellipse: boxes are wide
+        box = FancyBboxPatch((x - 0.9, y - 0.38), 1.8, 0.76, boxstyle="round,pad=0.05", facecolor=BLUE,
+                             edgecolor=INK)
+        ax.add_patch(box)
+        ax.text(x, y, text, ha="center", va="center", fontsize=8.5)
+        boxes.append(box)
+    for i, box in enumerate(boxes):
+        after = boxes[(i + 1) % len(boxes)]
+        ax.add_patch(FancyArrowPatch(posA=_centre(box), posB=_centre(after), patchA=box, patchB=after,
+                                     arrowstyle="-|>", mutation_scale=13, color=INK,
+                                     connectionstyle="arc3,rad=-0.25"))
+    ax.text(0, 0, centre, ha="center", va="center", fontsize=9, style="italic", color="#7a1f1f")
+    ax.set_xlim(-1.35 * radius - 1.1, 1.35 * radius + 1.1)
+    ax.set_ylim(-radius - 0.6, radius + 0.6)
+    ax.set_aspect("equal")
+    ax.set_title(title)
+    ax.axis("off")
+    fig.tight_layout()
+    return fig
+
+
+def _centre(box: FancyBboxPatch) -> tuple[float, float]:
+    return box.get_x() + box.get_width() / 2, box.get_y() + box.get_height() / 2
+
+
+def shift_diagram(tokens: Sequence[str], title: str) -> Figure:
+    """One window of ``tokens``: the inputs on top, the targets (shifted one left) below, and an arrow
+    from each input position to the token the model must predict there."""
+    _check_strings("tokens", tokens, 2)
+    n = len(tokens) - 1
+    fig, ax = plt.subplots(figsize=(1.25 * n + 1.6, 2.6))
+    for row, y, colour, words in [("input", 1.4, BLUE, tokens[:-1]), ("target", 0.0, ORANGE, tokens[1:])]:
+        ax.text(-0.7, y + 0.3, row, ha="right", va="center", fontsize=9, weight="bold")
+        for i, word in enumerate(words):
+            ax.add_patch(Rectangle((i * 1.2 - 0.5, y), 1.0, 0.6, facecolor=colour, edgecolor=INK))
+            ax.text(i * 1.2, y + 0.3, repr(word)[1:-1], ha="center", va="center", fontsize=8.5)
+    for i in range(n):
+        ax.add_patch(FancyArrowPatch((i * 1.2, 1.38), (i * 1.2, 0.62), arrowstyle="-|>", mutation_scale=10,
+                                     color=INK))
+        ax.text(i * 1.2 + 0.06, 1.0, f"t={i}", fontsize=7, color="#7a1f1f", va="center")
+    ax.set_xlim(-2.0, n * 1.2)
+    ax.set_ylim(-0.3, 2.3)
+    ax.set_title(title)
+    ax.axis("off")
+    fig.tight_layout()
+    return fig
+
+
+def allowed_keys(n: int, window: int | None = None) -> list[list[bool]]:
+    """``allowed[q][k]``: may query ``q`` look at key ``k``? Causal (k <= q), and, with ``window``,
+    local: only the last ``window`` keys, the query's own included (q - k < window)."""
+    if window is not None and window < 1:
+        raise ValueError(f"window must be at least 1 (a token always sees itself), got {window}")
+    return [[k <= q and (window is None or q - k < window) for k in range(n)] for q in range(n)]
+
+
+def mask_diagram(tokens: Sequence[str], windows: Sequence[int | None] = (None,),
+                 title: str = "what each query may look at") -> Figure:
+    """One grid per entry of ``windows`` (None: plain causal): row = query, column = key; allowed
+    scores are kept (``q·k``), the others are set to -inf before the softmax."""
+    _check_strings("tokens", tokens, 1)
+    n = len(tokens)
+    fig, axes = plt.subplots(1, len(windows), figsize=(0.55 * n * len(windows) + 1.5, 0.5 * n + 1.4),
+                             squeeze=False)
+    for ax, window in zip(axes[0], windows, strict=True):
+        for q, row in enumerate(allowed_keys(n, window)):
+            for k, allowed in enumerate(row):
+                ax.add_patch(Rectangle((k, q), 1, 1, facecolor=BLUE if allowed else GREY, edgecolor="white"))
+                ax.text(k + 0.5, q + 0.5, "q·k" if allowed else "−∞", ha="center", va="center", fontsize=7,
+                        color=INK if allowed else "#999999")
+        ax.set_xlim(0, n)
+        ax.set_ylim(n, 0)  # first query at the top, as in a matrix
+        ax.set_xticks([i + 0.5 for i in range(n)], tokens, rotation=90, fontsize=8)
+        ax.set_yticks([i + 0.5 for i in range(n)], tokens, fontsize=8)
+        ax.set(xlabel="key (the token looked at)", ylabel="query (the token looking)",
+               title="causal" if window is None else f"causal, local window of {window}")
+        ax.set_aspect("equal")
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def kv_cache_diagram(tokens: Sequence[str], prompt_len: int,
+                     title: str = "the KV cache while decoding") -> Figure:
+    """Rows are forward passes: first the prompt (prefill), then one new token each. A cell is a
+    position's key and value: computed in this pass (orange) or read back from the cache (blue)."""
+    _check_strings("tokens", tokens, 2)
+    if not 1 <= prompt_len < len(tokens):
+        raise ValueError(f"prompt_len must be between 1 and {len(tokens) - 1} (tokens left to decode), "
+                         f"got {prompt_len}")
+    n, passes = len(tokens), len(tokens) - prompt_len + 1
+    fig, ax = plt.subplots(figsize=(0.62 * n + 3.2, 0.5 * passes + 1.5))
+    for row in range(passes):
+        seen = prompt_len + row  # positions whose keys and values exist after this pass
+        first_new = 0 if row == 0 else seen - 1
+        for pos in range(seen):
+            new = pos >= first_new
+            ax.add_patch(Rectangle((pos, row), 1, 1, facecolor=ORANGE if new else BLUE, edgecolor="white"))
+            ax.text(pos + 0.5, row + 0.5, "new" if new else "cached", ha="center", va="center", fontsize=6.5)
+        ax.text(n + 0.2, row + 0.5, f"{seen - first_new} computed, {seen} attended", va="center", fontsize=8)
+    ax.set_xlim(0, n + 3.0)
+    ax.set_ylim(passes, 0)
+    ax.set_xticks([i + 0.5 for i in range(n)], tokens, rotation=90, fontsize=8)
+    ax.set_yticks([i + 0.5 for i in range(passes)], ["prefill"] + [f"step {i}" for i in range(1, passes)],
+                  fontsize=8)
+    ax.set(xlabel="position (token)", ylabel="forward pass", title=title)
+    fig.legend(handles=[Patch(facecolor=ORANGE, label="k, v computed in this pass"),
+                        Patch(facecolor=BLUE, label="k, v read from the cache")],
+               loc="lower center", ncol=2, fontsize=8, frameon=False)
+    for side in ("top", "right"):
+        ax.spines[side].set_visible(False)
+    fig.tight_layout(rect=(0, 0.08, 1, 1))  # room for the legend below the axis labels
     return fig
