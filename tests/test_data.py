@@ -259,23 +259,12 @@ def good_count(n: int, c: int, s: int) -> int:
     return max(0, (n - c - 1) // s + 1) if n > c else 0
 
 
-def good_windows(ids, c, s):
-    return [(ids[i : i + c], ids[i + 1 : i + c + 1]) for i in range(0, len(ids) - c, s)]
-
-
-def good_embed(idx, tok, pos):
-    return tok[idx] + pos[: idx.shape[1]]
-
-
 def stub(*_args):
     raise NotImplementedError
 
 
 @pytest.mark.parametrize("name, good, bad", [
     ("ch02.count_windows", good_count, lambda n, c, s: max(0, (n - c) // s)),
-    ("ch02.make_windows", good_windows, lambda ids, c, s: [(ids[i : i + c], ids[i : i + c])
-                                                            for i in range(0, len(ids) - c, s)]),
-    ("ch02.input_embeddings", good_embed, lambda idx, tok, pos: tok[idx]),
 ])
 def test_exercise_checkers(name, good, bad, capsys) -> None:
     assert check_exercise(name, good) is True

@@ -36,7 +36,7 @@ CASES = {
 
 
 def test_every_ch07_checker_is_covered():
-    assert {name for name in available() if name.startswith("ch07.")} == set(CASES)
+    assert {name for name in available() if name.startswith("ch07.")} == set(CASES) == set(solution.SOLUTIONS)
 
 
 @pytest.mark.parametrize("name", sorted(CASES))

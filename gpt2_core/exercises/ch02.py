@@ -1,15 +1,17 @@
 """Checkers for chapter 2 (embeddings and data loading).
 
 - ``ch02.count_windows``: ``count_windows(num_tokens, context_length, stride) -> int``
-- ``ch02.make_windows``: ``make_windows(token_ids, context_length, stride) -> list of (inputs, targets)``
-- ``ch02.input_embeddings``: ``input_embeddings(idx, tok_weight, pos_weight) -> (batch, tokens, emb_dim)``
+- ``ch02.never_targets``: ``never_targets(num_tokens, context_length, stride) -> list[int]``, the positions
+  of the token sequence that no window ever asks the model to predict
+- ``ch02.first_val_window``: ``first_val_window(num_train_windows, context_length, stride) -> int``, the
+  first window after the training windows whose targets share no position with any training target
+
+Reference solutions: :mod:`gpt2_core.exercises.solutions.ch02`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-
-import torch
 
 from ..data import GPTDataset, num_windows
 from . import ExerciseFailed, exercise, expect_equal
@@ -19,11 +21,6 @@ _WINDOW_CASES = [(20, 4, 1), (20, 4, 4), (21, 4, 4), (23, 5, 7), (6, 5, 5), (5, 
                  (100, 16, 8)]
 
 
-def _ids(n: int) -> list[int]:
-    # Distinct, non-sequential ids so that an off-by-one slice cannot pass by accident.
-    return [(7 * i + 3) % 997 for i in range(n)]
-
-
 @exercise("ch02.count_windows")
 def check_count_windows(candidate: Callable) -> None:
     for n, c, s in _WINDOW_CASES:
@@ -31,41 +28,56 @@ def check_count_windows(candidate: Callable) -> None:
         expect_equal(got, num_windows(n, c, s), f"num_tokens={n}, context_length={c}, stride={s}")
 
 
-def _as_list(x: object) -> list[int]:
-    return [int(v) for v in (x.tolist() if isinstance(x, torch.Tensor) else x)]  # type: ignore[union-attr]
+def _target_positions(num_tokens: int, context_length: int, stride: int) -> set[int]:
+    """Brute force: every position that is the target of some window, read off GPTDataset itself."""
+    if num_tokens <= context_length:
+        return set()
+    dataset = GPTDataset(list(range(num_tokens)), context_length, stride)  # id == position
+    return {int(t) for _, targets in dataset for t in targets}
 
 
-@exercise("ch02.make_windows")
-def check_make_windows(candidate: Callable) -> None:
-    for n, c, s in _WINDOW_CASES:
-        ids = _ids(n)
-        what = f"{n} token ids, context_length={c}, stride={s}"
-        want = [(_as_list(x), _as_list(y)) for x, y in GPTDataset(ids, c, s)] if n > c else []
-        got = list(candidate(list(ids), c, s))
-        if len(got) != len(want):
-            raise ExerciseFailed(f"for {what} expected {len(want)} windows but got {len(got)}")
-        for i, (pair, (want_x, want_y)) in enumerate(zip(got, want, strict=True)):
-            if len(pair) != 2:
-                raise ExerciseFailed(f"window {i} should be a pair (inputs, targets), got {len(pair)} items")
-            expect_equal(_as_list(pair[0]), want_x, f"the inputs of window {i} ({what})")
-            expect_equal(_as_list(pair[1]), want_y, f"the targets of window {i} ({what})")
+# Adds stride > context_length (gaps) and tails too short for another window to the window cases.
+_NEVER_CASES = [*_WINDOW_CASES, (10, 4, 2), (20, 3, 5), (13, 4, 1), (30, 4, 6), (9, 1, 3), (7, 1, 1)]
 
 
-@exercise("ch02.input_embeddings")
-def check_input_embeddings(candidate: Callable) -> None:
-    gen = torch.Generator().manual_seed(2)
-    for batch, tokens, vocab, context, dim in [(2, 5, 11, 8, 3), (1, 8, 20, 8, 4), (3, 1, 7, 4, 6)]:
-        tok = torch.randn(vocab, dim, generator=gen)
-        pos = torch.randn(context, dim, generator=gen)
-        idx = torch.randint(0, vocab, (batch, tokens), generator=gen)
-        want = torch.nn.functional.embedding(idx, tok) + pos[:tokens]
-        got = candidate(idx.clone(), tok.clone(), pos.clone())
-        what = f"a batch of shape {(batch, tokens)} with emb_dim={dim}"
-        if not isinstance(got, torch.Tensor):
-            raise ExerciseFailed(f"return a tensor, got {type(got).__name__}")
-        expect_equal(tuple(got.shape), tuple(want.shape), f"the output shape for {what}")
-        if not torch.allclose(got.float(), want, atol=1e-6):
-            raise ExerciseFailed(
-                f"for {what} the values differ (largest gap {float((got - want).abs().max()):.3g}); "
-                "look up each token's row, then add the row of its position (0, 1, 2, ...)"
-            )
+@exercise("ch02.never_targets")
+def check_never_targets(candidate: Callable) -> None:
+    for n, c, s in _NEVER_CASES:
+        targets = _target_positions(n, c, s)
+        want = [p for p in range(n) if p not in targets]
+        got = candidate(n, c, s)
+        what = f"num_tokens={n}, context_length={c}, stride={s}"
+        if not isinstance(got, (list, tuple)):
+            raise ExerciseFailed(f"for {what} return a list of positions, got {type(got).__name__}")
+        expect_equal(sorted(int(p) for p in got), want, what)
+
+
+def _first_clean_window(num_train: int, context_length: int, stride: int) -> int:
+    """Brute force: walk forward until a window's targets miss every training target."""
+    def targets(k: int) -> set[int]:
+        return set(range(k * stride + 1, k * stride + context_length + 1))
+
+    seen = set().union(*(targets(k) for k in range(num_train)))
+    j = num_train
+    while targets(j) & seen:
+        j += 1
+    return j
+
+
+@exercise("ch02.first_val_window")
+def check_first_val_window(candidate: Callable) -> None:
+    # Touching, overlapping by a whole number of strides or not, gapped, and stride 1.
+    for m, c, s in [(10, 4, 4), (10, 4, 1), (10, 4, 3), (5, 4, 2), (1, 8, 8), (3, 5, 7), (7, 6, 4), (2, 1, 1),
+                    (4, 16, 5), (100, 128, 64)]:
+        got = candidate(m, c, s)
+        if isinstance(got, bool) or not isinstance(got, int):
+            raise ExerciseFailed(f"return a window index (an int), got {type(got).__name__}")
+        want = _first_clean_window(m, c, s)
+        what = f"num_train_windows={m}, context_length={c}, stride={s}"
+        if got < m:
+            raise ExerciseFailed(f"for {what} window {got} is itself a training window (0 .. {m - 1})")
+        if got < want:
+            shared = sorted(set(range(got * s + 1, got * s + c + 1)) & set(range(1, (m - 1) * s + c + 1)))
+            raise ExerciseFailed(f"for {what} window {got} still predicts position(s) {shared[:5]}, "
+                                 f"which training window(s) predict too; the answer is {want}")
+        expect_equal(got, want, what)

@@ -1,0 +1,82 @@
+"""Every chapter-4 checker accepts its reference solution and rejects plausible wrong answers."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from gpt2_core.config import GPTConfig
+from gpt2_core.exercises import available, check_exercise
+from gpt2_core.exercises.solutions import ch04 as solution
+from gpt2_core.model import GPTModel
+
+
+def _flops_without_head(cfg, training=False):  # the tied head "costs nothing": wrong, it is multiplied
+    return solution.flops_per_token(cfg, training) - (3 if training else 1) * 2 * cfg.vocab_size * cfg.emb_dim
+
+
+def _flops_of_all_parameters(cfg, training=False):
+    with torch.device("meta"):
+        n = GPTModel(cfg).num_parameters()
+    return (3 if training else 1) * (2 * n + 2 * cfg.n_layers * cfg.context_length * cfg.emb_dim)
+
+
+def _flops_full_attention(cfg, training=False):  # forgets that the causal mask halves attention
+    return solution.flops_per_token(cfg, training) + (3 if training else 1) * 2 * cfg.n_layers * \
+        cfg.context_length * cfg.emb_dim
+
+
+CASES = {
+    "ch04.count_parameters": (solution.count_parameters,
+                              lambda cfg: solution.count_parameters(cfg.replace(qkv_bias=True))),
+    "ch04.flops_per_token": (solution.flops_per_token, _flops_without_head),
+    "ch04.kv_cache_bytes": (solution.kv_cache_bytes,  # keys only
+                            lambda cfg, b, t, dtype: solution.kv_cache_bytes(cfg, b, t, dtype) // 2),
+}
+
+
+def test_every_ch04_checker_is_covered():
+    names = {name for name in available() if name.startswith("ch04.")}
+    assert names == set(CASES) == set(solution.SOLUTIONS)
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_checker_accepts_solution_and_rejects_wrong(name, capsys):
+    right, wrong = CASES[name]
+    assert check_exercise(name, right)
+    assert not check_exercise(name, wrong)
+    assert "not quite" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("wrong, says", [
+    (_flops_without_head, "output head"),
+    (_flops_of_all_parameters, "every parameter"),
+    (_flops_full_attention, "causal mask"),
+    (lambda cfg, training=False: solution.flops_per_token(cfg), "3x"),  # forgets the backward pass
+])
+def test_flops_checker_names_the_mistake(wrong, says, capsys):
+    assert not check_exercise("ch04.flops_per_token", wrong)
+    assert says in capsys.readouterr().out
+
+
+def test_flops_formula_matches_the_real_models_matmuls():
+    cfg = GPTConfig(vocab_size=100, context_length=16, emb_dim=32, n_heads=4, n_layers=3)
+    with torch.device("meta"):
+        model = GPTModel(cfg)
+    linear = sum(m.weight.numel() for m in model.modules() if isinstance(m, torch.nn.Linear))
+    assert solution.flops_per_token(cfg) == 2 * linear + 2 * 3 * 16 * 32
+
+
+def test_kv_cache_checker_catches_a_fixed_dtype(capsys):
+    always_fp32 = lambda cfg, b, t, dtype: 2 * cfg.n_layers * b * t * cfg.emb_dim * 4
+    assert not check_exercise("ch04.kv_cache_bytes", always_fp32)
+    assert "bytes a number" in capsys.readouterr().out
+
+
+def test_unattempted_exercise(capsys):
+    def stub(*args, **kwargs):
+        raise NotImplementedError
+
+    for name in CASES:
+        assert not check_exercise(name, stub)
+    assert capsys.readouterr().out.count("not attempted") == len(CASES)
