@@ -166,7 +166,19 @@ print(merge_pair(ids, (97, 97), 256))
 # %% [markdown]
 # Now the loop. Our corpus separates addresses with `<|endoftext|>`; we cut the text at those
 # markers first so that no merge ever spans two documents (section 5 gives the marker its own id).
-# This version recounts every pair before every merge: simple, and slow.
+# Figure 1 shows the loop: four steps, repeated once per new token until the vocabulary has the
+# size we asked for. This version recounts every pair before every merge: simple, and slow.
+
+# %%
+from gpt2_core.figures import cycle_diagram
+
+fig = cycle_diagram(["count every adjacent\npair, weighted by\nhow often its chunk occurs",
+                     "pick the most\nfrequent pair\n(ties: smaller ids)", "give it the next\nnew id: 256, 257, ...",
+                     "replace the pair by\nthe new id everywhere"],
+                    "Figure 1: the BPE training loop (one new token per turn)",
+                    centre="repeat until\nthe vocabulary\nhas its size")
+plt.show()
+
 
 # %%
 def chunk_counts(text):
@@ -223,6 +235,27 @@ merge_table.head(15)
 
 # %%
 print("The last merges learned:", [show(vocab[new_id]) for _, new_id, _ in merges[-12:]])
+
+# %% [markdown]
+# How often does the chosen pair occur, merge after merge? Figure 2 answers on a log scale: the
+# first merges fuse the commonest pairs of the text, then the counts fall fast (the line under the
+# figure prints the first and the last count of this run), so each later token saves fewer bytes. This is
+# why the vocabulary size is a trade-off: the last tokens of a large vocabulary are rare, and each
+# one costs a row in the embedding table (chapter 2) and in the output layer (chapter 4).
+
+# %%
+pair_counts = [count for _, _, count in merges]
+fig, ax = plt.subplots(figsize=(7, 3.5))
+ax.plot(range(1, len(pair_counts) + 1), pair_counts, marker=".", lw=1)
+ax.set_yscale("log")
+ax.set(xlabel="merge number (new id − 255)", ylabel="occurrences of the merged pair (log)",
+       title="Figure 2: each new merge fuses a rarer pair")
+for i in (0, len(pair_counts) // 2, len(pair_counts) - 1):
+    ax.annotate(show(vocab[merges[i][1]]), (i + 1, pair_counts[i]), textcoords="offset points", xytext=(4, 6),
+                fontsize=8)
+fig.tight_layout()
+plt.show()
+print(f"first merge: {pair_counts[0]:,} occurrences; last ({len(pair_counts)}): {pair_counts[-1]:,}")
 
 # %% [markdown]
 # ## 4. Encoding new text, by rank
@@ -349,7 +382,7 @@ print("some of the longest tokens:", sorted((show(t) for t in tokenizer.ranks), 
 # %% [markdown]
 # What the learned merges do to one word, step by step: start from its bytes, then apply, one at a
 # time, the merge of lowest rank among the neighbouring pairs (exactly what encoding does, section 4).
-# Each row of the picture is the word after one more merge; the last row is its encoding.
+# Each row of Figure 3 is the word after one more merge; the last row is its encoding.
 
 # %%
 from matplotlib.patches import Rectangle
@@ -381,7 +414,7 @@ for row, parts in enumerate(steps):
 ax.set(xlim=(0, len(word.encode())), ylim=(-len(steps) + 0.4, 0.6),
        yticks=[-r for r in range(len(steps))], yticklabels=[str(r) for r in range(len(steps))],
        xlabel="bytes of the word (each box spans the bytes of one token)", ylabel="merges applied",
-       title=f"BPE merges applied to {word!r} ({tokenizer.vocab_size:,}-token vocabulary)")
+       title=f"Figure 3: BPE merges applied to {word!r} ({tokenizer.vocab_size:,}-token vocabulary)")
 plt.show()
 print(f"{len(steps) - 1} merges -> {len(steps[-1])} tokens; same as encode():",
       [tokenizer.id_to_bytes(i) for i in tokenizer.encode(word)] == steps[-1])
@@ -425,16 +458,16 @@ ax.plot(compression["vocab size"], compression["held-out"], marker="o", label="o
 ax.axhline(gpt2_bpt, color="gray", linestyle="--", label=f"GPT-2 (50,257 tokens), held-out: {gpt2_bpt:.2f}")
 ax.set_xlabel("vocabulary size")
 ax.set_ylabel("bytes per token (higher = shorter sequences)")
-ax.set_title("BPE compression as merges are added")
+ax.set_title("Figure 4: BPE compression as merges are added")
 ax.legend()
 plt.show()
 
 # %% [markdown]
-# The first few hundred merges buy the most (a space plus a common letter, then whole short
+# In Figure 4, the first few hundred merges buy the most (a space plus a common letter, then whole short
 # words); later merges add rarer words and each helps less. The held-out curve sits below the
 # training curve: our training text is the *earliest* addresses, and the held-out ones (2001 on)
-# use words and names the early ones did not. GPT-2's vocabulary, ten times larger and learned
-# from millions of web pages, compresses the held-out addresses better still. A larger vocabulary
+# use words and names the early ones did not. GPT-2's vocabulary (50,257 tokens, the dashed line) was
+# learned from millions of web pages and compresses the held-out addresses better still. A larger vocabulary
 # means shorter sequences, paid for with a larger embedding table (chapter 2) and output layer.
 
 # %%
@@ -529,7 +562,7 @@ print(write_results(1, ch01).name)
 pd.Series(ch01)
 
 # %% [markdown]
-# ## Summary
+# ## Summary: what you built, and what comes next
 #
 # - Byte-level BPE starts from the 256 byte values, so any text can be encoded and decoded exactly:
 #   there is no unknown token.
@@ -542,6 +575,10 @@ pd.Series(ch01)
 # - `gpt2_core.tokenizer.BPETokenizer.from_gpt2()` equals tiktoken's GPT-2 encoding token for token;
 #   from chapter 2 on we use `gpt2_encoding()` (tiktoken) for speed.
 #
+# **Next:** chapter 2 turns token ids into what a network can learn from: training windows whose
+# targets are the same ids shifted by one, and embedding tables that give every id (and every
+# position) a vector.
+#
 # **Further reading.** R. Sennrich, B. Haddow, A. Birch, *Neural Machine Translation of Rare Words
 # with Subword Units*, ACL 2016 (BPE for NMT). A. Radford, J. Wu, R. Child, D. Luan, D. Amodei,
 # I. Sutskever, *Language Models are Unsupervised Multitask Learners*, 2019 (GPT-2; section 2.2
@@ -551,31 +588,10 @@ pd.Series(ch01)
 # ## Exercises
 #
 # Each exercise checks itself against the package. Replace `raise NotImplementedError` with your
-# code and run the cell.
+# code and run the cell. Exercise 1 rebuilds a piece of this chapter; 2 and 3 ask you to extend
+# it. Reference solutions are in `gpt2_core/exercises/solutions/ch01.py`, for after you have tried.
 #
-# **1. Count adjacent pairs.** Return a dict mapping each adjacent pair `(a, b)` of `ids` to how
-# many times it occurs: `[1, 2, 1, 2] -> {(1, 2): 2, (2, 1): 1}`.
-
-# %%
-def my_count_pairs(ids):
-    raise NotImplementedError
-
-
-_ = check_exercise("ch01.count_pairs", my_count_pairs)
-
-# %% [markdown]
-# **2. Apply one merge.** Replace every occurrence of `pair` in `ids` by `new_id`, scanning left to
-# right (so `[5, 5, 5]` with pair `(5, 5)` becomes `[new_id, 5]`).
-
-# %%
-def my_merge_pair(ids, pair, new_id):
-    raise NotImplementedError
-
-
-_ = check_exercise("ch01.merge_pair", my_merge_pair)
-
-# %% [markdown]
-# **3. Encode one chunk by rank.** Given a chunk's bytes and `ranks` (bytes -> id, containing all
+# **1. Encode one chunk by rank.** Given a chunk's bytes and `ranks` (bytes -> id, containing all
 # 256 single bytes), start from single bytes and repeatedly merge the adjacent pair whose
 # concatenation has the lowest rank (leftmost on ties); return the ids. Try it without looking at
 # section 4, then try making it faster than rescanning every pair after every merge.
@@ -586,3 +602,42 @@ def my_encode_piece(piece, ranks):
 
 
 _ = check_exercise("ch01.encode_piece", my_encode_piece)
+
+# %% [markdown]
+# **2. Special tokens that stay whole.** Write `my_encode_with_special(text, encode_ordinary,
+# special_tokens)`. `special_tokens` maps each special text (such as `"<|endoftext|>"`) to its id, and
+# `encode_ordinary(text)` encodes text that holds no special tokens (what `BPETokenizer.encode` does by
+# default). Return the ids of `text` in which every occurrence of a special text is exactly its one id,
+# and the text around it is encoded as if the special token were the end of a document: unchanged
+# otherwise, so that decoding gives `text` back. An empty text gives `[]`.
+#
+# Why can't you encode everything and then swap the special's ids in? Run `"end.<|endoftext|>"`
+# through the pre-tokenizer of section 2 and look at the chunks. Hint: `re.split` with a capturing
+# group keeps the separators (and `re.escape` makes `|` literal). The checker tries two special tokens,
+# neighbours that merge with them and near misses such as `<|endoftext|`. Section 5 explains special
+# tokens; the trainer side of the same idea is `chunk_counts` in section 3, which cuts the text at
+# `<|endoftext|>` before counting pairs.
+
+# %%
+def my_encode_with_special(text, encode_ordinary, special_tokens):
+    raise NotImplementedError
+
+
+_ = check_exercise("ch01.encode_with_special", my_encode_with_special)
+
+# %% [markdown]
+# **3. Decoding a stream.** A chat interface shows each token as soon as it is generated. But a token
+# may hold only part of a character (section 4: `"€"` is three bytes), and decoding it alone shows `�`.
+# Write `my_stream_decode(ids, vocab)`, where `vocab` maps each id to its bytes, returning one string
+# per id: the text that can be shown once that token has arrived. That is every character whose bytes
+# are now complete; a character still missing bytes waits for the token that completes it (so a string
+# may be empty). Joined, the strings equal the decoded text (the checker's ids always form valid UTF-8
+# when put together). Hint: a UTF-8 character's first byte gives its length: `0xxxxxxx` 1 byte,
+# `110xxxxx` 2, `1110xxxx` 3, `11110xxx` 4; and one token can end one character and start the next.
+
+# %%
+def my_stream_decode(ids, vocab):
+    raise NotImplementedError
+
+
+_ = check_exercise("ch01.stream_decode", my_stream_decode)

@@ -94,7 +94,17 @@ for n in range(1, 7):
 # returns one prediction per position, position *t* seeing only tokens `0..t` (the causal mask
 # of chapter 3). So one training example is a window of `context_length` ids, and its target is
 # the same window **shifted one token to the right**: target *t* is the token after input *t*.
-#
+# Figure 1 draws one short window of our passage this way: each arrow is one of the predictions the
+# model makes in a single forward pass.
+
+# %%
+from gpt2_core.figures import shift_diagram
+
+fig = shift_diagram([enc.decode([i]) for i in passage_ids[:8]],
+                    "Figure 1: one window of 7 inputs and its 7 targets (the inputs shifted by one)")
+plt.show()
+
+# %% [markdown]
 # ## 3. Sliding windows, built by hand
 #
 # We slide a window of `context_length` tokens along the text, moving `stride` tokens each time.
@@ -164,6 +174,7 @@ for ax, stride in zip(axes, (4, 2, 6), strict=True):
 fig.legend(handles=[Patch(color=cmap(k), label=t) for k, t in
                     [(1, "input only"), (3, "input and target"), (2, "target only")]],
            loc="lower center", ncol=3)
+fig.suptitle("Figure 2: the windows a stride makes (rows: windows, columns: tokens of the passage)")
 fig.tight_layout(rect=(0, 0.07, 1, 1))
 plt.show()
 
@@ -317,6 +328,7 @@ for ax, table, title in [(axes[0], sinusoidal(cfg.context_length, cfg.emb_dim), 
     ax.set_ylabel("position")
     ax.set_title(title)
 fig.colorbar(im, ax=axes, shrink=0.8, label="cosine similarity of the two position vectors")
+fig.suptitle("Figure 3: how similar each position's vector is to every other's")
 plt.show()
 
 # %% [markdown]
@@ -336,7 +348,7 @@ from gpt2_core.reference import load_reference
 ref_model, ref_tok = load_reference("cpu")
 fig, ax = plt.subplots(figsize=(5.6, 4.6))
 im = ax.imshow(cosine_similarity_matrix(ref_model.pos_emb.weight.detach()), cmap="viridis", vmin=-0.2, vmax=1)
-ax.set(xlabel="position", ylabel="position", title="learned table after pretraining (reference model)")
+ax.set(xlabel="position", ylabel="position", title="Figure 4: learned position table after pretraining\n(reference model)")
 fig.colorbar(im, ax=ax, shrink=0.8, label="cosine similarity")
 plt.show()
 
@@ -388,7 +400,7 @@ for g, words in groups.items():
         ax.annotate(w.strip(), (x, y), fontsize=8, xytext=(3, 3), textcoords="offset points")
     start += len(words)
 ax.set(xlabel="principal component 1", ylabel="principal component 2",
-       title="token embeddings of the reference model, projected to 2-D")
+       title="Figure 5: token embeddings of the reference model, projected to 2-D")
 ax.legend()
 plt.show()
 
@@ -406,7 +418,7 @@ from gpt2_core.figures import flow_diagram
 fig = flow_diagram(["token ids", "token embedding\nlookup: V × d table", "+ position embedding\n(rows 0 … T−1)",
                     "dropout", "into the first\ntransformer block"],
                    ["(B, T)", "(B, T, d)", "(B, T, d)", "(B, T, d)"],
-                   "the model's input: token + position embeddings (each box shows its weights)")
+                   "Figure 6: the model's input, token + position embeddings (each box shows its weights)")
 plt.show()
 
 # %% [markdown]
@@ -468,7 +480,7 @@ ch02 = {"seconds": round(time.perf_counter() - notebook_start, 1), "train_tokens
 print(write_results(2, ch02).name, ch02)
 
 # %% [markdown]
-# ## Summary
+# ## Summary: what you built, and what comes next
 #
 # - Next-token prediction needs no labels: the target of a window is the window shifted by one.
 #   One window of `c` tokens gives `c` predictions to learn from.
@@ -480,9 +492,14 @@ print(write_results(2, ch02).name, ch02)
 # - GPT-2 adds a learned absolute position embedding (the original Transformer used fixed
 #   sinusoids), giving the `(batch, tokens, emb_dim)` tensor that the transformer blocks consume.
 #
+# **Next:** so far every token's vector knows nothing about its neighbours. Chapter 3 builds
+# attention, the operation that lets each position gather information from the positions before it.
+#
 # ## Exercises
 #
 # Each cell runs as is and says "not attempted" until you replace `raise NotImplementedError`.
+# Exercise 1 rebuilds a piece of this chapter; 2 and 3 ask what the windows leave out and how they
+# can leak. Reference solutions are in `gpt2_core/exercises/solutions/ch02.py`, for after you have tried.
 #
 # **1. Count the windows.** Return how many (input, target) windows a text of `num_tokens` tokens
 # gives for `context_length` and `stride` — without building them. Mind texts too short for one.
@@ -495,25 +512,33 @@ def count_windows(num_tokens: int, context_length: int, stride: int) -> int:
 _ = check_exercise("ch02.count_windows", count_windows)
 
 # %% [markdown]
-# **2. Make the windows.** Return a list of `(inputs, targets)` pairs of lists, as
-# `GPTDataset` would give them (an empty list when the text is too short).
+# **2. Tokens that are never predicted.** Write `never_targets(num_tokens, context_length, stride)`
+# returning, in order, the positions `0 … num_tokens − 1` of the token sequence that are *not* the
+# target of any window: the model is never trained to predict those tokens. Think of the very first
+# token, of the gaps that `stride > context_length` leaves (the picture in section 3), and of the tail
+# after the last window. Hint: first write down which positions the targets of window `k` cover.
 
 # %%
-def make_windows(token_ids: list[int], context_length: int, stride: int) -> list[tuple[list[int], list[int]]]:
+def never_targets(num_tokens: int, context_length: int, stride: int) -> list[int]:
     raise NotImplementedError
 
 
-_ = check_exercise("ch02.make_windows", make_windows)
+_ = check_exercise("ch02.never_targets", never_targets)
 
 # %% [markdown]
-# **3. Input embeddings without `nn.Embedding`.** Given ids of shape `(batch, tokens)`, a token
-# table `tok_weight` of shape `(vocab, emb_dim)` and a position table `pos_weight` of shape
-# `(context_length, emb_dim)`, return the model's input of shape `(batch, tokens, emb_dim)`.
-# Hint: indexing a tensor with a tensor of ids is a lookup.
+# **3. A validation split that does not leak.** With overlapping windows (`stride < context_length`),
+# taking the first windows for training and the rest for validation leaks: the first validation
+# windows ask the model to predict tokens that training windows already taught it. Write
+# `first_val_window(num_train_windows, context_length, stride)`: training uses windows
+# `0 … num_train_windows − 1` (at least one); return the index of the first later window whose targets
+# share no position with the targets of any training window. Hint: compare the last target of the
+# last training window with the first target of window `j`, then look for a formula; the checker
+# compares yours with a brute-force search. (Chapter 5 sidesteps the problem: it splits the *text*, by
+# address, before cutting either part into windows.)
 
 # %%
-def input_embeddings(idx: torch.Tensor, tok_weight: torch.Tensor, pos_weight: torch.Tensor) -> torch.Tensor:
+def first_val_window(num_train_windows: int, context_length: int, stride: int) -> int:
     raise NotImplementedError
 
 
-_ = check_exercise("ch02.input_embeddings", input_embeddings)
+_ = check_exercise("ch02.first_val_window", first_val_window)

@@ -137,7 +137,7 @@ def show_weights(w: torch.Tensor, labels: list[str], title: str, ax=None) -> Non
     plt.colorbar(im, ax=ax, fraction=0.046)
 
 
-show_weights(weights, tokens, "no trainable weights")
+show_weights(weights, tokens, "Figure 1: no trainable weights")
 plt.tight_layout()
 plt.show()
 
@@ -224,7 +224,16 @@ with torch.no_grad():
 # before its own position: the allowed pairs form a **lower-triangular** matrix.
 #
 # The right way to remove the future is *before* the softmax: set future scores to $-\infty$, so
-# $e^{-\infty} = 0$ and the remaining weights still sum to one.
+# $e^{-\infty} = 0$ and the remaining weights still sum to one. Figure 2 (left) shows the scores
+# that survive on our sentence. Some models use a **local** mask on top (right): a query also
+# ignores keys more than `window − 1` positions back, which bounds the cost per token (Beltagy et
+# al., 2020, *Longformer*; Mistral's sliding-window attention). GPT-2 uses the plain causal mask.
+
+# %%
+from gpt2_core.figures import mask_diagram
+
+fig = mask_diagram(tokens, windows=(None, 3), title="Figure 2: the scores kept (q·k) and masked (−∞)")
+plt.show()
 
 # %%
 t = len(tokens)
@@ -240,6 +249,7 @@ print(causal_weights.sum(-1))
 fig, axes = plt.subplots(1, 2, figsize=(9, 4))
 show_weights(torch.softmax(scores, -1), tokens, "trainable, no mask", axes[0])
 show_weights(causal_weights, tokens, "causal", axes[1])
+fig.suptitle("Figure 3: attention weights before and after the causal mask")
 plt.tight_layout()
 plt.show()
 
@@ -349,7 +359,7 @@ from gpt2_core.figures import flow_diagram
 fig = flow_diagram(["x", "qkv = x W\n(one Linear,\nd → 3d)", "split heads:\nq, k, v", "scores =\nq kᵀ / √d_h",
                     "causal mask,\nsoftmax", "weights · v", "merge heads,\nout_proj"],
                    ["(B, T, d)", "(B, T, 3d)", "(B, h, T, d_h)", "(B, h, T, T)", "(B, h, T, T)", "(B, h, T, d_h)"],
-                   "multi-head causal attention, batched")
+                   "Figure 4: multi-head causal attention, batched")
 plt.show()
 
 # %% [markdown]
@@ -424,6 +434,7 @@ with torch.no_grad():
 fig, axes = plt.subplots(1, 2, figsize=(9, 4))
 for h, ax in enumerate(axes):
     show_weights(w[0, h], tokens, f"head {h}", ax)
+fig.suptitle("Figure 5: the two heads of an untrained module")
 plt.tight_layout()
 plt.show()
 
@@ -432,7 +443,7 @@ plt.show()
 #
 # Untrained heads look anywhere. What do heads look at after pretraining? The course ships a small
 # pretrained GPT, the **reference model** (4 layers of 4 heads; chapter 5 trains one like it).
-# `GPTModel.attention_maps` returns the softmax weights of every head for one sentence; here they are,
+# `GPTModel.attention_maps` returns the softmax weights of every head for one sentence; Figures 6–9 show them,
 # one layer at a time (row = the token that looks, column = the token it looks at).
 
 # %%
@@ -447,6 +458,7 @@ for layer, layer_maps in enumerate(maps):
     fig, axes = plt.subplots(1, len(layer_maps), figsize=(4.2 * len(layer_maps), 4.4))
     for h, ax in enumerate(axes):
         show_weights(layer_maps[h], ref_labels, f"layer {layer + 1}, head {h + 1}", ax)
+    fig.suptitle(f"Figure {6 + layer}: the heads of layer {layer + 1} of the trained reference model")
     plt.tight_layout()
     plt.show()
 
@@ -544,6 +556,18 @@ with torch.no_grad():
 # cache, and lets the new query attend to everything stored. Work per step drops from $O(n)$
 # projections to $O(1)$.
 #
+# Figure 10 shows the cache filling up: the prompt's keys and values are computed once (prefill),
+# then every step computes them for one new token and reads all earlier ones back. The new query
+# still attends to every position, so the attention itself costs $O(n)$ per step; only the
+# projections and the feed-forward layers are saved.
+
+# %%
+from gpt2_core.figures import kv_cache_diagram
+
+fig = kv_cache_diagram(tokens, prompt_len=3, title="Figure 10: the KV cache while generating after a 3-token prompt")
+plt.show()
+
+# %% [markdown]
 # `KVCache` preallocates room for every layer's keys and values; `update` writes the new ones,
 # `advance` moves the position once all layers have run. Decoding our 20 tokens one at a time
 # must give exactly the rows of the full forward pass:
@@ -591,7 +615,7 @@ ch03 = {"seconds": round(time.perf_counter() - notebook_start, 1), "sdpa_equals_
 print(write_results(3, ch03).name, ch03)
 
 # %% [markdown]
-# ## Summary
+# ## Summary: what you built, and what comes next
 #
 # - Attention mixes token vectors with weights computed from the tokens themselves:
 #   `softmax(scores) @ values`.
@@ -606,10 +630,16 @@ print(write_results(3, ch03).name, ch03)
 #
 # From now on the course uses `gpt2_core.attention.MultiHeadAttention`.
 #
+# **Next:** attention is one half of a transformer block. Chapter 4 adds the other half (the
+# feed-forward network), LayerNorm and shortcut connections, stacks the blocks into GPT-2, and
+# checks the result against OpenAI's weights.
+#
 # ## Exercises
 #
 # Fill in each function and run its cell; the checker compares your function with the reference on
-# a few inputs. (Until you do, the cell reports "not attempted".)
+# a few inputs. (Until you do, the cell reports "not attempted".) Exercise 1 rebuilds a piece of this
+# chapter, 2 and 3 change the mask, and 4 is an experiment. Reference solutions are in
+# `gpt2_core/exercises/solutions/ch03.py`, for after you have tried.
 #
 # **1.** Causal attention for tensors of shape `(..., tokens, head_dim)`: scale, mask, softmax,
 # weighted sum. No `scaled_dot_product_attention` allowed!
@@ -626,20 +656,40 @@ _ = check_exercise("ch03.causal_attention", causal_attention)
 
 
 # %% [markdown]
-# **2.** Split heads: `(batch, tokens, d)` → `(batch, heads, tokens, d // heads)`, head *i* taking
-# columns `i * head_dim ... (i + 1) * head_dim - 1`. **3.** And merge them back.
+# **2.** Sliding-window attention. Long-context models such as Longformer and Mistral let each token
+# attend only to the last `window` tokens, itself included, so the cost of attention grows linearly
+# with the length instead of quadratically. Write `local_causal_mask(num_queries, num_keys, window)`,
+# returning a **bool** tensor of shape `(num_queries, num_keys)` that is `True` where a query may attend
+# (the convention of `scaled_dot_product_attention`'s `attn_mask`; a float mask would be *added* to
+# the scores). As with the KV cache (section 9), the queries are the *last* `num_queries` of the
+# `num_keys` positions: query `i` sits at position `num_keys - num_queries + i`. Hint: compute, for
+# every (query, key) pair, how far back the key is; section 4's mask is the case `window >= num_keys`.
+# The checker compares with a brute-force loop, decoding one token after a cache included.
 
 # %%
-def split_heads(x: torch.Tensor, num_heads: int) -> torch.Tensor:
+def local_causal_mask(num_queries: int, num_keys: int, window: int) -> torch.Tensor:
     raise NotImplementedError  # your code here
 
 
-def merge_heads(x: torch.Tensor) -> torch.Tensor:
+_ = check_exercise("ch03.local_causal_mask", local_causal_mask)
+
+
+# %% [markdown]
+# **3.** Attention over a padded batch. To generate from several prompts of different lengths at
+# once, the prompts are padded on the **left**, so that every one ends at the last position. Write
+# `padded_attention(q, k, v, lengths)` for `q, k, v` of shape `(batch, heads, tokens, head_dim)` and
+# `lengths` of shape `(batch,)`, where the last `lengths[b]` positions of sequence `b` are real tokens:
+# causal attention in which no query attends to a pad, with zeros as the output rows of pad positions.
+# The output of the real tokens must equal attention over the real tokens alone. Hint: combine the
+# causal mask with a mask of the real keys built from `lengths`; then ask what softmax gives for a row
+# whose scores are all `-inf`.
+
+# %%
+def padded_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     raise NotImplementedError  # your code here
 
 
-_ = check_exercise("ch03.split_heads", split_heads)
-_ = check_exercise("ch03.merge_heads", merge_heads)
+_ = check_exercise("ch03.padded_attention", padded_attention)
 
 # %% [markdown]
 # **4.** (No checker.) Plot how the time of `manual_attention` and of

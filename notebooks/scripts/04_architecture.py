@@ -161,6 +161,8 @@ axes[1].set_title("derivative")
 for ax in axes:
     ax.grid(alpha=0.3)
     ax.legend()
+    ax.set_xlabel("x")
+fig.suptitle("Figure 1: GELU against ReLU, and their slopes")
 plt.tight_layout()
 plt.show()
 
@@ -230,7 +232,7 @@ print(grads.to_string(float_format=lambda v: f"{v:.2e}"))
 # %%
 ax = grads.plot.bar(figsize=(9, 3.5), logy=True, rot=0)
 ax.set_ylabel("mean |gradient| (log scale)")
-ax.set_title("gradient reaching each layer")
+ax.set_title("Figure 2: gradient reaching each layer")
 ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0))
 plt.tight_layout()
 plt.show()
@@ -258,7 +260,7 @@ from gpt2_core.figures import flow_diagram
 
 fig = flow_diagram(["x", "LayerNorm", "multi-head\nattention", "dropout,\n+ x", "LayerNorm",
                     "feed-forward\nd → 4d → d", "dropout,\n+ x"],
-                   ["(B, T, d)"] * 6, "one GPT-2 transformer block (pre-norm)", highlight=[1, 2, 4, 5])
+                   ["(B, T, d)"] * 6, "Figure 3: one GPT-2 transformer block (pre-norm)", highlight=[1, 2, 4, 5])
 plt.show()
 
 # %%
@@ -291,7 +293,7 @@ print(block(torch.randn(2, 5, cfg.emb_dim)).shape)
 # %%
 fig = flow_diagram(["token ids", "token +\nposition\nembeddings", "L transformer\nblocks", "final\nLayerNorm",
                     "output head\n(tied to the\ntoken embedding)", "logits"],
-                   ["(B, T)", "(B, T, d)", "(B, T, d)", "(B, T, d)", "(B, T, V)"], "the whole GPT-2 model")
+                   ["(B, T)", "(B, T, d)", "(B, T, d)", "(B, T, d)", "(B, T, V)"], "Figure 4: the whole GPT-2 model")
 plt.show()
 
 # %%
@@ -395,7 +397,7 @@ fig, ax = plt.subplots(figsize=(7, 3))
 ax.barh(list(share), [v / 1e6 for v in share.values()])
 for i, v in enumerate(share.values()):
     ax.text(v / 1e6, i, f" {v / 1e6:.1f}M ({v / total:.0%})", va="center")
-ax.set(xlabel="parameters (millions)", title=f"where GPT-2 small's {total / 1e6:.1f}M parameters live",
+ax.set(xlabel="parameters (millions)", title=f"Figure 5: where GPT-2 small's {total / 1e6:.1f}M parameters live",
        xlim=(0, max(share.values()) / 1e6 * 1.35))
 ax.invert_yaxis()
 plt.show()
@@ -535,7 +537,7 @@ if transformers is not None:
 print(write_results(4, ch04).name, ch04)
 
 # %% [markdown]
-# ## Summary
+# ## Summary: what you built, and what comes next
 #
 # - **LayerNorm** rescales each token's vector to mean 0, variance 1, then learns a scale and shift.
 # - **GELU** (tanh approximation) is GPT-2's smooth ReLU; the **feed-forward** block widens 4×.
@@ -543,45 +545,72 @@ print(write_results(4, ch04).name, ch04)
 #   blocks: `x + attn(norm(x))`, `x + ff(norm(x))`.
 # - **GPTModel** = embeddings → N blocks → final norm → head tied to the token embedding; our
 #   inline model equals `gpt2_core.model.GPTModel` given the same weights.
-# - GPT-2 small has 124,439,808 parameters; weight tying saves 38.6M of them; AdamW training needs
-#   about 16 bytes per parameter before activations.
+# - GPT-2 small has 124,439,808 parameters and weight tying saves 38.6M of them (counted in
+#   sections 7 and 8); AdamW training needs about 16 bytes per parameter before activations.
+#
+# **Next:** the model is complete but its weights are random, so it writes gibberish (section 9).
+# Chapter 5 trains it: the loss, the optimizer and its schedule, a training loop with checkpoints,
+# and a comparison with the course's reference model.
 #
 # ## Exercises
 #
-# **1.** Layer normalisation over the last dimension, from scratch (no `F.layer_norm`).
+# Each exercise checks itself against the package. Exercise 1 rebuilds a piece of this chapter; 2 and
+# 3 put numbers on the cost of running the model; 4 is an experiment. Reference solutions are in
+# `gpt2_core/exercises/solutions/ch04.py`, for after you have tried.
+#
+# **1.** Count the parameters of a `GPTConfig` by formula (remember the tied head, and that
+# `qkv_bias=False` removes the q/k/v biases). The checker compares with the real model.
 
 # %%
 from gpt2_core.exercises import check_exercise
 
 
-def layer_norm(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
-    raise NotImplementedError  # your code here
-
-
-_ = check_exercise("ch04.layer_norm", layer_norm)
-
-
-# %% [markdown]
-# **2.** GPT-2's GELU, with the tanh approximation (no `F.gelu`).
-
-# %%
-def gelu(x: torch.Tensor) -> torch.Tensor:
-    raise NotImplementedError  # your code here
-
-
-_ = check_exercise("ch04.gelu", gelu)
-
-
-# %% [markdown]
-# **3.** Count the parameters of a `GPTConfig` by formula (remember the tied head, and that
-# `qkv_bias=False` removes the q/k/v biases). The checker compares with the real model.
-
-# %%
 def count_parameters(cfg: GPTConfig) -> int:
     raise NotImplementedError  # your code here
 
 
 _ = check_exercise("ch04.count_parameters", count_parameters)
+
+# %% [markdown]
+# **2.** FLOPs per token. How much arithmetic does one token cost? Nearly all of it is matrix
+# multiplication, and multiplying a vector by a matrix costs 2 FLOPs (a multiply and an add) per
+# weight. Write `flops_per_token(cfg, training=False)`:
+#
+# - forward: `2 ×` the weights of every matrix multiplication (in each block qkv, out_proj, fc and
+#   proj; and the output head, tied or not, since tying shares the *memory* of the weights, not the
+#   *work*), plus `2 × n_layers × context_length × emb_dim` for attention's own two matmuls (the
+#   scores and the weighted sum each cost `2 × context_length × emb_dim` per token and layer, and the
+#   causal mask halves that on average). Embedding lookups, biases, LayerNorms and softmax are cheap
+#   next to these and left out;
+# - `training=True`: forward plus backward, about 3 × the forward (the backward pass computes
+#   gradients with respect to both the inputs and the weights).
+#
+# Hint: section 7 lists the block's matrices. (Kaplan et al., 2020, *Scaling Laws for Neural Language
+# Models*, §2.1, count the same way.) Once it passes, put a number on chapter 5: your run's tokens/s
+# times `flops_per_token(cfg, training=True)` is the arithmetic your machine did per second; compare
+# it with what its matrix multiplications can do, `gpt2_core.bench.matmul_peak_gflops()` (in GFLOP/s).
+
+# %%
+def flops_per_token(cfg: GPTConfig, training: bool = False) -> int:
+    raise NotImplementedError  # your code here
+
+
+_ = check_exercise("ch04.flops_per_token", flops_per_token)
+
+
+# %% [markdown]
+# **3.** The memory of a KV cache. Write `kv_cache_bytes(cfg, batch, num_tokens, dtype)`: the bytes the
+# KV cache of chapter 3 needs to hold `batch` sequences of `num_tokens` tokens for a model of shape
+# `cfg`, in numbers of type `dtype` (`torch.float32`, `torch.bfloat16`, ...). Hint: what does one layer
+# store for one token? `dtype.itemsize` is the size of one number in bytes. Then compare: for GPT-2
+# small in bfloat16, how many tokens of cache (batch × length) weigh as much as its 124M weights?
+
+# %%
+def kv_cache_bytes(cfg: GPTConfig, batch: int, num_tokens: int, dtype: torch.dtype) -> int:
+    raise NotImplementedError  # your code here
+
+
+_ = check_exercise("ch04.kv_cache_bytes", kv_cache_bytes)
 
 # %% [markdown]
 # **4.** (No checker.) Turn the block into a *post-norm* block (`x = norm(x + sublayer(x))`) and

@@ -164,7 +164,7 @@ lrs = [lr_schedule(s, recipe.max_steps, recipe.warmup_steps, recipe.lr, recipe.m
 fig, ax = plt.subplots(figsize=(6, 3))
 ax.plot(range(recipe.max_steps), lrs)
 ax.axvline(recipe.warmup_steps, color="gray", ls=":", label="end of warmup")
-ax.set(xlabel="step", ylabel="learning rate", title="linear warmup + cosine decay")
+ax.set(xlabel="step", ylabel="learning rate", title="Figure 1: linear warmup + cosine decay")
 ax.legend()
 plt.show()
 groups = make_optimizer(model, recipe.lr, recipe.weight_decay).param_groups
@@ -175,7 +175,17 @@ print({("decay" if g["weight_decay"] else "no decay"): sum(p.numel() for p in g[
 #
 # One step of training is four lines: compute the loss, backpropagate, update, clear the gradients.
 # Here are a few steps on our untrained model, with gradient clipping (if one batch produces a huge
-# gradient, we shrink it to norm 1 instead of taking a wild step).
+# gradient, we shrink it to norm 1 instead of taking a wild step). Figure 2 draws the loop that
+# `train` runs around these lines.
+
+# %%
+from gpt2_core.figures import cycle_diagram
+
+fig = cycle_diagram(["next batch\n(B, T) ids and targets", "forward:\nlogits (B, T, V) → loss",
+                     "backward:\na gradient for\nevery parameter", "clip the gradient norm,\nAdamW step with\nthe lr of Figure 1",
+                     "every eval_every steps:\nevaluate both splits;\nevery checkpoint_every:\nsave a checkpoint"],
+                    "Figure 2: the training loop", centre="repeat\nmax_steps times")
+plt.show()
 
 # %%
 optimizer = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
@@ -199,13 +209,13 @@ for step in range(pick(tiny=3, default=8)):
 # - **bf16 autocast** and **`torch.compile`** on a GPU (off on CPU, where they do not pay);
 # - **checkpoints** and exact **resume**: the data order is a function of `(seed, step)`, so a resumed
 #   run continues with the very batch it would have seen;
-# - **DDP**: the same function runs under `torchrun`, one process per GPU (section 8).
+# - **DDP**: the same function runs under `torchrun`, one process per GPU (section 9).
 #
 # ## 4. Training your model
 #
 # Now the real run, with the recipe. The bar shows progress, and a line is printed at every
 # evaluation; the wall time is printed at the end (on the `default` profile, on 2 CPU cores, expect
-# about eight minutes).
+# about seven minutes).
 
 # %%
 from gpt2_core.training import train
@@ -228,7 +238,8 @@ print(f"trained {len(history.steps)} steps, {history.tokens_seen:,} tokens in {t
 # %%
 out_dir = data_dir() / "outputs"
 out_dir.mkdir(parents=True, exist_ok=True)
-fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 3.8))
+fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.1))
+fig.suptitle("Figure 3: your run's loss")
 ax1.plot(history.steps, history.losses, alpha=0.35, label="training batch")
 ax1.plot(history.eval_steps, history.train_losses, "o-", label="train (eval)")
 ax1.plot(history.eval_steps, history.val_losses, "s-", label="validation")
@@ -299,7 +310,7 @@ comparison = pd.DataFrame(
 comparison.round(3)
 
 # %% [markdown]
-# The plot puts both runs on one axis, validation loss against tokens seen (in bits per byte, so the
+# Figure 4 puts both runs on one axis, validation loss against tokens seen (in bits per byte, so the
 # curves stay comparable under any profile's tokenizer; each evaluation's loss per token is
 # converted with the validation split's bytes per token). Your run follows the start of the
 # reference's curve: the same code and recipe family, stopped earlier.
@@ -317,7 +328,7 @@ ax.plot(history.eval_tokens, [v * to_bpb_mine for v in history.val_losses], "o-"
         label="your model: validation")
 ax.axhline(unigram_bpb, color="gray", ls="--", label="unigram baseline")
 ax.set(xscale="log", xlabel="tokens seen (log scale)", ylabel="bits per byte",
-       title="validation loss against tokens seen")
+       title="Figure 4: validation loss against tokens seen")
 ax.legend()
 fig.tight_layout()
 fig.savefig(out_dir / "ch05_reference.png", dpi=120)
@@ -374,7 +385,7 @@ for k, t in enumerate(temps):
     ax.bar([i + (k - 1) * width for i in range(len(labels))], probs[t], width, label=f"T = {t}")
 ax.set_xticks(range(len(labels)), labels, rotation=30)
 ax.set(xlabel=f"the 8 most likely next tokens after {prompt!r}", ylabel="probability",
-       title="temperature sharpens (T < 1) or flattens (T > 1) the next-token distribution")
+       title="Figure 5: temperature sharpens (T < 1) or flattens (T > 1) the next-token distribution")
 ax.legend()
 fig.tight_layout()
 plt.show()
@@ -547,24 +558,18 @@ pd.Series(ch05)
 #
 # ## Exercises
 #
-# **1. Perplexity.** Write `my_perplexity(loss)` that turns a mean cross-entropy loss into a perplexity.
+# Each exercise checks itself against the package. Exercises 1 and 2 rebuild this chapter's pieces; 3
+# and 4 ask for a new baseline and a training trick. Reference solutions are in
+# `gpt2_core/exercises/solutions/ch05.py`, for after you have tried.
+#
+# **1. Top-k filter.** Write `my_top_k(logits, k)` that keeps the `k` largest logits of each row (the
+# last dimension) and sets every smaller one to `-inf`. Hint: `torch.topk(...).values[..., -1:]` is
+# the k-th largest.
 
 # %%
 from gpt2_core.exercises import check_exercise
 
 
-def my_perplexity(loss: float) -> float:
-    raise NotImplementedError  # your code here
-
-
-_ = check_exercise("ch05.perplexity", my_perplexity)
-
-# %% [markdown]
-# **2. Top-k filter.** Write `my_top_k(logits, k)` that keeps the `k` largest logits of each row (the
-# last dimension) and sets every smaller one to `-inf`. Hint: `torch.topk(...).values[..., -1:]` is
-# the k-th largest.
-
-# %%
 def my_top_k(logits: torch.Tensor, k: int) -> torch.Tensor:
     raise NotImplementedError  # your code here
 
@@ -572,7 +577,7 @@ def my_top_k(logits: torch.Tensor, k: int) -> torch.Tensor:
 _ = check_exercise("ch05.top_k_filter", my_top_k)
 
 # %% [markdown]
-# **3. The learning rate at a step.** Write `my_lr(step, max_steps, warmup_steps, max_lr, min_lr)`:
+# **2. The learning rate at a step.** Write `my_lr(step, max_steps, warmup_steps, max_lr, min_lr)`:
 # `max_lr * (step + 1) / warmup_steps` during warmup, then half a cosine from `max_lr` down to
 # `min_lr` at `max_steps`, and `min_lr` after that.
 
@@ -582,3 +587,43 @@ def my_lr(step: int, max_steps: int, warmup_steps: int, max_lr: float, min_lr: f
 
 
 _ = check_exercise("ch05.lr_at_step", my_lr)
+
+# %% [markdown]
+# **3. A bigram baseline.** Section 5's unigram baseline ignores the context. One step up, a **bigram**
+# model predicts the next token from the previous token alone. Write
+# `my_bigram_loss(train_ids, val_ids, vocab_size, alpha)`: count on `train_ids` how often each token
+# `b` follows each token `a`, and return the mean cross-entropy, in nats, of the `len(val_ids) - 1`
+# next-token predictions of `val_ids`, with add-`alpha` smoothing:
+# $p(b \mid a) = \dfrac{\mathrm{count}(a, b) + \alpha}{\mathrm{count}(a, \cdot) + \alpha V}$, where
+# $\mathrm{count}(a, \cdot)$ is how many times `a` is *followed* by a token in `train_ids` (careful with
+# the last one) and $V$ is `vocab_size`. Hint: a `(V, V)` table of counts, or a `Counter` of pairs;
+# and what would a pair of `val_ids` never seen in training cost without smoothing? Once it passes,
+# score section 5's split with it (`train_ids.tolist()`, `val_ids.tolist()`, `tok.n_vocab`) for alpha
+# = 1, 0.1 and 0.01: where does it land between the unigram baseline and your model, and why does the
+# smoothing matter so much when there are `tok.n_vocab` squared possible pairs?
+
+# %%
+def my_bigram_loss(train_ids: list[int], val_ids: list[int], vocab_size: int, alpha: float) -> float:
+    raise NotImplementedError  # your code here
+
+
+_ = check_exercise("ch05.bigram_loss", my_bigram_loss)
+
+# %% [markdown]
+# **4. Gradient accumulation.** When a batch does not fit in memory, split it into micro-batches, run
+# forward and backward on each, and take one optimizer step: `backward()` *adds* to `.grad`. Write
+# `my_accumulate(model, inputs, targets, micro_batches)`: split both tensors with
+# `.tensor_split(micro_batches)` (the pieces may differ in size: 5 rows give 3 + 2), run the model once
+# per piece (`model(x, targets=y)` returns that piece's mean loss), and leave in every parameter's
+# `.grad` exactly the gradient of the *whole* batch's mean loss. Do not step or clear the gradients;
+# the checker starts from empty ones and compares with one full-batch backward. Hint: the whole batch's
+# loss is the mean over all its tokens; what share of it does one piece contribute? Section 3 lists
+# gradient accumulation among `train`'s features (`grad_accum` in `gpt2_core/training.py`, whose
+# micro-batches are all the same size).
+
+# %%
+def my_accumulate(model: torch.nn.Module, inputs: torch.Tensor, targets: torch.Tensor, micro_batches: int) -> None:
+    raise NotImplementedError  # your code here
+
+
+_ = check_exercise("ch05.accumulate_gradients", my_accumulate)

@@ -55,7 +55,7 @@ import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
 from gpt2_core import classification as clf  # noqa: E402
-from gpt2_core import classification_plots as plots  # noqa: E402
+from gpt2_core import figures  # noqa: E402
 from gpt2_core import spam  # noqa: E402
 from gpt2_core.baselines import NaiveBayes, majority_class  # noqa: E402
 from gpt2_core.finetune import FinetuneConfig, epochs_to_steps, finetune  # noqa: E402
@@ -138,7 +138,7 @@ print("only the last position has seen every token:", changed[-1] and CHANGED_AT
 # it to the averaged vectors. Which one works better here is a question for measurement (section 11).
 
 # %%
-fig = plots.pooling_diagram(emb_dim=model.cfg.emb_dim)
+fig = figures.pooling_diagram(emb_dim=model.cfg.emb_dim)
 fig.suptitle("Figure 1: where the classification head reads (shapes per text on the arrows)", y=1.02)
 plt.show()
 
@@ -404,7 +404,7 @@ pd.DataFrame({k: [test_metrics[k]] for k in ("accuracy", "precision", "recall", 
 # ham is where a spam filter earns its keep.
 
 # %%
-fig = plots.plot_confusion(test_metrics["confusion"], spam.LABELS,
+fig = figures.plot_confusion(test_metrics["confusion"], spam.LABELS,
                            f"Figure 2: test confusion matrix (n={test_metrics['n']})")
 plt.show()
 by_source = spam.accuracy_by_source(test_df, test_metrics["predictions"])
@@ -428,7 +428,7 @@ random_history = clf.fine_tune_classifier(random_model, train_loader,
 random_metrics = clf.evaluate(random_model, test_loader)
 print(f"fine-tuned from random weights in {random_history.seconds:.0f} s")
 
-fig = plots.plot_finetune({"pretrained + e-mail LM step": history, "random init": random_history})
+fig = figures.plot_finetune({"pretrained + e-mail LM step": history, "random init": random_history})
 fig.suptitle("Figure 3: fine-tuning the classifier from the pretrained and from random weights", y=1.03)
 plt.show()
 
@@ -548,7 +548,7 @@ for name, value in [("pretrained + e-mail LM step", test_metrics["accuracy"]), (
 pd.DataFrame(curve, index=pd.Index(sizes, name="labelled e-mails"))
 
 # %%
-fig = plots.plot_learning_curve(sizes, curve, "Figure 4: test accuracy against labelled training e-mails")
+fig = figures.plot_learning_curve(sizes, curve, "Figure 4: test accuracy against labelled training e-mails")
 plt.show()
 
 # %% [markdown]

@@ -50,7 +50,7 @@ from torch import nn
 
 from gpt2_core.exercises import check_exercise
 from gpt2_core.finetune import FinetuneConfig, finetune
-from gpt2_core.instruction_figures import draw_lora, draw_loss_mask
+from gpt2_core.figures import lora_diagram, loss_mask_diagram
 from gpt2_core.instructions import (
     FAMILIES,
     KNOWLEDGE,
@@ -241,14 +241,14 @@ print("same as gpt2_core:", all(my_format_prompt(r) == format_prompt(r) for r in
 #   it stops), but predicting padding is meaningless;
 # * **the prompt**: the instruction is given, not to be learned; only the answer counts.
 #
-# The figure shows it on one real example (`␣` marks a token's leading space): a target counts (green) only from the last prompt token on,
+# Figure 1 shows it on one real example (`␣` marks a token's leading space): a target counts (green) only from the last prompt token on,
 # whose target is the answer's first token, up to the end-of-text.
 
 # %%
 ds_example = InstructionDataset([example], tokenizer, CTX)
 ids, prompt_len = ds_example[0]
-draw_loss_mask([tokenizer.decode([t]) for t in ids], prompt_len)
-plt.tight_layout()
+fig = loss_mask_diagram([tokenizer.decode([t]) for t in ids], prompt_len,
+                        title="Figure 1: the loss mask, only the answer and its end-of-text are learned")
 plt.show()
 
 # %% [markdown]
@@ -354,13 +354,12 @@ full_history = run(full_model, FULL_LR, "full fine-tuning")
 #
 # $A$ starts random and $B$ starts at **zero**, so the adapted layer starts out exactly equal to the
 # pretrained one; only $r(\text{in}+\text{out})$ numbers are trained instead of
-# $\text{in}\cdot\text{out}$. The figure draws the shapes to scale for the attention's `qkv` layer of
+# $\text{in}\cdot\text{out}$. Figure 2 draws the shapes to scale for the attention's `qkv` layer of
 # our model; the scale $\alpha/r$ keeps the size of the update roughly independent of the rank.
 
 # %%
 d = base_model.cfg.emb_dim
-draw_lora(d, 3 * d, LORA_RANK)
-plt.tight_layout()
+fig = lora_diagram(d, 3 * d, LORA_RANK, title=f"Figure 2: LoRA on the qkv layer, x Wᵀ + (alpha / r) x A B, r = {LORA_RANK}")
 plt.show()
 
 # %% [markdown]
@@ -490,7 +489,7 @@ ax.axvline(len([f for f in scores.index if f in SUPPORTED]) - 0.5, color="black"
 ax.set_ylabel("exact match on held-out questions")
 ax.set_xlabel("task family (left of the dashed line: supported by the text; right: needs knowledge)")
 ax.set_ylim(0, 1.05)
-ax.set_title(f"Exact match per family ({len(test_records)} held-out questions)")
+ax.set_title(f"Figure 3: exact match per family ({len(test_records)} held-out questions)")
 ax.legend(loc="upper right", ncols=5, fontsize=8)
 plt.xticks(rotation=30, ha="right")
 plt.tight_layout()
@@ -517,6 +516,7 @@ ax_loss.set_ylabel("loss on answer tokens (mean of 25 steps)")
 ax_loss.set_yscale("log")
 ax_loss.set_title("Training loss")
 ax_loss.legend()
+fig.suptitle("Figure 4: the three runs of this chapter, step by step")
 plt.tight_layout()
 plt.show()
 
