@@ -11,8 +11,6 @@ from hypothesis import strategies as st
 
 from gpt2_core import classification as clf
 from gpt2_core.config import GPTConfig
-from gpt2_core.exercises import check_exercise
-from gpt2_core.exercises.solutions.ch06 import SOLUTIONS
 from gpt2_core.finetune import FinetuneConfig, FinetuneHistory
 from gpt2_core.model import GPTModel
 
@@ -372,40 +370,3 @@ def test_classify_errors_and_truncation_warning():
     assert long_label == clf.classify(model, tok, "x" * 12)
     with pytest.warns(UserWarning, match="only its first 5"):
         clf.classify(model, tok, "x" * 40, max_length=5)
-
-
-# ------------------------------------------------------------------------------------ exercises
-WRONG = {
-    "ch06.accuracy": lambda t, p: 1.0,
-    "ch06.f1_from_confusion": lambda cm: cm[1][1] / max(cm[1][1] + cm[0][1], 1),  # precision, not F1
-    "ch06.last_token_logits": lambda logits, lengths: logits[:, -1],  # the last position: a pad
-    "ch06.mean_pool": lambda logits, lengths: logits.mean(1),  # the pads averaged in
-    "ch06.laplace_log_likelihood": lambda counts, alpha: (counts / counts.sum(1, keepdim=True)).log(),  # no smoothing
-}
-
-
-@pytest.mark.parametrize("name", sorted(SOLUTIONS))
-def test_every_checker_accepts_its_solution_and_rejects_a_plausible_mistake(name, capsys):
-    def stub(*args):
-        raise NotImplementedError
-
-    assert check_exercise(name, SOLUTIONS[name]) is True
-    assert check_exercise(name, WRONG[name]) is False
-    assert check_exercise(name, stub) is False
-    out = capsys.readouterr().out
-    assert "correct" in out and "not quite" in out and "not attempted" in out
-
-
-def test_checkers_explain_the_usual_mistakes(capsys):
-    check_exercise("ch06.last_token_logits", WRONG["ch06.last_token_logits"])
-    check_exercise("ch06.mean_pool", WRONG["ch06.mean_pool"])
-    check_exercise("ch06.laplace_log_likelihood", WRONG["ch06.laplace_log_likelihood"])
-    check_exercise("ch06.laplace_log_likelihood", lambda c, a: ((c + a) / (c + a).sum(0, keepdim=True)).log())
-    out = capsys.readouterr().out
-    assert "padding" in out and "averages the pads" in out and "-inf" in out and "over the classes" in out
-
-
-def test_every_ch06_checker_has_a_solution():
-    from gpt2_core.exercises import available
-
-    assert {n for n in available() if n.startswith("ch06.")} == set(SOLUTIONS) == set(WRONG)

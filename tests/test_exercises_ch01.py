@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gpt2_core.exercises import available, check_exercise
+from gpt2_core.exercises import check_exercise
 from gpt2_core.exercises.solutions import ch01 as solution
 
 
@@ -62,24 +62,12 @@ def _rightmost_on_ties(piece, ranks):
     return solution.encode_piece(piece[::-1], {token[::-1]: r for token, r in ranks.items()})[::-1]
 
 
-CASES = {
-    "ch01.encode_piece": (solution.encode_piece, _rightmost_on_ties),
-    "ch01.encode_with_special": (solution.encode_with_special, _ordinary_only),
-    "ch01.stream_decode": (solution.stream_decode, _each_token_alone),
+# A plausible wrong answer for every checker (tests/test_exercise_solutions.py runs them all)
+WRONG = {
+    "ch01.encode_piece": _rightmost_on_ties,
+    "ch01.encode_with_special": _ordinary_only,
+    "ch01.stream_decode": _each_token_alone,
 }
-
-
-def test_every_ch01_checker_is_covered():
-    names = {name for name in available() if name.startswith("ch01.")}
-    assert names == set(CASES) == set(solution.SOLUTIONS)
-
-
-@pytest.mark.parametrize("name", sorted(CASES))
-def test_checker_accepts_solution_and_rejects_wrong(name, capsys):
-    right, wrong = CASES[name]
-    assert check_exercise(name, solution.SOLUTIONS[name]) and check_exercise(name, right)
-    assert not check_exercise(name, wrong)
-    assert "not quite" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("wrong", [_replace_after_encoding, _first_special_only, _stripped_pieces])
@@ -93,11 +81,3 @@ def test_stream_decode_checker_catches_more_mistakes(wrong, capsys):
     assert not check_exercise("ch01.stream_decode", wrong)
     assert "not quite" in capsys.readouterr().out
 
-
-def test_unattempted_exercise(capsys):
-    def stub(*args, **kwargs):
-        raise NotImplementedError
-
-    for name in CASES:
-        assert not check_exercise(name, stub)
-    assert capsys.readouterr().out.count("not attempted") == len(CASES)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gpt2_core.exercises import available, check_exercise
+from gpt2_core.exercises import check_exercise
 from gpt2_core.exercises.solutions import ch02 as solution
 
 
@@ -18,24 +18,12 @@ def _gaps_only(n, c, s):  # forgets the tail after the last window
     return [p for p in solution.never_targets(n, c, s) if p < last] if n > c else list(range(n))
 
 
-CASES = {
-    "ch02.count_windows": (solution.count_windows, lambda n, c, s: max(0, (n - c) // s)),
-    "ch02.never_targets": (solution.never_targets, lambda n, c, s: [0]),
-    "ch02.first_val_window": (solution.first_val_window, lambda m, c, s: m),  # ignores the overlap
+# A plausible wrong answer for every checker (tests/test_exercise_solutions.py runs them all)
+WRONG = {
+    "ch02.count_windows": lambda n, c, s: max(0, (n - c) // s),
+    "ch02.never_targets": lambda n, c, s: [0],
+    "ch02.first_val_window": lambda m, c, s: m,  # ignores the overlap
 }
-
-
-def test_every_ch02_checker_is_covered():
-    names = {name for name in available() if name.startswith("ch02.")}
-    assert names == set(CASES) == set(solution.SOLUTIONS)
-
-
-@pytest.mark.parametrize("name", sorted(CASES))
-def test_checker_accepts_solution_and_rejects_wrong(name, capsys):
-    right, wrong = CASES[name]
-    assert check_exercise(name, right)
-    assert not check_exercise(name, wrong)
-    assert "not quite" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("wrong", [_inputs_as_targets, _gaps_only])
@@ -63,11 +51,3 @@ def test_first_val_window_closed_form_matches_brute_force():
             for s in range(1, 14):
                 assert solution.first_val_window(m, c, s) == _first_clean_window(m, c, s), (m, c, s)
 
-
-def test_unattempted_exercise(capsys):
-    def stub(*args, **kwargs):
-        raise NotImplementedError
-
-    for name in CASES:
-        assert not check_exercise(name, stub)
-    assert capsys.readouterr().out.count("not attempted") == len(CASES)

@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from gpt2_core.exercises import available, check_exercise
+from gpt2_core.exercises import check_exercise
 from gpt2_core.exercises.solutions import ch03 as solution
 
 
@@ -28,27 +28,13 @@ def _right_padded(q, k, v, lengths):  # assumes the pads come after the real tok
     return torch.where(real[:, None, :, None], out, 0.0)
 
 
-CASES = {
-    "ch03.causal_attention": (solution.causal_attention,
-                              lambda q, k, v: torch.softmax(q @ k.transpose(-2, -1), -1) @ v),
-    "ch03.local_causal_mask": (solution.local_causal_mask,  # window + 1 keys: "<=" instead of "<"
-                               lambda nq, nk, w: solution.local_causal_mask(nq, nk, w + 1)),
-    "ch03.padded_attention": (solution.padded_attention,
-                              lambda q, k, v, lengths: F.scaled_dot_product_attention(q, k, v, is_causal=True)),
+# A plausible wrong answer for every checker (tests/test_exercise_solutions.py runs them all)
+WRONG = {
+    "ch03.causal_attention": lambda q, k, v: torch.softmax(q @ k.transpose(-2, -1), -1) @ v,
+    # window + 1 keys: "<=" instead of "<"
+    "ch03.local_causal_mask": lambda nq, nk, w: solution.local_causal_mask(nq, nk, w + 1),
+    "ch03.padded_attention": lambda q, k, v, lengths: F.scaled_dot_product_attention(q, k, v, is_causal=True),
 }
-
-
-def test_every_ch03_checker_is_covered():
-    names = {name for name in available() if name.startswith("ch03.")}
-    assert names == set(CASES) == set(solution.SOLUTIONS)
-
-
-@pytest.mark.parametrize("name", sorted(CASES))
-def test_checker_accepts_solution_and_rejects_wrong(name, capsys):
-    right, wrong = CASES[name]
-    assert check_exercise(name, right)
-    assert not check_exercise(name, wrong)
-    assert "not quite" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("wrong", [
@@ -78,11 +64,3 @@ def test_padded_attention_checker_catches_more_mistakes(wrong, says, capsys):
     assert not check_exercise("ch03.padded_attention", wrong)
     assert says in capsys.readouterr().out
 
-
-def test_unattempted_exercise(capsys):
-    def stub(*args, **kwargs):
-        raise NotImplementedError
-
-    for name in CASES:
-        assert not check_exercise(name, stub)
-    assert capsys.readouterr().out.count("not attempted") == len(CASES)

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from gpt2_core.config import GPTConfig
-from gpt2_core.exercises import available, check_exercise
+from gpt2_core.exercises import check_exercise
 from gpt2_core.exercises.solutions import ch04 as solution
 from gpt2_core.model import GPTModel
 
@@ -26,26 +26,12 @@ def _flops_full_attention(cfg, training=False):  # forgets that the causal mask 
         cfg.context_length * cfg.emb_dim
 
 
-CASES = {
-    "ch04.count_parameters": (solution.count_parameters,
-                              lambda cfg: solution.count_parameters(cfg.replace(qkv_bias=True))),
-    "ch04.flops_per_token": (solution.flops_per_token, _flops_without_head),
-    "ch04.kv_cache_bytes": (solution.kv_cache_bytes,  # keys only
-                            lambda cfg, b, t, dtype: solution.kv_cache_bytes(cfg, b, t, dtype) // 2),
+# A plausible wrong answer for every checker (tests/test_exercise_solutions.py runs them all)
+WRONG = {
+    "ch04.count_parameters": lambda cfg: solution.count_parameters(cfg.replace(qkv_bias=True)),
+    "ch04.flops_per_token": _flops_without_head,
+    "ch04.kv_cache_bytes": lambda cfg, b, t, dtype: solution.kv_cache_bytes(cfg, b, t, dtype) // 2,  # keys only
 }
-
-
-def test_every_ch04_checker_is_covered():
-    names = {name for name in available() if name.startswith("ch04.")}
-    assert names == set(CASES) == set(solution.SOLUTIONS)
-
-
-@pytest.mark.parametrize("name", sorted(CASES))
-def test_checker_accepts_solution_and_rejects_wrong(name, capsys):
-    right, wrong = CASES[name]
-    assert check_exercise(name, right)
-    assert not check_exercise(name, wrong)
-    assert "not quite" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("wrong, says", [
@@ -72,11 +58,3 @@ def test_kv_cache_checker_catches_a_fixed_dtype(capsys):
     assert not check_exercise("ch04.kv_cache_bytes", always_fp32)
     assert "bytes a number" in capsys.readouterr().out
 
-
-def test_unattempted_exercise(capsys):
-    def stub(*args, **kwargs):
-        raise NotImplementedError
-
-    for name in CASES:
-        assert not check_exercise(name, stub)
-    assert capsys.readouterr().out.count("not attempted") == len(CASES)

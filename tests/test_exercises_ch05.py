@@ -7,8 +7,7 @@ from collections import Counter
 
 import pytest
 
-from gpt2_core.exercises import available, check_exercise
-from gpt2_core.exercises.solutions import ch05 as solution
+from gpt2_core.exercises import check_exercise
 
 
 def _bigram(train_ids, val_ids, vocab_size, alpha, *, context_counts=None, log=math.log, per=None):
@@ -40,26 +39,14 @@ def _zero_grad_each_time(model, inputs, targets, k):  # keeps only the last micr
         (model(x, targets=y) * len(x) / len(inputs)).backward()
 
 
-CASES = {
-    "ch05.top_k_filter": (solution.top_k_filter, lambda logits, k: logits),
-    "ch05.lr_at_step": (solution.lr_at_step, lambda s, m, w, hi, lo: hi),
-    "ch05.bigram_loss": (solution.bigram_loss,  # count(a) instead of count(a, ·) in the denominator
-                         lambda *args: _bigram(*args, context_counts=Counter)),
-    "ch05.accumulate_gradients": (solution.accumulate_gradients, _divide_by_k),
+# A plausible wrong answer for every checker (tests/test_exercise_solutions.py runs them all)
+WRONG = {
+    "ch05.top_k_filter": lambda logits, k: logits,
+    "ch05.lr_at_step": lambda s, m, w, hi, lo: hi,
+    # count(a) instead of count(a, ·) in the denominator
+    "ch05.bigram_loss": lambda *args: _bigram(*args, context_counts=Counter),
+    "ch05.accumulate_gradients": _divide_by_k,
 }
-
-
-def test_every_ch05_checker_is_covered():
-    names = {name for name in available() if name.startswith("ch05.")}
-    assert names == set(CASES) == set(solution.SOLUTIONS)
-
-
-@pytest.mark.parametrize("name", sorted(CASES))
-def test_checker_accepts_solution_and_rejects_wrong(name, capsys):
-    right, wrong = CASES[name]
-    assert check_exercise(name, right)
-    assert not check_exercise(name, wrong)
-    assert "not quite" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("wrong, says", [
@@ -83,11 +70,3 @@ def test_accumulation_checker_names_the_mistake(wrong, says, capsys):
     assert not check_exercise("ch05.accumulate_gradients", wrong)
     assert says in capsys.readouterr().out
 
-
-def test_unattempted_exercise(capsys):
-    def stub(*args, **kwargs):
-        raise NotImplementedError
-
-    for name in CASES:
-        assert not check_exercise(name, stub)
-    assert capsys.readouterr().out.count("not attempted") == len(CASES)

@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from gpt2_core.exercises import available, check_exercise
+from gpt2_core.exercises import check_exercise
 from gpt2_core.exercises.solutions import ch07 as solution
 from gpt2_core.instruction_data import corpus_words
 
@@ -25,26 +25,13 @@ def _unseeded_record(rng: random.Random) -> dict:  # ignores rng: not determinis
     return solution.second_word_record(random.Random())
 
 
-CASES = {
-    "ch07.format_prompt": (solution.format_prompt,
-                           lambda r: f"{r['instruction']} Input: {r.get('input', '')} Answer:"),
-    "ch07.mask_targets": (solution.mask_targets,
-                          lambda ids, p, eot: [-100] * p + (ids[1:] + [eot])[p:]),  # masks one too many
-    "ch07.second_word": (solution.second_word_record, _first_word_record),
-    "ch07.lora_count": (solution.lora_count, lambda c, r: r * c.n_layers * 4 * c.emb_dim),
+# A plausible wrong answer for every checker (tests/test_exercise_solutions.py runs them all)
+WRONG = {
+    "ch07.format_prompt": lambda r: f"{r['instruction']} Input: {r.get('input', '')} Answer:",
+    "ch07.mask_targets": lambda ids, p, eot: [-100] * p + (ids[1:] + [eot])[p:],  # masks one too many
+    "ch07.second_word": _first_word_record,
+    "ch07.lora_count": lambda c, r: r * c.n_layers * 4 * c.emb_dim,
 }
-
-
-def test_every_ch07_checker_is_covered():
-    assert {name for name in available() if name.startswith("ch07.")} == set(CASES) == set(solution.SOLUTIONS)
-
-
-@pytest.mark.parametrize("name", sorted(CASES))
-def test_checker_accepts_solution_and_rejects_wrong(name, capsys):
-    right, wrong = CASES[name]
-    assert check_exercise(name, right)
-    assert not check_exercise(name, wrong)
-    assert "not quite" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("wrong", [_fixed_length_record, _unseeded_record,
@@ -52,11 +39,3 @@ def test_checker_accepts_solution_and_rejects_wrong(name, capsys):
 def test_second_word_checker_catches_more_mistakes(wrong):
     assert not check_exercise("ch07.second_word", wrong)
 
-
-def test_unattempted_exercise(capsys):
-    def stub(*args, **kwargs):
-        raise NotImplementedError
-
-    for name in CASES:
-        assert not check_exercise(name, stub)
-    assert "not attempted" in capsys.readouterr().out
