@@ -45,7 +45,7 @@ import torch
 import torch.nn.functional as F
 
 from .config import GPTConfig
-from .flops import measured_matmul_peak, peak_flops, training_flops_per_token
+from .flops import measured_matmul_peak, peak_flops, synchronizer, training_flops_per_token
 from .model import GPTModel
 
 
@@ -92,11 +92,6 @@ def interleaved(fns: dict[str, Callable[[], object]], repeats: int, warmup: int 
 def matmul_peak_gflops(n: int = 2048, repeats: int = 5) -> float:
     """Best measured fp32 matmul throughput of this CPU (GFLOP/s): the ceiling for training."""
     return measured_matmul_peak("cpu", torch.float32, n, repeats) / 1e9
-
-
-def synchronizer(device: torch.device) -> Callable[[], None]:
-    """What a timed function calls before it returns, so that the GPU's queued work is inside the time."""
-    return torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
 
 
 def twin_models(cfg: GPTConfig, tmp: Path, device: torch.device | str = "cpu"):

@@ -13,6 +13,7 @@ no published figure worth trusting (clocks and vector units vary), so it is alwa
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 import torch
 
@@ -52,6 +53,13 @@ def training_flops_per_token(cfg: GPTConfig, seq_len: int, n_params: int) -> flo
     return 6 * matmul_parameters(cfg, n_params) + 12 * cfg.n_layers * cfg.emb_dim * seq_len
 
 
+def synchronizer(device: torch.device | str) -> Callable[[], None]:
+    """What a timed piece of work calls before the clock stops, so that a GPU's queued kernels are
+    inside the time (a no-op on a CPU, where work runs when it is called)."""
+    device = torch.device(device)
+    return {"cuda": torch.cuda.synchronize, "mps": torch.mps.synchronize}.get(device.type, lambda: None)
+
+
 def measured_matmul_peak(device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32,
                          n: int = 2048, repeats: int = 5) -> float:
     """The best of ``repeats`` ``n x n`` matmuls on ``device`` in ``dtype``, in FLOP/s (a ceiling, not a
@@ -59,7 +67,7 @@ def measured_matmul_peak(device: torch.device | str = "cpu", dtype: torch.dtype 
     device = torch.device(device)
     a = torch.randn(n, n, device=device, dtype=dtype)
     b = torch.randn(n, n, device=device, dtype=dtype)
-    sync = {"cuda": torch.cuda.synchronize, "mps": torch.mps.synchronize}.get(device.type, lambda: None)
+    sync = synchronizer(device)
     a @ b  # warm-up
     sync()
     best = float("inf")

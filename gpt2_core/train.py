@@ -162,12 +162,12 @@ def _print_steady_state(history, model, window: int, device: torch.device, world
     import math
 
     from .flops import mfu, peak_flops, training_flops_per_token
+    from .training import on_for_cuda
 
     steady = history.steady_tokens_per_second
     if not math.isfinite(steady):
         return
-    bf16 = device.type == "cuda" if bf16 is None else bf16  # train()'s default
-    peak, source = peak_flops(device, torch.bfloat16 if bf16 else torch.float32)
+    peak, source = peak_flops(device, torch.bfloat16 if on_for_cuda(bf16, device) else torch.float32)
     flops = training_flops_per_token(model.cfg, window, model.num_parameters())
     per = f" per device x {world}" if world > 1 else ""
     print(f"steady state: {steady:,.0f} tokens/s (median of {len(history.step_seconds)} timed steps; evaluation, "

@@ -470,6 +470,11 @@ def _dropout_seed(seed: int, rank: int, step: int) -> int:
     return ((seed * 1_000_003 + rank) * 1_000_000_007 + step) % 2**63
 
 
+def on_for_cuda(setting: bool | None, device: torch.device) -> bool:
+    """A ``bf16``/``compile`` setting as :func:`train` applies it: None means on for CUDA, off elsewhere."""
+    return device.type == "cuda" if setting is None else setting
+
+
 def train_step(model: nn.Module, optimizer: torch.optim.Optimizer,
                micro_batches: Sequence[tuple[torch.Tensor, torch.Tensor]], *,
                autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
@@ -547,8 +552,7 @@ def train(model: nn.Module, train_data: DataLoader | Dataset, val_data: DataLoad
     raw = unwrap_model(model)
     device = _model_device(raw)
     cuda = device.type == "cuda"
-    use_bf16 = cuda if config.bf16 is None else config.bf16
-    use_compile = cuda if config.compile is None else config.compile
+    use_bf16, use_compile = on_for_cuda(config.bf16, device), on_for_cuda(config.compile, device)
     autocast = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if use_bf16 else contextlib.nullcontext
 
     # Fail early: everything below is checked before any training work (every rank checks the same
