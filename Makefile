@@ -16,7 +16,7 @@ $(BIN)/python:
 $(VENV)/.installed: requirements.txt pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -r requirements.txt
 	$(BIN)/pip install --quiet --no-deps -e .
-	$(BIN)/python -m gpt2_core.bpe_ranks
+	$(BIN)/python -m gpt2_core.text.ranks
 	touch $@
 
 $(VENV)/.test-installed: requirements-test.txt $(VENV)/.installed
@@ -51,7 +51,7 @@ nbval:
 # Re-execute every notebook in place at the default profile (the committed outputs), then re-pair.
 execute: $(VENV)/.installed
 	for nb in $(NOTEBOOKS); do \
-		GPT2_COURSE_PROFILE=$${GPT2_COURSE_PROFILE:-default} $(BIN)/jupyter nbconvert --to notebook \
+		GPT2_COURSE_PROFILE=default GPT2_COURSE_RECORD_RESULTS=1 $(BIN)/jupyter nbconvert --to notebook \
 			--execute --inplace --ExecutePreprocessor.timeout=3600 $$nb || exit 1; \
 	done
 	$(MAKE) sync

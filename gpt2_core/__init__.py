@@ -1,27 +1,20 @@
 """gpt2_core: the companion package of the gpt2-from-scratch course.
 
-One module per idea, in the order the chapters build them:
+Grouped as the course is, each subpackage a part of it, each module one idea:
 
-- ``profile``      profiles (tiny/default/gpt2), device choice, seeds, data paths
-- ``bpe_ranks``    the offline GPT-2 BPE ranks (checksum-verified, from a registry package)
-- ``tokenizer``    byte-level BPE: pre-tokenizer, trainer, encoder/decoder (chapter 1)
-- ``data``         sliding-window dataset and dataloader (chapter 2)
-- ``attention``    causal multi-head attention with a KV cache (chapter 3)
-- ``config``/``model``  GPTConfig presets and GPTModel (chapter 4)
-- ``hf_weights``   loading and exporting Hugging Face GPT-2 checkpoints (chapter 4)
-- ``fused_loss``   the LM head fused with the cross-entropy (the model's training loss)
-- ``training``, ``generate``, ``checkpoint``, ``corpus``, ``train``  (chapter 5)
-- ``decoding``     the fast one-token step behind ``generate``'s KV cache (static shapes, compilable)
-- ``flops``, ``bench``  FLOPs per token and MFU; speed against references (``python -m gpt2_core.bench``)
-- ``reference``    the shipped reference course model and its tokenizer; bits per byte (chapter 5)
-- ``pretrained``   which model chapters 6-7 start from; chapter 5's run recipes
-- ``finetune``     the fine-tuning loop chapters 6 and 7 share
-- ``spam``, ``classification``, ``baselines``  (chapter 6)
-- ``instruction_data``, ``instruction_prompts``, ``instruction_eval``, ``instructions`` (re-exports
-  them), ``lora``  (chapter 7)
-- ``figures``      every chapter's pictures drawn in code: diagrams (``figures.diagrams``, chapters 1-5;
-  ``figures.finetuning``, chapters 6-7) and result charts (``figures.charts``)
-- ``results``      each chapter's headline numbers (``results/chNN.json``) and the README table
+- ``text``         chapters 1-2: the BPE tokenizer, GPT-2's ranks offline, the corpus, training windows
+- ``model``        chapters 3-4: attention and the KV cache, GPTConfig, GPTModel (one forward for training,
+                   prefill and decoding), the fused output layer + loss, Hugging Face weights, generation
+- ``pretraining``  chapter 5: the shared loss/step/evaluation, AdamW + schedule, the training loop,
+                   data parallelism, checkpoints (the model with its tokenizer), recipes
+- ``finetuning``   chapters 6-8: the shared fine-tuning loop, the classifier and its data, instruction
+                   tuning and LoRA
+
+and the course's own tools: ``profile`` (profiles, device, seeds, data folders), ``checks`` (argument
+checks at public entry points), ``files`` (sha256, verified downloads, atomic writes), ``reference``
+(the shipped reference model; which model fine-tuning starts from), ``results`` (each chapter's
+headline numbers and the README table), ``figures``, ``exercises``, ``flops`` and ``bench`` (speed
+against references), ``notebook_tools``; and the command lines ``train`` and ``generate``.
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

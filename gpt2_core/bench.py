@@ -8,13 +8,13 @@ interleaved (ours, theirs, ours, theirs, ...) so that a busy machine slows both 
 gives the ratio of process CPU time, which a machine shared with other jobs disturbs less than wall
 time. Nothing here is a test: tests check correctness, this reports speed.
 
-Training runs both models through the very step :func:`gpt2_core.training.train` takes
-(:func:`~gpt2_core.training.train_step`: forward, backward, gradient clipping at 1.0, the fused AdamW of
-:func:`~gpt2_core.training.make_optimizer`), so the only difference is the model and its loss: ours
-computes ``model(idx, targets=targets)`` (the LM head fused with the cross-entropy, see
-``gpt2_core.fused_loss``), transformers' model gets the usual ``F.cross_entropy`` on its logits.
-Generation compares :func:`gpt2_core.generate.generate` with ``transformers``' ``generate`` (greedy,
-with its KV cache) on identical weights, and checks that the tokens are identical.
+Training runs both models through the very step every course run takes
+(:func:`gpt2_core.pretraining.step.train_step`: forward, backward, gradient clipping at 1.0, the fused
+AdamW of :func:`gpt2_core.pretraining.optim.make_optimizer`), so the only difference is the model and its
+loss: ours computes ``model(idx, targets=targets)`` (the LM head fused with the cross-entropy, see
+``gpt2_core.model.fused_loss``), transformers' model gets the usual ``F.cross_entropy`` on its logits.
+Generation compares :func:`gpt2_core.model.generation.generate` with ``transformers``' ``generate``
+(greedy, with its KV cache) on identical weights, and checks that the tokens are identical.
 
 ``--device cpu`` (the default) measures in float32 without compiling. ``--device cuda`` measures what a
 GPU run uses: the training step of GPT-2 124M at T=1024 under bf16 autocast and ``torch.compile`` for
@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import inspect
 import os
 import platform
 import re
@@ -44,9 +43,16 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from .config import GPTConfig
-from .flops import measured_matmul_peak, peak_flops, synchronizer, training_flops_per_token
-from .model import GPTModel
+from .flops import peak_flops, synchronizer, training_flops_per_token
+from .model.config import GPTConfig
+from .model.generation import generate
+from .model.gpt import GPTModel
+from .model.hf_weights import save_hf
+from .pretraining.optim import make_optimizer
+from .pretraining.step import lm_loss, train_step
+from .text.bpe import BPETokenizer
+from .text.corpus import sample_text
+from .text.ranks import gpt2_encoding
 
 
 @dataclass
@@ -89,49 +95,35 @@ def interleaved(fns: dict[str, Callable[[], object]], repeats: int, warmup: int 
     return {name: Timing(statistics.median(wall[name]), statistics.median(cpu[name])) for name in fns}
 
 
-def matmul_peak_gflops(n: int = 2048, repeats: int = 5) -> float:
-    """Best measured fp32 matmul throughput of this CPU (GFLOP/s): the ceiling for training."""
-    return measured_matmul_peak("cpu", torch.float32, n, repeats) / 1e9
-
-
 def twin_models(cfg: GPTConfig, tmp: Path, device: torch.device | str = "cpu"):
     """Our GPTModel and transformers' GPT2LMHeadModel holding identical weights (via the HF export)."""
+    # imported here: transformers is a test-time reference, installed by `make test`/`make bench` only
     from transformers import GPT2LMHeadModel
 
     torch.manual_seed(0)
     ours = GPTModel(cfg)
-    ours.save_hf(tmp)
+    save_hf(ours, tmp)
     theirs = GPT2LMHeadModel.from_pretrained(tmp, attn_implementation="sdpa")
     return ours.to(device), theirs.to(device)
 
 
-def takes_targets(model: torch.nn.Module) -> bool:
-    """Whether ``model(idx, targets=...)`` returns the loss (our fused LM head + cross-entropy)."""
-    return "targets" in inspect.signature(model.forward).parameters
-
-
 def bench_training(cfg: GPTConfig, batch: int, n_tokens: int, repeats: int, peak: float, peak_name: str,
                    device: torch.device, bf16: bool = False, compile: bool = False) -> Row:
-    """Tokens/s of one training step (:func:`~gpt2_core.training.train_step`), ours against transformers."""
-    from .training import make_optimizer, train_step
-
+    """Tokens/s of one training step (:func:`~gpt2_core.pretraining.step.train_step`), ours against transformers."""
     with tempfile.TemporaryDirectory() as tmp:
         ours, theirs = twin_models(cfg, Path(tmp), device)
     idx = torch.randint(0, cfg.vocab_size, (batch, n_tokens), device=device)
     targets = torch.randint(0, cfg.vocab_size, (batch, n_tokens), device=device)
     autocast = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if bf16 else contextlib.nullcontext
-    fused = takes_targets(ours)
 
-    def ours_loss(m, x, y):  # noqa: ANN001, ANN202
-        return m(x, targets=y) if fused else F.cross_entropy(m(x).flatten(0, 1).float(), y.flatten())
-
-    def theirs_loss(m, x, y):  # noqa: ANN001, ANN202
+    def theirs_loss(m, batch):  # noqa: ANN001, ANN202
+        x, y = batch
         return F.cross_entropy(m(input_ids=x).logits.flatten(0, 1).float(), y.flatten())
 
     # same weights and inputs, so the same loss (dropout is 0; float32, eager): a check that the speed
     # is not bought with a different computation
     with torch.no_grad():
-        loss_gap = abs(ours_loss(ours, idx, targets).item() - theirs_loss(theirs, idx, targets).item())
+        loss_gap = abs(lm_loss(ours, (idx, targets)).item() - theirs_loss(theirs, (idx, targets)).item())
 
     def stepper(model: torch.nn.Module, loss_fn) -> Callable[[], float]:  # noqa: ANN001
         optimizer = make_optimizer(model, lr=1e-4)
@@ -141,7 +133,7 @@ def bench_training(cfg: GPTConfig, batch: int, n_tokens: int, repeats: int, peak
                                   loss_fn=loss_fn)  # reads the loss: a sync, so the GPU's work is timed
 
     # compiling happens in the warm-up runs (the second one catches any recompile)
-    t = interleaved({"ours": stepper(ours, ours_loss), "theirs": stepper(theirs, theirs_loss)}, repeats,
+    t = interleaved({"ours": stepper(ours, lm_loss), "theirs": stepper(theirs, theirs_loss)}, repeats,
                     warmup=2 if compile else 1)
     t_ours, t_theirs = t["ours"].wall, t["theirs"].wall
     tokens = batch * n_tokens
@@ -152,8 +144,7 @@ def bench_training(cfg: GPTConfig, batch: int, n_tokens: int, repeats: int, peak
     return Row(name, f"{tokens / t_ours:,.0f} tok/s", f"{tokens / t_theirs:,.0f} tok/s (transformers)",
                t_theirs / t_ours,
                f"CPU-time ratio {t['theirs'].cpu / t['ours'].cpu:.2f}x; first loss differs by {loss_gap:.1e}; "
-               f"{settings} for both, through training.train_step; ours "
-               f"{'fused LM head + loss' if fused else 'logits + F.cross_entropy'}; MFU ours "
+               f"{settings} for both, through pretraining.step.train_step; ours fused LM head + loss; MFU ours "
                f"{flops / t_ours / peak:.1%}, transformers {flops / t_theirs / peak:.1%} of the {peak_name}")
 
 
@@ -161,8 +152,6 @@ def bench_generation(cfg: GPTConfig, prompt_len: int, new_tokens: int, repeats: 
                      device: torch.device, batch: int = 1, compile: bool = False,
                      recompute: bool = False) -> list[Row]:
     """Greedy generation, ours (KV cache; ``compile``: compiled one-token step) against transformers.generate."""
-    from .generate import generate
-
     with tempfile.TemporaryDirectory() as tmp:
         ours, theirs = twin_models(cfg, Path(tmp), device)
     ours.eval()
@@ -226,15 +215,12 @@ def bench_cli(device: torch.device, profile: str, steps: int) -> Row:
 
 
 def bench_bpe(n_chars: int, vocab_size: int, naive_chars: int, repeats: int) -> list[Row]:
-    from .corpus import sample_text
-    from .tokenizer import BPETokenizer, gpt2_encoding
-
     text = sample_text(n_chars)
     gpt2, theirs = BPETokenizer.from_gpt2(), gpt2_encoding()
     # a fresh tokenizer for every timed encode: its chunk cache starts empty (a cold cache), as tiktoken's does
     fresh = [BPETokenizer(gpt2.ranks, gpt2.special_tokens) for _ in range(repeats + 2)]
-    same = fresh.pop().encode(text) == theirs.encode(text, disallowed_special=())
-    t = interleaved({"ours": lambda: fresh.pop().encode(text),
+    same = fresh.pop().encode_ordinary(text) == theirs.encode(text, disallowed_special=())
+    t = interleaved({"ours": lambda: fresh.pop().encode_ordinary(text),
                      "tiktoken": lambda: theirs.encode(text, disallowed_special=())}, repeats)
     t_ours, t_tik = t["ours"].wall, t["tiktoken"].wall
     mb = len(text.encode("utf-8")) / 1e6

@@ -17,7 +17,8 @@ from collections.abc import Callable
 
 import torch
 
-from .config import GPTConfig
+from .checks import check_int
+from .model.config import GPTConfig
 
 # Dense bf16 (= fp16) tensor-core peaks, FLOP/s, from NVIDIA's data sheets; matched against
 # torch.cuda.get_device_name() in this order (the first substring that occurs wins).
@@ -46,10 +47,8 @@ def training_flops_per_token(cfg: GPTConfig, seq_len: int, n_params: int) -> flo
     FLOPs per token and layer forward, three times that with backward, so ``12 x layers x emb_dim x
     seq_len`` (the causal mask's saving is not counted, as in PaLM's appendix B).
     """
-    if isinstance(seq_len, bool) or not isinstance(seq_len, int) or seq_len < 1:
-        raise ValueError(f"seq_len must be a positive int, got {seq_len!r}")
-    if isinstance(n_params, bool) or not isinstance(n_params, int) or n_params < 1:
-        raise ValueError(f"n_params must be a positive int, got {n_params!r}")
+    check_int(seq_len, "seq_len", low=1)
+    check_int(n_params, "n_params", low=1)
     return 6 * matmul_parameters(cfg, n_params) + 12 * cfg.n_layers * cfg.emb_dim * seq_len
 
 

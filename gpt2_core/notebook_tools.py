@@ -10,13 +10,15 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import jupytext
+
 SCRIPTS = "scripts"  # the paired percent scripts: notebooks/scripts/NN_name.py
 FORMATS = f"ipynb,{SCRIPTS}//py:percent"
 
 
 def pairing_problems(notebook: Path) -> list[str]:
     """Reasons why ``notebook`` and its paired ``.py`` are out of sync (empty when in sync)."""
-    import jupytext
+
 
     script = notebook.parent / SCRIPTS / f"{notebook.stem}.py"
     if not script.exists():

@@ -4,22 +4,38 @@
     python -m gpt2_core.train --resume runs/sotu --out runs/sotu        # carry on where it stopped
     torchrun --nproc_per_node=2 -m gpt2_core.train --preset tiny --max-steps 50   # DDP, 2 processes
 
-Unset options come from the active profile's course recipe (``gpt2_core.pretrained.course_recipe``).
+Unset options come from the active profile's course recipe (``gpt2_core.pretraining.recipes.course_recipe``).
 Under torchrun ``--batch-size`` is per process; the global batch is ``batch_size * processes * grad_accum``.
 Every process builds the same initial model (the seed is shared) and sees the data in the same order
 as one process would; dropout differs per process (``train`` seeds it from seed, rank and step).
 Bad arguments, a resume with other settings than the saved run (unless ``--allow-config-change``)
-and too little text for one batch are usage errors (exit status 2) before anything is trained.
+and too little text for one batch are usage errors (exit status 2) before anything is trained. The
+checkpoint records the tokenizer the run used, so ``python -m gpt2_core.generate --checkpoint DIR`` reads it
+with the right one.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import math
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
+import torch.distributed as dist
+
+from .flops import mfu, peak_flops, training_flops_per_token
+from .model.config import GPTConfig
+from .model.gpt import GPTModel
+from .pretraining.checkpoint import check_checkpoint_path
+from .pretraining.distributed import setup_distributed
+from .pretraining.loop import TrainSetupError, train
+from .pretraining.optim import on_for_cuda
+from .pretraining.recipes import course_data, course_recipe, course_tokenizer
+from .pretraining.step import perplexity
+from .profile import get_device, profile_name
 
 
 def _number(kind: type, low: float, strict: bool) -> Callable[[str], float]:
@@ -89,23 +105,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.save_every and not args.out:
         parser.error("--save-every needs --out DIR")
     if args.out:
-        from .checkpoint import check_checkpoint_path
-
         try:
-            check_checkpoint_path(args.out)  # before any work: not a file, not someone else's folder
+            check_checkpoint_path(args.out)  # before any work: writable, not a file, not someone else's folder
         except ValueError as err:
             parser.error(f"--out: {err}")
+    try:
+        profile = args.profile or profile_name()
+        get_device()  # GPT2_COURSE_DEVICE names a device that is there
+    except ValueError as err:
+        parser.error(str(err))
 
-    import dataclasses
-
-    import torch.distributed as dist
-
-    from .config import GPTConfig
-    from .model import GPTModel
-    from .pretrained import course_data, course_recipe, course_tokenizer
-    from .training import TrainSetupError, perplexity, setup_distributed, train
-
-    recipe = course_recipe(args.profile)
+    recipe = course_recipe(profile)
     changes = {"preset": args.preset, "context_length": args.context_length, "batch_size": args.batch_size,
                "max_steps": args.max_steps, "lr": args.lr, "warmup_steps": args.warmup,
                "weight_decay": args.weight_decay, "drop_rate": args.dropout, "eval_every": args.eval_every,
@@ -118,7 +128,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if "preset" in changes and changes["preset"] not in GPTConfig.preset_names():
         parser.error(f"unknown --preset {changes['preset']!r}; choose one of {', '.join(GPTConfig.preset_names())}")
     recipe = dataclasses.replace(recipe, **changes)
-    tokenizer = course_tokenizer(recipe.profile)
+    tokenizer = course_tokenizer(profile)
     try:
         model_cfg = recipe.model_config(tokenizer.n_vocab)
         config = recipe.train_config(grad_accum=args.grad_accum, out_dir=args.out, checkpoint_every=args.save_every,
@@ -140,7 +150,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"model {recipe.preset}: {model.num_parameters():,} parameters on {device} x {world} "
                   f"process(es); {len(train_loader.dataset):,} training windows of {recipe.context_length} tokens")
         try:
-            history = train(model, train_loader, val_loader, config)
+            history = train(model, train_loader, val_loader, config, tokenizer=tokenizer)
         except TrainSetupError as err:  # found before the first step: a usage error, not a crash
             parser.error(str(err))
     finally:
@@ -159,11 +169,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _print_steady_state(history, model, window: int, device: torch.device, world: int,  # noqa: ANN001
                         bf16: bool | None) -> None:
     """The throughput of a typical step (no evaluation, no compile warm-up) and its MFU."""
-    import math
-
-    from .flops import mfu, peak_flops, training_flops_per_token
-    from .training import on_for_cuda
-
     steady = history.steady_tokens_per_second
     if not math.isfinite(steady):
         return

@@ -9,7 +9,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gpt2_core.attention import KVCache, MultiHeadAttention
+from gpt2_core.model.attention import KVCache, MultiHeadAttention
 
 
 def reference_attention(mha: MultiHeadAttention, x: torch.Tensor) -> torch.Tensor:
@@ -85,17 +85,17 @@ def test_kv_cache_equals_full_forward(splits):
 def test_kv_cache_full_raises():
     cache = KVCache(1, 1, 2, 3, max_len=4, device="cpu")
     k = torch.zeros(1, 2, 3, 3)
-    cache.update(0, k, k)
+    cache.store(0, k, k, cache.positions(3))
     cache.advance(3)
     with pytest.raises(ValueError, match="KV cache is full \\(4 tokens\\)"):
-        cache.update(0, k[:, :, :2], k[:, :, :2])
+        cache.store(0, k[:, :, :2], k[:, :, :2], cache.positions(2))
 
 
 def test_kv_cache_batch_mismatch_raises():
     cache = KVCache(2, 2, 2, 3, max_len=4, device="cpu")
     k = torch.zeros(3, 2, 1, 3)
     with pytest.raises(ValueError, match="made for batch 2 but got batch 3"):
-        cache.update(1, k, k)
+        cache.store(1, k, k, cache.positions(1))
 
 
 def test_heads_must_divide_d_out():

@@ -11,7 +11,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pytest  # noqa: E402
 
 from gpt2_core import figures as plots  # noqa: E402
-from gpt2_core.finetune import FinetuneHistory  # noqa: E402
+from gpt2_core.finetuning.loop import FinetuneHistory  # noqa: E402
 
 
 def _labelled(fig) -> None:

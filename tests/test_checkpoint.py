@@ -15,10 +15,11 @@ import torch.nn.functional as F
 from safetensors.torch import load_file
 from torch import nn
 
-from gpt2_core import checkpoint as ckpt
-from gpt2_core.checkpoint import load_checkpoint, save_checkpoint
-from gpt2_core.config import GPTConfig
-from gpt2_core.model import GPTModel
+from gpt2_core import files
+from gpt2_core.model.config import GPTConfig
+from gpt2_core.model.gpt import GPTModel
+from gpt2_core.pretraining import checkpoint as ckpt
+from gpt2_core.pretraining.checkpoint import load_checkpoint, save_checkpoint
 
 CFG = GPTConfig(vocab_size=97, context_length=16, emb_dim=32, n_heads=2, n_layers=2, drop_rate=0.2)
 
@@ -93,14 +94,17 @@ def test_load_builds_model_from_config(tmp_path):
     assert "out_head.weight" not in load_file(tmp_path / "m" / "model.safetensors")
 
 
-def test_classification_head_round_trip(tmp_path):
+def test_another_head_round_trip(tmp_path):
     model, _, _ = make_run(0)
-    model.out_head = nn.Linear(CFG.emb_dim, 2)  # chapter 6 swaps the LM head for a 2-class head
+    model.out_head = nn.Linear(CFG.emb_dim, 2)  # e.g. chapter 6 swaps the LM head for a 2-class head
     save_checkpoint(tmp_path / "cls", model)
     config = json.loads((tmp_path / "cls" / "config.json").read_text())
-    assert config["out_head"]["out_features"] == 2
-    loaded = load_checkpoint(tmp_path / "cls")["model"]
-    assert loaded.out_head.out_features == 2 and loaded.out_head.bias is not None
+    assert config["head"] == {"class": "Linear", "in_features": CFG.emb_dim, "out_features": 2, "bias": True}
+    with pytest.raises(ValueError, match="build that model first"):  # this module builds no other head
+        load_checkpoint(tmp_path / "cls")
+    target = GPTModel(CFG)
+    target.out_head = nn.Linear(CFG.emb_dim, 2)
+    loaded = load_checkpoint(tmp_path / "cls", target)["model"]
     assert loaded.out_head.weight is not loaded.tok_emb.weight
     assert_same(model.state_dict(), loaded.state_dict(), "model")
     # loading it into a plain LM must fail clearly
@@ -159,7 +163,7 @@ def test_crash_mid_save_keeps_previous_checkpoint(tmp_path, monkeypatch):
     saved_state = {k: v.clone() for k, v in model.state_dict().items()}
     train(model, opt, sched, 2)
 
-    real_write = ckpt._write_bytes
+    real_write = files._write_synced
     calls = []
 
     def crashing_write(path, data):
@@ -169,7 +173,7 @@ def test_crash_mid_save_keeps_previous_checkpoint(tmp_path, monkeypatch):
             raise OSError("disk full (simulated)")
         real_write(path, data)
 
-    monkeypatch.setattr(ckpt, "_write_bytes", crashing_write)
+    monkeypatch.setattr(files, "_write_synced", crashing_write)
     with pytest.raises(OSError, match="simulated"):
         save_checkpoint(tmp_path / "ck", model, opt, sched, step=3, extra={"v": 2})
     monkeypatch.undo()
@@ -280,7 +284,7 @@ def test_shape_mismatch_names_tensor_and_shapes(tmp_path):
     save_checkpoint(tmp_path / "cls", model)
     other = GPTModel(CFG)
     other.out_head = nn.Linear(CFG.emb_dim, 3)  # same config, another classification head
-    with pytest.raises(ValueError, match=r"out_head\.weight.*\(2, 32\).*\(3, 32\)"):
+    with pytest.raises(ValueError, match=r"'out_features': 2.*'out_features': 3"):
         load_checkpoint(tmp_path / "cls", other)
 
 
@@ -288,7 +292,7 @@ def test_newer_format_version_is_refused(saved):
     config = json.loads((saved / "config.json").read_text())
     config["version"] = ckpt.FORMAT_VERSION + 1
     (saved / "config.json").write_text(json.dumps(config))
-    with pytest.raises(ValueError, match=r"version 2.*upgrade gpt2_core"):
+    with pytest.raises(ValueError, match=rf"version {ckpt.FORMAT_VERSION + 1}.*upgrade gpt2_core"):
         load_checkpoint(saved)
     with pytest.raises(ValueError, match="upgrade gpt2_core"):
         ckpt.checkpoint_info(saved)
@@ -362,9 +366,9 @@ def test_wrapped_models_save_and_load_plain_names(tmp_path, wrap):
 
 def test_cuda_rng_state_that_cannot_be_restored_warns(tmp_path, monkeypatch):
     model, _, _ = make_run(0)
-    real_state = ckpt._rng_state
+    real_state = ckpt.rng_state
     fake_cuda = [torch.zeros(16, dtype=torch.uint8)] * (torch.cuda.device_count() + 1)  # one GPU too many
-    monkeypatch.setattr(ckpt, "_rng_state", lambda: {**real_state(), "cuda": fake_cuda})
+    monkeypatch.setattr(ckpt, "rng_state", lambda: {**real_state(), "cuda": fake_cuda})
     save_checkpoint(tmp_path / "ck", model)
     monkeypatch.undo()
     with pytest.warns(RuntimeWarning, match=r"CUDA RNG states for \d+ GPU.*not bitwise identical"):
@@ -404,7 +408,7 @@ def test_save_refuses_to_replace_a_directory_that_is_not_a_checkpoint(tmp_path):
 
 
 def test_checkpoint_info_reads_json_only(saved, monkeypatch):
-    monkeypatch.setattr(ckpt, "_read_tensors", lambda *a: pytest.fail("checkpoint_info must not read tensors"))
+    monkeypatch.setattr(ckpt._Reader, "tensors", lambda *a: pytest.fail("checkpoint_info must not read tensors"))
     info = ckpt.checkpoint_info(saved)
     assert info["step"] == 1 and info["config"] == CFG and info["extra"] == {}
     with pytest.raises(FileNotFoundError, match="no checkpoint"):
@@ -412,15 +416,14 @@ def test_checkpoint_info_reads_json_only(saved, monkeypatch):
 
 
 def test_unwrap_model_lives_beside_the_model():
-    from gpt2_core import model as model_module
+    from gpt2_core.model import gpt as model_module
 
-    assert ckpt.unwrap_model is model_module.unwrap_model  # old imports keep working
     inner = make_run(0)[0]
     assert model_module.unwrap_model(Wrapper(Wrapper(inner))) is inner
 
 
 def test_lora_model_round_trips_through_checkpoint(tmp_path):
-    from gpt2_core.lora import inject_lora
+    from gpt2_core.finetuning.lora import inject_lora
 
     model, _, _ = make_run(0)
     inject_lora(model, rank=4, alpha=8.0)
@@ -443,13 +446,3 @@ def test_lora_model_round_trips_through_checkpoint(tmp_path):
     # a LoRA checkpoint does not load into a plain model (and says which weights differ)
     with pytest.raises(ValueError, match=r"\.A"):
         load_checkpoint(tmp_path / "lora", GPTModel(CFG))
-
-
-def test_a_classification_heads_pooling_survives_save_and_load(tmp_path):
-    from gpt2_core.classification import add_classification_head, head_pooling
-
-    model = add_classification_head(GPTModel(GPTConfig(vocab_size=50, context_length=8, emb_dim=16, n_heads=2,
-                                                       n_layers=1)), 2, pooling="mean")
-    save_checkpoint(tmp_path / "clf", model)
-    loaded = load_checkpoint(tmp_path / "clf")["model"]
-    assert head_pooling(loaded) == "mean" and loaded.out_head.out_features == 2

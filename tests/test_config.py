@@ -7,8 +7,8 @@ import dataclasses
 import pytest
 import torch
 
-from gpt2_core.config import GPT2_VOCAB_SIZE, GPTConfig
-from gpt2_core.model import GPTModel
+from gpt2_core.model.config import GPT2_VOCAB_SIZE, GPTConfig
+from gpt2_core.model.gpt import GPTModel
 
 
 def count_on_meta(cfg: GPTConfig) -> int:
@@ -83,7 +83,7 @@ def test_emb_dim_must_divide_into_heads():
 @pytest.mark.parametrize("field", ["vocab_size", "context_length", "emb_dim", "n_heads", "n_layers"])
 @pytest.mark.parametrize("value", [0, -4])
 def test_sizes_must_be_positive(field, value):
-    with pytest.raises(ValueError, match=f"{field} must be positive"):
+    with pytest.raises(ValueError, match=f"{field} must be >= 1"):
         GPTConfig(**{field: value})
 
 
@@ -95,10 +95,10 @@ def test_sizes_must_be_ints(value):
 
 @pytest.mark.parametrize("rate", [-0.1, 1.0, 2, "0.1"])
 def test_drop_rate_range(rate):
-    with pytest.raises(ValueError, match="drop_rate"):
+    with pytest.raises((TypeError, ValueError), match="drop_rate"):
         GPTConfig(drop_rate=rate)
 
 
 def test_qkv_bias_must_be_bool():
-    with pytest.raises(TypeError, match="qkv_bias must be a bool"):
+    with pytest.raises(TypeError, match="qkv_bias must be True or False"):
         GPTConfig(qkv_bias=1)  # type: ignore[arg-type]

@@ -13,13 +13,13 @@ from __future__ import annotations
 import pytest
 import torch
 
-from gpt2_core.checkpoint import load_checkpoint, save_checkpoint
-from gpt2_core.config import GPTConfig
-from gpt2_core.data import GPTDataset
-from gpt2_core.decoding import Decoder, decode_step, decoder_for
-from gpt2_core.generate import generate
-from gpt2_core.model import GPTModel
-from gpt2_core.training import TrainConfig, train
+from gpt2_core.model.config import GPTConfig
+from gpt2_core.model.generation import generate
+from gpt2_core.model.gpt import GPTModel
+from gpt2_core.model.hf_weights import save_hf
+from gpt2_core.pretraining.checkpoint import load_checkpoint, save_checkpoint
+from gpt2_core.pretraining.loop import TrainConfig, train
+from gpt2_core.text.windows import GPTDataset
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
@@ -134,23 +134,17 @@ def test_kv_cache_equals_recomputation_on_cuda(batch):
 
 
 @pytest.mark.parametrize("static", [False, True])
-def test_decode_step_equals_the_model_forward_on_cuda(static):
+def test_cached_steps_equal_recomputation_on_cuda(static):
     model = small_model(spread=4.0).eval()
-    decoder = Decoder(model)
-    assert not decoder.weights.head[0].is_contiguous()  # a view on the GPU: no copy
-    ours, theirs = model.new_kv_cache(2), model.new_kv_cache(2)
-    idx = prompt(2, 6)
+    cache = model.new_kv_cache(2, static=static)
+    seq = prompt(2, 6)
     with torch.inference_mode():
-        model(idx, ours)
-        model(idx, theirs)
-        tokens = idx[:, -1]
+        logits = model(seq, cache, last_only=True)[:, -1]
         for _ in range(6):
-            position = torch.tensor([ours.pos], device=CUDA)
-            got = decode_step(decoder.weights, ours, tokens, position, None if static else ours.pos + 1)
-            ours.advance(1)
-            want = model(tokens[:, None], theirs, last_only=True)[:, -1]
-            torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
-            tokens = want.argmax(-1)
+            torch.testing.assert_close(logits, model(seq)[:, -1], rtol=1e-4, atol=1e-4)
+            token = logits.argmax(-1)
+            seq = torch.cat([seq, token[:, None]], dim=1)
+            logits = model(token[:, None], cache, last_only=True)[:, -1]
 
 
 @pytest.mark.parametrize("batch", [1, 8])
@@ -162,14 +156,13 @@ def test_static_cache_under_compile_with_cuda_graphs_equals_eager(batch):
     assert torch.equal(compiled, eager)
     again = generate(model, prompt(batch, 3, seed=99), 20, compile=True)  # reuses the graph and the cache
     assert torch.equal(again, generate(model, prompt(batch, 3, seed=99), 20, use_cache=False))
-    assert decoder_for(model).compiled
 
 
 def test_greedy_tokens_equal_transformers_on_cuda(tmp_path):
     from transformers import GPT2LMHeadModel
 
     model = small_model(seed=1, spread=4.0)
-    model.save_hf(tmp_path)
+    save_hf(model, tmp_path)
     theirs = GPT2LMHeadModel.from_pretrained(tmp_path).to(CUDA).eval()
     idx = prompt(2, 6, seed=5)
     with torch.inference_mode():

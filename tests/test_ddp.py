@@ -9,13 +9,14 @@ import socket
 import pytest
 import torch
 import torch.multiprocessing as mp
+from conftest import TINY, tiny_tokenizer
 
-from gpt2_core.config import GPTConfig
-from gpt2_core.data import GPTDataset
-from gpt2_core.model import GPTModel
-from gpt2_core.training import TrainConfig, setup_distributed, train
+from gpt2_core.model.gpt import GPTModel
+from gpt2_core.pretraining.distributed import setup_distributed
+from gpt2_core.pretraining.loop import TrainConfig, train
+from gpt2_core.text.windows import GPTDataset
 
-CFG = GPTConfig(vocab_size=53, context_length=8, emb_dim=16, n_heads=2, n_layers=1, drop_rate=0.0)
+CFG = TINY.replace(drop_rate=0.0)
 STEPS = 4
 
 
@@ -28,7 +29,7 @@ def _run(batch_size: int, out_dir: str | None = None) -> list[float]:
     torch.manual_seed(0)
     model = GPTModel(CFG)
     cfg = TrainConfig(max_steps=STEPS, lr=1e-2, warmup_steps=1, eval_batches=1, progress=False, out_dir=out_dir)
-    return train(model, _data(), None, cfg, batch_size=batch_size).losses
+    return train(model, _data(), None, cfg, batch_size=batch_size, tokenizer=tiny_tokenizer()).losses
 
 
 def _worker(rank: int, world: int, port: int, result_file: str, ckpt: str) -> None:
@@ -69,7 +70,7 @@ def test_two_processes_match_one_process_with_the_same_global_batch(tmp_path):
     assert len(single) == STEPS
     assert ranks[0] == pytest.approx(single, abs=1e-5)
     # only rank 0 wrote the checkpoint, and it holds the whole run
-    from gpt2_core.checkpoint import load_checkpoint
+    from gpt2_core.pretraining.checkpoint import load_checkpoint
 
     assert load_checkpoint(ckpt, restore_rng=False)["step"] == STEPS
 
@@ -86,11 +87,11 @@ def test_setup_distributed_without_torchrun_is_a_no_op(monkeypatch):
 DROP_CFG = CFG.replace(drop_rate=0.2)  # dropout on: each process's random stream matters for the resume
 
 
-def _run_cfg(cfg: GPTConfig, batch_size: int, seed: int = 0, **train_kw) -> list[float]:
+def _run_cfg(cfg, batch_size: int, seed: int = 0, **train_kw) -> list[float]:
     torch.manual_seed(seed)
     model = GPTModel(cfg)
     tc = TrainConfig(max_steps=STEPS, lr=1e-2, warmup_steps=1, eval_batches=1, progress=False, **train_kw)
-    return train(model, _data(), None, tc, batch_size=batch_size).losses
+    return train(model, _data(), None, tc, batch_size=batch_size, tokenizer=tiny_tokenizer()).losses
 
 
 def _accum_resume_worker(rank: int, world: int, port: int, result_file: str, ckpt: str) -> None:

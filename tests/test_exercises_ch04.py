@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from gpt2_core.config import GPTConfig
 from gpt2_core.exercises import check_exercise
 from gpt2_core.exercises.solutions import ch04 as solution
-from gpt2_core.model import GPTModel
+from gpt2_core.model.config import GPTConfig
+from gpt2_core.model.gpt import GPTModel
 
 
 def _flops_without_head(cfg, training=False):  # the tied head "costs nothing": wrong, it is multiplied

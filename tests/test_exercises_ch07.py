@@ -8,7 +8,7 @@ import pytest
 
 from gpt2_core.exercises import check_exercise
 from gpt2_core.exercises.solutions import ch07 as solution
-from gpt2_core.instruction_data import corpus_words
+from gpt2_core.finetuning.instruction_data import corpus_words
 
 
 def _first_word_record(rng: random.Random) -> dict:  # answers the first word, not the second

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gpt2_core.fused_loss import IGNORE_INDEX, fused_linear_cross_entropy
+from gpt2_core.model.fused_loss import IGNORE_INDEX, fused_linear_cross_entropy
 
 
 def make(n: int, d: int, vocab: int, ignored: float = 0.0, seed: int = 0, dtype=torch.float64):
@@ -190,8 +190,8 @@ def test_autocast_with_a_low_precision_hidden_state_and_no_grad():
 
 
 def test_gpt_model_trains_under_bf16_autocast_with_the_fused_loss():
-    from gpt2_core.config import GPTConfig
-    from gpt2_core.model import GPTModel
+    from gpt2_core.model.config import GPTConfig
+    from gpt2_core.model.gpt import GPTModel
 
     torch.manual_seed(0)
     model = GPTModel(GPTConfig(vocab_size=61, context_length=16, emb_dim=24, n_heads=3, n_layers=2, drop_rate=0.0))
@@ -247,16 +247,18 @@ def test_bad_options(kw, error):
 @pytest.mark.parametrize("biased_head", [False, True])
 def test_gpt_model_targets_match_logits_loss(biased_head):
     """GPTModel(idx, targets=...) gives the plain loss and gradients, also with a biased (classification) head."""
-    from gpt2_core.config import GPTConfig
-    from gpt2_core.model import GPTModel
+    from gpt2_core.model.config import GPTConfig
+    from gpt2_core.model.gpt import GPTModel
 
     torch.manual_seed(0)
     model = GPTModel(GPTConfig(vocab_size=61, context_length=16, emb_dim=24, n_heads=3, n_layers=2,
                                drop_rate=0.0)).double()
     n_out = 61
-    if biased_head:
-        n_out = 3
-        model.out_head = torch.nn.Linear(24, n_out).double()
+    if biased_head:  # another head: the model refuses the next-token loss rather than compute a wrong one
+        model.out_head = torch.nn.Linear(24, 3).double()
+        with pytest.raises(ValueError, match="needs the model's next-token head"):
+            model(torch.randint(0, 61, (2, 9)), targets=torch.randint(0, 3, (2, 9)))
+        return
     idx = torch.randint(0, 61, (2, 9))
     targets = torch.randint(0, n_out, (2, 9))
     targets[0, :3] = IGNORE_INDEX
@@ -269,8 +271,8 @@ def test_gpt_model_targets_match_logits_loss(biased_head):
 
 
 def test_gpt_model_loss_under_bf16_autocast_has_no_graph_breaks():
-    from gpt2_core.config import GPTConfig
-    from gpt2_core.model import GPTModel
+    from gpt2_core.model.config import GPTConfig
+    from gpt2_core.model.gpt import GPTModel
 
     torch.manual_seed(0)
     model = GPTModel(GPTConfig(vocab_size=61, context_length=16, emb_dim=24, n_heads=3, n_layers=2, drop_rate=0.0))

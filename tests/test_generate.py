@@ -1,4 +1,5 @@
-"""Tests for gpt2_core.generate: greedy/sampling, KV cache parity, eos, helpers, CLI."""
+"""Tests for gpt2_core.model.generation (greedy/sampling, KV cache parity, eos, helpers) and its command line,
+gpt2_core.generate (each model read with its own tokenizer; usage errors in one line, exit status 2)."""
 
 from __future__ import annotations
 
@@ -11,19 +12,22 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gpt2_core.bpe_ranks import ENDOFTEXT, ENDOFTEXT_ID, GPT2_PATTERN, load_ranks
-from gpt2_core.config import GPTConfig
-from gpt2_core.generate import (
+from gpt2_core.generate import main
+from gpt2_core.model.config import GPTConfig
+from gpt2_core.model.generation import (
     generate,
     generate_text,
     ids_to_text,
-    main,
     sample_next_token,
     text_to_ids,
     top_k_filter,
     top_p_filter,
 )
-from gpt2_core.model import GPTModel
+from gpt2_core.model.gpt import GPTModel
+from gpt2_core.model.hf_weights import save_hf
+from gpt2_core.pretraining.checkpoint import save_checkpoint
+from gpt2_core.reference import load_reference
+from gpt2_core.text.ranks import ENDOFTEXT, ENDOFTEXT_ID, GPT2_PATTERN, gpt2_encoding, gpt2_ranks
 
 CTX = 16
 VOCAB = 97
@@ -42,10 +46,15 @@ def model() -> GPTModel:
 
 
 class ByteTokenizer:
-    """A stand-in tokenizer: one id per UTF-8 byte (ids 0..255)."""
+    """A stand-in tokenizer with tiktoken's interface: one id per UTF-8 byte (ids 0..255), no special tokens."""
 
-    def encode(self, text: str) -> list[int]:
+    n_vocab = 256
+    special_tokens_set: set[str] = set()
+
+    def encode_ordinary(self, text: str) -> list[int]:
         return list(text.encode("utf-8"))
+
+    encode = encode_ordinary  # it knows no special tokens
 
     def decode(self, ids: list[int]) -> str:
         return bytes(ids).decode("utf-8", errors="replace")
@@ -237,7 +246,7 @@ def test_argument_errors(model, kwargs, error, match):
 # --- text helpers ------------------------------------------------------------------------------
 
 def test_text_helpers_round_trip_with_gpt2_encoding():
-    enc = tiktoken.Encoding(name="gpt2-test", pat_str=GPT2_PATTERN, mergeable_ranks=load_ranks(),
+    enc = tiktoken.Encoding(name="gpt2-test", pat_str=GPT2_PATTERN, mergeable_ranks=gpt2_ranks(),
                             special_tokens={ENDOFTEXT: ENDOFTEXT_ID})
     text = f"Hello, world!{ENDOFTEXT} Again"
     ids = text_to_ids(text, enc)
@@ -254,6 +263,10 @@ def test_text_helper_errors():
         text_to_ids(b"bytes", tok)
     with pytest.raises(ValueError, match="one sequence"):
         ids_to_text(torch.zeros(2, 3, dtype=torch.long), tok)
+    with pytest.raises(ValueError, match=r"id -100 .*loss ignores"):  # not an OverflowError deep in decode
+        ids_to_text([5, -100], gpt2_encoding())
+    with pytest.raises(ValueError, match="id 256 is not a token"):
+        ids_to_text([256], tok)
 
 
 def test_generate_text(model):
@@ -299,35 +312,71 @@ def test_cli_bad_sampling_setting(capsys):
     assert "temperature" in capsys.readouterr().err
 
 
-def test_cli_generates_from_checkpoint(tmp_path, capsys):
-    pytest.importorskip("gpt2_core.tokenizer")
-    from gpt2_core.checkpoint import save_checkpoint
+def test_cli_reads_a_checkpoint_with_the_tokenizer_it_was_trained_with(tmp_path, capsys):
+    """The reference model with its own 8,192-token tokenizer: decoding it with GPT-2's gave gibberish."""
+    model, tok = load_reference("cpu")
+    save_checkpoint(tmp_path / "ckpt", model, tokenizer=tok)
+    assert main(["--checkpoint", str(tmp_path / "ckpt"), "--prompt", "The Congress of the United States",
+                 "--max-new-tokens", "8"]) == 0
+    out = capsys.readouterr().out.strip()
+    assert out == generate_text(model, tok, "The Congress of the United States", 8)
+    assert out != generate_text(model, gpt2_encoding(), "The Congress", 8)  # what the old tool printed
 
+
+def test_cli_reads_a_gpt2_tokenizer_checkpoint(tmp_path, capsys):
     torch.manual_seed(0)
-    cfg = GPTConfig(context_length=16, emb_dim=16, n_heads=2, n_layers=1)
-    save_checkpoint(tmp_path / "ckpt", GPTModel(cfg))
+    model = GPTModel(GPTConfig(context_length=16, emb_dim=16, n_heads=2, n_layers=1))
+    save_checkpoint(tmp_path / "ckpt", model, tokenizer=gpt2_encoding())
     code = main(["--checkpoint", str(tmp_path / "ckpt"), "--prompt", "Hello", "--max-new-tokens", "4",
                  "--temperature", "1.0", "--top-k", "5"])
     assert code == 0
     assert capsys.readouterr().out.startswith("Hello")
 
 
+def test_cli_refuses_a_checkpoint_that_records_no_tokenizer(tmp_path, capsys):
+    torch.manual_seed(0)
+    save_checkpoint(tmp_path / "ckpt", GPTModel(GPTConfig(context_length=16, emb_dim=16, n_heads=2, n_layers=1)))
+    assert main(["--checkpoint", str(tmp_path / "ckpt")]) == 1
+    err = capsys.readouterr().err
+    assert "does not record its tokenizer" in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("argv, env, match", [
+    (["--reference", "--max-new-tokens", "-1"], {}, "--max-new-tokens: must be >= 0"),
+    (["--reference", "--prompt", ""], {}, "--prompt is empty"),
+    (["--reference", "--top-p", "2"], {}, "--top-p: must be"),
+    (["--reference"], {"GPT2_COURSE_PROFILE": "huge"}, "GPT2_COURSE_PROFILE='huge' is not a profile"),
+    (["--reference"], {"GPT2_COURSE_DEVICE": "cuda"}, "CUDA is not available"),
+])
+def test_cli_usage_errors_are_one_line_and_exit_2(argv, env, match, capsys, monkeypatch):
+    if env.get("GPT2_COURSE_DEVICE") == "cuda" and torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exit_info.value.code == 2 and match in err[-1] and not any("Traceback" in line for line in err)
+
+
 def test_cli_missing_checkpoint(tmp_path, capsys):
-    pytest.importorskip("gpt2_core.tokenizer")
     code = main(["--checkpoint", str(tmp_path / "nope")])
     assert code == 1
     assert "no checkpoint" in capsys.readouterr().err
 
 
 def test_cli_generates_from_hf_directory(tmp_path, capsys):
-    pytest.importorskip("gpt2_core.tokenizer")
     torch.manual_seed(0)
     model = GPTModel(GPTConfig(context_length=16, emb_dim=16, n_heads=2, n_layers=1))
-    model.save_hf(tmp_path / "hf")
+    save_hf(model, tmp_path / "hf")
     code = main(["--hf", str(tmp_path / "hf"), "--prompt", "Hello", "--max-new-tokens", "3", "--no-cache"])
     assert code == 0
     out = capsys.readouterr().out.strip()
-    from gpt2_core.tokenizer import gpt2_encoding
-
     expected = generate_text(model, gpt2_encoding(), "Hello", 3)  # greedy: same text as the CLI
     assert out == expected
+
+
+def test_cli_refuses_a_hf_model_whose_vocabulary_is_not_gpt2s(tmp_path, capsys):
+    save_hf(GPTModel(GPTConfig(vocab_size=300, context_length=16, emb_dim=16, n_heads=2, n_layers=1)), tmp_path)
+    assert main(["--hf", str(tmp_path)]) == 1
+    assert "not GPT-2's" in capsys.readouterr().err

@@ -13,10 +13,10 @@ import torch
 import transformers  # not importorskip: a missing/broken transformers must fail this suite, not skip it
 from safetensors.torch import load_file, save_file
 
-from gpt2_core import hf_weights
-from gpt2_core.config import GPTConfig
-from gpt2_core.hf_weights import WeightsDownloadError, config_from_hf, config_to_hf
-from gpt2_core.model import GPTModel
+from gpt2_core.model import hf_weights
+from gpt2_core.model.config import GPTConfig
+from gpt2_core.model.gpt import GPTModel
+from gpt2_core.model.hf_weights import WeightsDownloadError, config_from_hf, config_to_hf
 
 # (n_embd, n_head, n_layer, n_positions, vocab_size): odd head counts, tiny vocabularies, 1-3 layers
 SHAPES = [(24, 3, 1, 16, 50), (30, 5, 2, 12, 7), (16, 1, 3, 20, 101), (32, 4, 2, 8, 33)]
@@ -48,7 +48,7 @@ def hf_dir(tmp_path_factory):
 def test_from_hf_matches_transformers(tmp_path, shape, attn):
     theirs = hf_model(*shape, attn=attn)
     theirs.save_pretrained(tmp_path)
-    ours = GPTModel.from_hf(tmp_path)
+    ours = hf_weights.from_hf(tmp_path)
     assert not ours.training and ours.out_head.weight is ours.tok_emb.weight
     assert ours.cfg == GPTConfig(vocab_size=shape[4], context_length=shape[3], emb_dim=shape[0],
                                  n_heads=shape[1], n_layers=shape[2], drop_rate=0.1)
@@ -62,13 +62,13 @@ def test_save_hf_loads_back_into_transformers(tmp_path, shape):
     d, h, n, t, v = shape
     torch.manual_seed(1)
     ours = GPTModel(GPTConfig(vocab_size=v, context_length=t, emb_dim=d, n_heads=h, n_layers=n)).eval()
-    assert ours.save_hf(tmp_path / "export") == tmp_path / "export"
+    assert hf_weights.save_hf(ours, tmp_path / "export") == tmp_path / "export"
     theirs = transformers.GPT2LMHeadModel.from_pretrained(tmp_path / "export").eval()
     assert theirs.lm_head.weight.data_ptr() == theirs.transformer.wte.weight.data_ptr()  # tied there too
     idx = torch.randint(0, v, (3, t))
     with torch.no_grad():
         torch.testing.assert_close(theirs(idx).logits, ours(idx), atol=1e-4, rtol=1e-4)
-    again = GPTModel.from_hf(tmp_path / "export")  # and our own loader reads our export exactly
+    again = hf_weights.from_hf(tmp_path / "export")  # and our own loader reads our export exactly
     for (name, a), (_, b) in zip(ours.state_dict().items(), again.state_dict().items(), strict=True):
         assert torch.equal(a, b), name
 
@@ -77,10 +77,10 @@ def test_export_without_qkv_bias_writes_zero_bias(tmp_path):
     torch.manual_seed(2)
     ours = GPTModel(GPTConfig(vocab_size=20, context_length=8, emb_dim=12, n_heads=2, n_layers=1,
                               qkv_bias=False)).eval()
-    ours.save_hf(tmp_path)
+    hf_weights.save_hf(ours, tmp_path)
     written = load_file(tmp_path / "model.safetensors")
     assert torch.count_nonzero(written["transformer.h.0.attn.c_attn.bias"]) == 0
-    back = GPTModel.from_hf(tmp_path)
+    back = hf_weights.from_hf(tmp_path)
     idx = torch.randint(0, 20, (1, 8))
     with torch.no_grad():
         torch.testing.assert_close(back(idx), ours(idx))
@@ -89,7 +89,7 @@ def test_export_without_qkv_bias_writes_zero_bias(tmp_path):
 def test_fused_qkv_is_q_then_k_then_v(hf_dir):
     """c_attn's columns are [q | k | v]; our qkv rows must be the same thirds, transposed."""
     theirs = transformers.GPT2LMHeadModel.from_pretrained(hf_dir)
-    ours = GPTModel.from_hf(hf_dir)
+    ours = hf_weights.from_hf(hf_dir)
     d = ours.cfg.emb_dim
     w_theirs = theirs.transformer.h[0].attn.c_attn.weight  # (in, 3 * out)
     for third in range(3):
@@ -104,14 +104,14 @@ def test_openai_style_keys_load(tmp_path, hf_dir):
     tensors["lm_head.weight"] = tensors["wte.weight"].clone()
     save_file(tensors, tmp_path / "model.safetensors", metadata={"format": "pt"})
     (tmp_path / "config.json").write_text((hf_dir / "config.json").read_text())
-    a, b = GPTModel.from_hf(tmp_path), GPTModel.from_hf(hf_dir)
+    a, b = hf_weights.from_hf(tmp_path), hf_weights.from_hf(hf_dir)
     idx = torch.randint(0, 50, (1, 9))
     with torch.no_grad():
         torch.testing.assert_close(a(idx), b(idx))
 
 
 def test_dtype_device_and_overrides(hf_dir):
-    model = GPTModel.from_hf(hf_dir, dtype=torch.float64, device="cpu", drop_rate=0.0)
+    model = hf_weights.from_hf(hf_dir, dtype=torch.float64, device="cpu", drop_rate=0.0)
     assert model.tok_emb.weight.dtype == torch.float64 and model.cfg.drop_rate == 0.0
 
 
@@ -161,26 +161,26 @@ def _copy(src: Path, dst: Path) -> Path:
 
 def test_missing_or_malformed_directory(tmp_path, hf_dir):
     with pytest.raises(ValueError, match="is not a directory"):
-        GPTModel.from_hf(tmp_path / "nowhere")
+        hf_weights.from_hf(tmp_path / "nowhere")
     with pytest.raises(TypeError, match="str or Path"):
-        GPTModel.from_hf(42)  # type: ignore[arg-type]
+        hf_weights.from_hf(42)  # type: ignore[arg-type]
     no_config = _copy(hf_dir, tmp_path / "a")
     (no_config / "config.json").unlink()
     with pytest.raises(ValueError, match="has no config.json"):
-        GPTModel.from_hf(no_config)
+        hf_weights.from_hf(no_config)
     bad_json = _copy(hf_dir, tmp_path / "b")
     (bad_json / "config.json").write_text("{not json")
     with pytest.raises(ValueError, match="is not valid JSON"):
-        GPTModel.from_hf(bad_json)
+        hf_weights.from_hf(bad_json)
     no_weights = _copy(hf_dir, tmp_path / "c")
     (no_weights / "model.safetensors").unlink()
     (no_weights / "pytorch_model.bin").write_bytes(b"")
     with pytest.raises(ValueError, match="has no model.safetensors \\(found \\['pytorch_model.bin'\\]"):
-        GPTModel.from_hf(no_weights)
+        hf_weights.from_hf(no_weights)
     garbage = _copy(hf_dir, tmp_path / "d")
     (garbage / "model.safetensors").write_bytes(b"\x00" * 40)
     with pytest.raises(ValueError, match="could not be read as safetensors"):
-        GPTModel.from_hf(garbage)
+        hf_weights.from_hf(garbage)
 
 
 def _with_config(src: Path, dst: Path, **changes) -> Path:
@@ -193,21 +193,21 @@ def _with_config(src: Path, dst: Path, **changes) -> Path:
 def test_shape_mismatch_names_the_tensor(tmp_path, hf_dir):
     wider = _with_config(hf_dir, tmp_path / "a", vocab_size=60)
     with pytest.raises(ValueError, match=r"tensor 'wte.weight' has shape \(50, 24\) but .* needs \(60, 24\)"):
-        GPTModel.from_hf(wider)
+        hf_weights.from_hf(wider)
     longer = _with_config(hf_dir, tmp_path / "b", n_positions=32)
     with pytest.raises(ValueError, match="'wpe.weight' has shape \\(16, 24\\) .* needs \\(32, 24\\)"):
-        GPTModel.from_hf(longer)
+        hf_weights.from_hf(longer)
 
 
 def test_layer_count_mismatch(tmp_path, hf_dir):
     with pytest.raises(ValueError, match="lacks 12 tensor\\(s\\).*h.1.ln_1.weight"):
-        GPTModel.from_hf(_with_config(hf_dir, tmp_path / "a", n_layer=2))
+        hf_weights.from_hf(_with_config(hf_dir, tmp_path / "a", n_layer=2))
     tensors = load_file(hf_dir / "model.safetensors")
     tensors["transformer.h.7.ln_1.weight"] = torch.ones(24)
     extra = _copy(hf_dir, tmp_path / "b")
     save_file(tensors, extra / "model.safetensors")
     with pytest.raises(ValueError, match="does not use: \\['h.7.ln_1.weight'\\]"):
-        GPTModel.from_hf(extra)
+        hf_weights.from_hf(extra)
 
 
 def test_untied_head_is_refused(tmp_path, hf_dir):
@@ -216,48 +216,48 @@ def test_untied_head_is_refused(tmp_path, hf_dir):
     folder = _copy(hf_dir, tmp_path / "a")
     save_file(tensors, folder / "model.safetensors")
     with pytest.raises(ValueError, match="lm_head.weight differs from the token embedding"):
-        GPTModel.from_hf(folder)
+        hf_weights.from_hf(folder)
 
 
 def test_save_hf_errors(tmp_path):
     model = GPTModel(GPTConfig.preset("tiny", vocab_size=10))
     (tmp_path / "file").write_text("x")
     with pytest.raises(ValueError, match="exists and is not a directory"):
-        model.save_hf(tmp_path / "file")
+        hf_weights.save_hf(model, tmp_path / "file")
     with pytest.raises(TypeError, match="expected a GPTModel"):
         hf_weights.save_hf(torch.nn.Linear(2, 2), tmp_path / "x")  # type: ignore[arg-type]
     model.out_head.weight = torch.nn.Parameter(model.tok_emb.weight.detach() + 1)
     with pytest.raises(ValueError, match="not tied"):
-        model.save_hf(tmp_path / "untied")
+        hf_weights.save_hf(model, tmp_path / "untied")
 
 
 def test_from_pretrained_rejects_unknown_names():
     with pytest.raises(ValueError, match="unknown pretrained model 'gpt5'.*gpt2-medium"):
-        GPTModel.from_pretrained("gpt5")
+        hf_weights.from_pretrained("gpt5")
     with pytest.raises(TypeError, match="name must be a str"):
-        GPTModel.from_pretrained(3)  # type: ignore[arg-type]
+        hf_weights.from_pretrained(3)  # type: ignore[arg-type]
 
 
 def test_from_pretrained_accepts_a_local_directory(hf_dir):
-    assert GPTModel.from_pretrained(str(hf_dir)).cfg == GPTModel.from_hf(hf_dir).cfg
+    assert hf_weights.from_pretrained(str(hf_dir)).cfg == hf_weights.from_hf(hf_dir).cfg
 
 
 def test_from_pretrained_offline_error_in_process(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     message = "cannot download openai-community/gpt2: HF_HUB_OFFLINE.*from_hf"
     with pytest.raises(WeightsDownloadError, match=message):
-        GPTModel.from_pretrained("gpt2", cache_dir=tmp_path)
+        hf_weights.from_pretrained("gpt2", cache_dir=tmp_path)
 
 
 def test_from_pretrained_offline_error_fresh_process(tmp_path):
     """As a learner sees it: HF_HUB_OFFLINE=1 and an empty HF_HOME give one clear message."""
-    code = ("from gpt2_core.model import GPTModel\n"
-            "try:\n    GPTModel.from_pretrained('gpt2-medium')\n"
+    code = ("from gpt2_core.model import hf_weights\n"
+            "try:\n    hf_weights.from_pretrained('gpt2-medium')\n"
             "except Exception as e:\n    print(type(e).__name__, e)\n")
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path)}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert out.stdout.startswith("WeightsDownloadError cannot download openai-community/gpt2-medium"), out
-    assert "GPTModel.from_hf(DIR)" in out.stdout
+    assert "hf_weights.from_hf(DIR)" in out.stdout
 
 
 # ------------------------------------------------------------- the download path, offline
@@ -279,20 +279,20 @@ def test_from_pretrained_loads_a_cached_download_offline(tmp_path, monkeypatch):
     theirs = hf_model(32, 4, 2, 16, 40)
     cache = _hub_cache(tmp_path / "hub", theirs)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    ours = GPTModel.from_pretrained("gpt2", cache_dir=cache)
+    ours = hf_weights.from_pretrained("gpt2", cache_dir=cache)
     assert ours.cfg.n_layers == 2 and ours.cfg.vocab_size == 40
     idx = torch.randint(0, 40, (2, 16))
     with torch.no_grad():
         torch.testing.assert_close(ours(idx), theirs(idx).logits, atol=1e-4, rtol=1e-4)
     with pytest.raises(WeightsDownloadError, match="gpt2-medium"):  # another name is not in that cache
-        GPTModel.from_pretrained("gpt2-medium", cache_dir=cache)
+        hf_weights.from_pretrained("gpt2-medium", cache_dir=cache)
 
 
 def test_base_model_switch_starts_from_a_cached_gpt2_offline(tmp_path):
     """GPT2_COURSE_BASE_MODEL=gpt2 in a fresh process (the hub reads its cache path at import time) with the
     hub offline: load_base_model returns the cached GPT-2 and GPT-2's tokenizer, not the reference model."""
     _hub_cache(tmp_path / "hub", hf_model(32, 4, 2, 16, 50257))
-    code = ("from gpt2_core.pretrained import load_base_model\n"
+    code = ("from gpt2_core.reference import load_base_model\n"
             "model, tok, name = load_base_model('cpu')\n"
             "print(name, model.cfg.n_layers, model.cfg.vocab_size, tok.n_vocab, tok.eot_token)\n")
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(tmp_path / "hub"),

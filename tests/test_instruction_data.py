@@ -7,7 +7,7 @@ from collections import Counter
 
 import pytest
 
-from gpt2_core.instruction_data import (
+from gpt2_core.finetuning.instruction_data import (
     DEFAULT_N,
     FAMILIES,
     FORBIDDEN_TEXT,
@@ -116,7 +116,7 @@ def test_fresh_records_are_new(records):
 
 
 def test_president_years_skip_double_addresses():
-    from gpt2_core.corpus import load_addresses
+    from gpt2_core.text.corpus import load_addresses
 
     per_year = Counter(a.year for a in load_addresses())
     doubles = {y for y, n in per_year.items() if n > 1}
@@ -135,7 +135,7 @@ def test_number_to_words_and_plural():
 
 
 def test_generator_errors():
-    with pytest.raises(ValueError, match="at least 1"):
+    with pytest.raises(ValueError, match=">= 1"):
         make_instruction_data(0)
     with pytest.raises(TypeError, match="seed"):
         make_instruction_data(10, seed="x")
@@ -191,7 +191,7 @@ def test_split_is_stratified_disjoint_and_fixed(records):
 
 def test_split_errors(records):
     for bad in (1.0, -0.1, "0.2"):
-        with pytest.raises(ValueError, match="test_fraction"):
+        with pytest.raises((TypeError, ValueError), match="test_fraction"):
             split_records(records, bad)
     with pytest.raises(ValueError, match="no records"):
         split_records([])
@@ -204,3 +204,15 @@ def test_load_alpaca_json_refuses_empty_and_non_utf8_files(tmp_path, content, ma
     path.write_bytes(content)
     with pytest.raises(ValueError, match=match):
         load_alpaca_json(path)
+
+
+def test_a_question_asked_twice_is_never_in_both_splits():
+    """A file with duplicated questions: the split keeps each question once and says how many it dropped."""
+    records = [{"instruction": "What is the first word?", "input": f"w{i} x y", "output": f"w{i}",
+                "family": "first_word"} for i in range(40)]
+    records += [dict(r) for r in records[:10]]  # the same ten questions again, with their answers
+    with pytest.warns(UserWarning, match="10 of 50 records repeat a question"):
+        train, test = split_records(records, test_fraction=0.5)
+    questions = lambda rs: {(r["instruction"], r["input"]) for r in rs}  # noqa: E731
+    assert not questions(train) & questions(test)
+    assert len(train) + len(test) == 40

@@ -6,10 +6,9 @@ import math
 
 import pytest
 import torch
-from _ch07_helpers import CharTokenizer, tiny_char_model
+from conftest import CharTokenizer, tiny_char_model
 
-from gpt2_core.generate import generate
-from gpt2_core.instruction_eval import (
+from gpt2_core.finetuning.instruction_eval import (
     Answer,
     generate_answers,
     is_correct,
@@ -18,7 +17,8 @@ from gpt2_core.instruction_eval import (
     score_answers,
     summarise,
 )
-from gpt2_core.instruction_prompts import format_prompt
+from gpt2_core.finetuning.instruction_prompts import format_prompt
+from gpt2_core.model.generation import generate
 
 RECS = [
     {"instruction": "What is the first word?", "input": "a b c", "output": "a", "family": "first_word"},
@@ -60,7 +60,7 @@ def test_generate_answers_errors():
         generate_answers(model, tok, RECS, max_new_tokens=0)
     with pytest.raises(ValueError, match="no room"):
         generate_answers(model, tok, RECS, max_new_tokens=10)
-    with pytest.raises(TypeError, match="eot_token"):
+    with pytest.raises(TypeError, match="tiktoken's interface"):
         generate_answers(model, object(), RECS)
 
 

@@ -5,21 +5,20 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from _ch07_helpers import CharTokenizer, tiny_char_model
+from conftest import CharTokenizer, tiny_char_model
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gpt2_core.instruction_prompts import (
+from gpt2_core.finetuning.instruction_prompts import (
     ALPACA_HEADER,
     InstructionDataset,
     answer_text,
-    eot_id_of,
     format_alpaca,
     format_prompt,
     instruction_collate,
     instruction_loader,
-    instruction_loss,
 )
+from gpt2_core.pretraining.step import lm_loss
 
 REC = {"instruction": "What is the last word?", "input": "nation army law", "output": "law"}
 
@@ -55,12 +54,6 @@ def test_answer_text_errors():
         answer_text({"instruction": "x"})
     with pytest.raises(ValueError, match="end-of-text"):
         answer_text({"instruction": "x", "output": "a<|endoftext|>"})
-
-
-def test_eot_id_comes_from_the_tokenizer():
-    assert eot_id_of(CharTokenizer()) == 95
-    with pytest.raises(TypeError, match="eot_token"):
-        eot_id_of(object())
 
 
 def test_dataset_items():
@@ -159,10 +152,10 @@ def test_loss_is_the_models_own():
     batch = instruction_collate([([5, 6, 7, 8, 9], 2), ([10, 11, 12], 1)], 95)
     x, y = batch
     want = F.cross_entropy(model(x).flatten(0, 1), y.flatten(), ignore_index=-100)
-    assert torch.allclose(instruction_loss(model, batch), want, atol=1e-5)
+    assert torch.allclose(lm_loss(model, batch), want, atol=1e-5)
     with pytest.raises(ValueError, match="nothing to learn"):
-        instruction_loss(model, (x, torch.full_like(y, -100)))
+        lm_loss(model, (x, torch.full_like(y, -100)))
     with pytest.raises(TypeError, match="inputs, targets"):
-        instruction_loss(model, x)
+        lm_loss(model, x)
     with pytest.raises(ValueError, match="shape"):
-        instruction_loss(model, (x, y[:, :2]))
+        lm_loss(model, (x, y[:, :2]))

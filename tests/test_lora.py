@@ -8,8 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from gpt2_core.config import GPTConfig
-from gpt2_core.lora import (
+from gpt2_core.finetuning.lora import (
     DEFAULT_TARGETS,
     LoRALinear,
     count_trainable,
@@ -17,7 +16,8 @@ from gpt2_core.lora import (
     lora_parameter_count,
     merge_lora,
 )
-from gpt2_core.model import GPTModel
+from gpt2_core.model.config import GPTConfig
+from gpt2_core.model.gpt import GPTModel
 
 
 @pytest.fixture()

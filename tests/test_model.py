@@ -7,8 +7,8 @@ import math
 import pytest
 import torch
 
-from gpt2_core.config import GPTConfig
-from gpt2_core.model import GELU, FeedForward, GPTModel, LayerNorm, TransformerBlock
+from gpt2_core.model.config import GPTConfig
+from gpt2_core.model.gpt import GELU, FeedForward, GPTModel, LayerNorm, TransformerBlock
 
 CFG = GPTConfig(vocab_size=61, context_length=16, emb_dim=24, n_heads=3, n_layers=2, drop_rate=0.0)
 

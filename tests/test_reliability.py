@@ -7,21 +7,23 @@ import re
 
 import pytest
 import torch
+from conftest import TINY as CFG
+from conftest import tiny_model as model
+from conftest import tiny_tokenizer
 
-from gpt2_core import training
-from gpt2_core.checkpoint import load_checkpoint
-from gpt2_core.config import GPTConfig
-from gpt2_core.data import GPTDataset
-from gpt2_core.model import GPTModel
-from gpt2_core.training import History, TrainConfig, TrainSetupError, lr_schedule, train
+from gpt2_core.pretraining import distributed, step
+from gpt2_core.pretraining import loop as training
+from gpt2_core.pretraining.checkpoint import load_checkpoint
+from gpt2_core.pretraining.loop import History, TrainConfig, TrainSetupError
+from gpt2_core.pretraining.loop import train as train_loop
+from gpt2_core.pretraining.optim import lr_schedule
+from gpt2_core.text.windows import GPTDataset
 
-CFG = GPTConfig(vocab_size=61, context_length=8, emb_dim=16, n_heads=2, n_layers=1, drop_rate=0.1)
 BASE = dict(max_steps=6, lr=5e-3, warmup_steps=1, eval_batches=1, progress=False)
 
 
-def model(seed: int = 0, cfg: GPTConfig = CFG) -> GPTModel:
-    torch.manual_seed(seed)
-    return GPTModel(cfg)
+def train(*args, **kwargs):  # every run here records the tokenizer of its (random) data
+    return train_loop(*args, **kwargs, tokenizer=tiny_tokenizer())
 
 
 def data(n: int = 400) -> GPTDataset:
@@ -103,7 +105,7 @@ def test_old_checkpoints_without_run_settings_still_resume(stopped):
 
 
 def test_checkpoint_without_optimizer_state_is_a_setup_error(tmp_path):
-    from gpt2_core.checkpoint import save_checkpoint
+    from gpt2_core.pretraining.checkpoint import save_checkpoint
 
     save_checkpoint(tmp_path / "weights-only", model())
     with pytest.raises(TrainSetupError, match="cannot resume.*no optimizer state"):
@@ -122,7 +124,8 @@ def test_resume_into_a_model_of_another_shape_is_a_setup_error(stopped):
 @pytest.fixture()
 def no_training(monkeypatch):
     """Any attempt to compute a training loss fails the test: the error must come first."""
-    monkeypatch.setattr(training, "calc_loss_batch", lambda *a: pytest.fail("training started"))
+    monkeypatch.setattr(step, "lm_loss", lambda *a: pytest.fail("training started"))
+    monkeypatch.setattr(training, "train_step", lambda *a, **k: pytest.fail("training started"))
 
 
 def test_out_dir_that_is_a_file_fails_before_the_first_step(tmp_path, no_training):
@@ -139,12 +142,16 @@ def test_out_dir_that_is_someone_elses_folder_fails_early(tmp_path, no_training)
     assert (tmp_path / "notes.txt").read_text() == "keep"
 
 
-def test_unwritable_out_dir_fails_early(tmp_path, monkeypatch, no_training):
-    import os
-
-    monkeypatch.setattr(os, "access", lambda *a, **k: False)  # running as root, chmod proves nothing
+@pytest.mark.skipif(not __import__("os").path.isdir("/proc"), reason="needs Linux's /proc")
+def test_unwritable_out_dir_fails_early(no_training):
+    """/proc says yes to os.access(W_OK) for root, yet no file can be made there: only writing a probe tells."""
     with pytest.raises(TrainSetupError, match="not writable"):
-        train(model(), data(), None, TrainConfig(**BASE, out_dir=str(tmp_path / "new")), batch_size=4)
+        train(model(), data(), None, TrainConfig(**BASE, out_dir="/proc/gpt2-run"), batch_size=4)
+
+
+def test_out_dir_without_a_tokenizer_fails_early(tmp_path, no_training):
+    with pytest.raises(TrainSetupError, match="no tokenizer was given"):
+        train_loop(model(), data(), None, TrainConfig(**BASE, out_dir=str(tmp_path / "run")), batch_size=4)
 
 
 def test_missing_or_invalid_resume_fails_early(tmp_path, no_training):
@@ -157,7 +164,7 @@ def test_missing_or_invalid_resume_fails_early(tmp_path, no_training):
 
 
 def test_batch_larger_than_the_data_fails_before_any_work(monkeypatch, no_training):
-    monkeypatch.setattr(training, "make_optimizer", lambda *a, **k: pytest.fail("optimizer built"))
+    monkeypatch.setattr(training, "optimizer_for", lambda *a, **k: pytest.fail("optimizer built"))
     with pytest.raises(TrainSetupError, match="fewer than one global batch"):
         train(model(), data(), None, TrainConfig(**BASE), batch_size=64)
 
@@ -189,15 +196,16 @@ def test_diverging_run_stops_at_the_first_non_finite_loss(tmp_path):
 def test_inf_loss_leaves_the_last_checkpoint_untouched(tmp_path, monkeypatch):
     out = tmp_path / "run"
     cfg = TrainConfig(**{**BASE, "max_steps": 8}, out_dir=str(out), checkpoint_every=2)
-    real = training.calc_loss_batch
+    real = training.train_step
     calls = []
 
-    def loss_turns_inf(m, x, y):  # steps 1-4 fine, then the loss is +inf
+    def loss_turns_inf(model, optimizer, micro_batches, **kw):  # steps 1-4 fine, then the loss is +inf
         calls.append(1)
-        loss = real(m, x, y)
-        return loss * float("inf") if len(calls) > 4 else loss
+        if len(calls) > 4:
+            kw["loss_fn"] = lambda m, batch: step.lm_loss(m, batch) * float("inf")
+        return real(model, optimizer, micro_batches, **kw)
 
-    monkeypatch.setattr(training, "calc_loss_batch", loss_turns_inf)
+    monkeypatch.setattr(training, "train_step", loss_turns_inf)
     with pytest.raises(FloatingPointError, match="step 5 is inf.*last checkpoint in .*run was not overwritten"):
         train(model(), data(), None, cfg, batch_size=4)
     before = {p.name: p.read_bytes() for p in out.iterdir()}
@@ -211,9 +219,9 @@ def test_inf_loss_leaves_the_last_checkpoint_untouched(tmp_path, monkeypatch):
 
 
 def test_dropout_seeds_differ_per_rank_and_step_and_are_reproducible():
-    seeds = {training._dropout_seed(123, r, s) for r in range(4) for s in range(50)}
+    seeds = {distributed.dropout_seed(123, r, s) for r in range(4) for s in range(50)}
     assert len(seeds) == 200
-    assert training._dropout_seed(123, 1, 7) == training._dropout_seed(123, 1, 7)
+    assert distributed.dropout_seed(123, 1, 7) == distributed.dropout_seed(123, 1, 7)
     assert all(0 <= s < 2**63 for s in seeds)  # torch.manual_seed takes a 64-bit seed
 
 
@@ -251,13 +259,31 @@ def test_cli_out_that_is_a_file_is_a_usage_error(capsys, tmp_path):
     assert exc.value.code == 2 and "not a directory" in capsys.readouterr().err.splitlines()[-1]
 
 
+@pytest.mark.parametrize("argv, env, reason", [
+    ([], {"GPT2_COURSE_PROFILE": "huge"}, "GPT2_COURSE_PROFILE='huge' is not a profile"),
+    ([], {"GPT2_COURSE_DEVICE": "cuda"}, "CUDA is not available"),
+    ([], {"GPT2_COURSE_DEVICE": "tpu"}, "is not a device name"),
+    (["--out", "/proc/gpt2-run"], {}, "--out: cannot write /proc/gpt2-run: /proc is not writable"),
+])
+def test_cli_environment_and_unwritable_out_are_usage_errors(capsys, monkeypatch, argv, env, reason):
+    from gpt2_core.train import main
+
+    if env.get("GPT2_COURSE_DEVICE") == "cuda" and torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    with pytest.raises(SystemExit) as exc:
+        main(["--max-steps", "1", *argv])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exc.value.code == 2 and reason in err[-1] and "Traceback" not in "\n".join(err)
+
+
 @pytest.fixture()
 def gpt2_tokenizer(monkeypatch):
     """The CLI's data steps with GPT-2's offline tokenizer (no dependency on the reference model files)."""
-    from gpt2_core import pretrained
-    from gpt2_core.tokenizer import gpt2_encoding
+    from gpt2_core.text.ranks import gpt2_encoding
 
-    monkeypatch.setattr(pretrained, "course_tokenizer", lambda profile=None: gpt2_encoding())
+    monkeypatch.setattr("gpt2_core.train.course_tokenizer", lambda profile=None: gpt2_encoding())
 
 
 @pytest.mark.parametrize("extra, reason", [

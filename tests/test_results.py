@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -20,13 +23,39 @@ def data(tmp_path, monkeypatch):
     return tmp_path
 
 
-def test_default_profile_writes_results_others_write_outputs(data):
+def test_only_the_recording_run_writes_the_committed_results(data, monkeypatch):
+    monkeypatch.delenv(results.RECORD_ENV, raising=False)
+    learner = write_results(5, {"seconds": 1.5, "val_loss": 4.0}, profile="default")  # a learner's run
+    assert learner == data / "data" / "outputs" / "results" / "default" / "ch05.json"
+    assert not (data / "results").exists()
+    monkeypatch.setenv(results.RECORD_ENV, "1")  # what `make execute` sets
     path = write_results(5, {"seconds": 1.5, "val_loss": 4.0}, profile="default")
     assert path == data / "results" / "ch05.json"
     assert json.loads(path.read_text()) == {"profile": "default", "seconds": 1.5, "val_loss": 4.0}
     tiny = write_results(5, {"seconds": 0.1}, profile="tiny")
     assert tiny == data / "data" / "outputs" / "results" / "tiny" / "ch05.json"
     assert read_results(results_dir("default")) == {5: {"profile": "default", "seconds": 1.5, "val_loss": 4.0}}
+
+
+def test_the_profile_is_the_runs_own(data):
+    with pytest.raises(ValueError, match="profile must be one of"):
+        write_results(5, {"seconds": 1}, profile="huge")
+    with pytest.raises(ValueError, match="may not hold 'profile'"):
+        write_results(5, {"seconds": 1, "profile": "default"}, profile="tiny")
+
+
+def test_a_learners_default_run_of_a_chapter_leaves_the_committed_results_alone():
+    """Run a chapter as a learner does (default profile, no recording), then check what the test command
+    checks: results/ is byte for byte what was committed, and the run's numbers went to data/outputs/."""
+    before = {p.name: p.read_bytes() for p in (ROOT / "results").glob("*.json")}
+    env = {**os.environ, "GPT2_COURSE_PROFILE": "default", "MPLBACKEND": "Agg"}
+    env.pop(results.RECORD_ENV, None)
+    done = subprocess.run([sys.executable, "notebooks/scripts/03_attention.py"], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert {p.name: p.read_bytes() for p in (ROOT / "results").glob("*.json")} == before
+    written = ROOT / "data" / "outputs" / "results" / "default" / "ch03.json"
+    assert json.loads(written.read_text())["profile"] == "default"
 
 
 @pytest.mark.parametrize("values, match", [({"val_loss": 1.0}, "seconds"), ({"seconds": math.nan}, "nan"),

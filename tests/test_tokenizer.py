@@ -15,9 +15,11 @@ import tiktoken.load
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gpt2_core.bpe_ranks import ENDOFTEXT, ENDOFTEXT_ID, GPT2_PATTERN, ensure_ranks_file
 from gpt2_core.exercises import check_exercise
-from gpt2_core.tokenizer import BPETokenizer, bpe_encode_piece, count_pairs, gpt2_encoding, merge_pair
+from gpt2_core.text.bpe import BPETokenizer, bpe_encode_piece
+from gpt2_core.text.bpe_train import count_pairs, merge_pair
+from gpt2_core.text.ranks import ENDOFTEXT, ENDOFTEXT_ID, GPT2_PATTERN, gpt2_encoding
+from gpt2_core.text.ranks import gpt2_ranks_path as ensure_ranks_file
 
 HYPO = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -89,7 +91,7 @@ def tiktoken_gpt2() -> tiktoken.Encoding:
 
 def assert_gpt2_parity(tok: BPETokenizer, text: str) -> None:
     want = tiktoken_gpt2().encode(text, disallowed_special=())
-    got = tok.encode(text)
+    got = tok.encode(text, disallowed_special=())
     assert got == want, f"{text!r}: {got} != tiktoken {want}"
     assert tok.decode(got) == text
 
@@ -125,7 +127,8 @@ def test_gpt2_parity_biased_alphabet(gpt2: BPETokenizer, text: str) -> None:
 def test_gpt2_parity_lone_surrogates(gpt2: BPETokenizer, text: str) -> None:
     # Lone surrogates cannot be UTF-8 encoded; like tiktoken we encode them as U+FFFD.
     want = tiktoken_gpt2().encode(text, disallowed_special=())
-    assert gpt2.encode(text) == want
+    assert gpt2.encode(text, disallowed_special=()) == want
+    assert gpt2.encode_ordinary(text) == want
     assert gpt2.decode(want) == tiktoken_gpt2().decode(want)
 
 
@@ -140,9 +143,13 @@ def test_gpt2_special_tokens(gpt2: BPETokenizer) -> None:
     assert gpt2.encode(text, allowed_special="all") == want
     assert gpt2.encode(text, allowed_special={ENDOFTEXT}) == want
     assert want.count(ENDOFTEXT_ID) == 3
-    assert ENDOFTEXT_ID not in gpt2.encode(text)  # default: plain text
+    assert ENDOFTEXT_ID not in gpt2.encode_ordinary(text)  # ordinary text
+    with pytest.raises(ValueError, match="special token"):  # tiktoken's default: special text must be allowed
+        gpt2.encode(text)
+    with pytest.raises(ValueError, match="special token"):
+        tiktoken_gpt2().encode(text)
     assert gpt2.decode(want) == text
-    assert gpt2.vocab_size == tiktoken_gpt2().n_vocab
+    assert gpt2.n_vocab == tiktoken_gpt2().n_vocab and gpt2.eot_token == tiktoken_gpt2().eot_token
     assert gpt2.special_tokens == {ENDOFTEXT: ENDOFTEXT_ID}
 
 
@@ -150,7 +157,7 @@ def test_gpt2_decode_partial_utf8(gpt2: BPETokenizer) -> None:
     char = "\U0001d518"  # a rare 4-byte character: GPT-2 spells it with several byte-level tokens
     ids = gpt2.encode(char)
     assert len(ids) > 1
-    assert gpt2.decode_bytes(ids[:1]) == char.encode()[: len(gpt2.id_to_bytes(ids[0]))]
+    assert gpt2.decode_bytes(ids[:1]) == char.encode()[: len(gpt2.decode_single_token_bytes(ids[0]))]
     assert gpt2.decode(ids[:1]) == tiktoken_gpt2().decode(ids[:1])  # invalid UTF-8 -> U+FFFD, like tiktoken
     assert "\ufffd" in gpt2.decode(ids[:1])
     assert gpt2.decode_bytes(ids) == char.encode()
@@ -265,7 +272,7 @@ def test_fast_and_naive_training_agree(vocab_size: int) -> None:
     naive = BPETokenizer.train_naive(SAMPLE, vocab_size)
     assert fast.merges == naive.merges
     assert fast.ranks == naive.ranks
-    assert fast.encode(SAMPLE) == naive.encode(SAMPLE)
+    assert fast.encode_ordinary(SAMPLE) == naive.encode_ordinary(SAMPLE)
 
 
 @settings(max_examples=60, deadline=None)
@@ -279,7 +286,7 @@ def test_fast_and_naive_training_agree_random(text: str, n_tokens: int) -> None:
 
 def test_training_result_shape() -> None:
     tok = BPETokenizer.train(SAMPLE, 300, special_tokens=[ENDOFTEXT, "<|pad|>"])
-    assert tok.vocab_size == 300
+    assert tok.n_vocab == 300
     assert tok.special_tokens == {ENDOFTEXT: 298, "<|pad|>": 299}
     ranks = tok.ranks
     assert sorted(ranks.values()) == list(range(298))
@@ -290,7 +297,7 @@ def test_training_result_shape() -> None:
     assert all(ENDOFTEXT.encode() not in token for token in ranks)  # specials are never learned as merges
     ids = tok.encode(SAMPLE, allowed_special="all")
     assert ids.count(298) == 1 and tok.decode(ids) == SAMPLE
-    assert len(tok.encode(SAMPLE)) < len(SAMPLE.encode()) / 2  # the merges compress their own text
+    assert len(tok.encode_ordinary(SAMPLE)) < len(SAMPLE.encode()) / 2  # the merges compress their own text
 
 
 def test_training_merges_most_frequent_pair_first() -> None:
@@ -303,14 +310,14 @@ def test_training_stops_when_out_of_pairs() -> None:
     tok = BPETokenizer.train("ab ab", 1000, special_tokens=[ENDOFTEXT])
     # Chunks are "ab" and " ab": merges ab, then " "+ab; nothing is left to merge after that.
     assert [m for m, _ in tok.merges] == [(b"a", b"b"), (b" ", b"ab")]
-    assert tok.vocab_size == 256 + 2 + 1
+    assert tok.n_vocab == 256 + 2 + 1
 
 
 @HYPO
 @given(st.text(max_size=80))
 def test_trained_tokenizer_round_trips_any_text(trained: BPETokenizer, text: str) -> None:
     tok = trained
-    assert tok.decode(tok.encode(text)) == text
+    assert tok.decode(tok.encode_ordinary(text)) == text
     assert tok.decode(tok.encode(text, allowed_special="all")) == text
 
 
@@ -389,12 +396,12 @@ def test_exercise_checkers(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_chunk_cache_is_bounded_and_transparent(monkeypatch: pytest.MonkeyPatch) -> None:
-    import gpt2_core.tokenizer as tokenizer_module
+    import gpt2_core.text.bpe as tokenizer_module
 
     tok = BPETokenizer.from_gpt2()
     text = " ".join(TRICKY)
-    first = tok.encode(text)
+    first = tok.encode_ordinary(text)
     monkeypatch.setattr(tokenizer_module, "_CACHE_LIMIT", 3)
-    assert tok.encode(text) == first  # served from the cache
+    assert tok.encode_ordinary(text) == first  # served from the cache
     assert tok.encode("hi there") == gpt2_encoding().encode("hi there")
     assert set(tok._cache) == {"hi", " there"}  # the big cache was dropped before this call

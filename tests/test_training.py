@@ -7,34 +7,18 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import TINY as CFG
+from conftest import tiny_model, tiny_tokenizer
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gpt2_core.config import GPTConfig
-from gpt2_core.data import GPTDataset, create_dataloader
-from gpt2_core.model import GPTModel
-from gpt2_core.training import (
-    History,
-    StepBatches,
-    TrainConfig,
-    calc_loss_batch,
-    calc_loss_loader,
-    eval_loader,
-    lr_schedule,
-    make_optimizer,
-    make_scheduler,
-    param_groups,
-    perplexity,
-    train,
-    train_step,
-)
-
-CFG = GPTConfig(vocab_size=61, context_length=8, emb_dim=16, n_heads=2, n_layers=1, drop_rate=0.1)
-
-
-def tiny_model(seed: int = 0, cfg: GPTConfig = CFG) -> GPTModel:
-    torch.manual_seed(seed)
-    return GPTModel(cfg)
+from gpt2_core.model.config import GPTConfig
+from gpt2_core.model.generation import top_k_filter
+from gpt2_core.pretraining.batches import StepBatches, eval_batches
+from gpt2_core.pretraining.loop import History, TrainConfig, train
+from gpt2_core.pretraining.optim import lr_schedule, make_optimizer, make_scheduler, param_groups
+from gpt2_core.pretraining.step import evaluate, lm_loss, perplexity, train_step
+from gpt2_core.text.windows import GPTDataset, create_dataloader
 
 
 def token_ids(n: int = 600, seed: int = 1) -> torch.Tensor:
@@ -54,40 +38,47 @@ def loaders(batch_size: int = 4):
 # ------------------------------------------------------------------------------------------ loss
 
 
-def test_calc_loss_batch_is_mean_next_token_cross_entropy():
+def test_lm_loss_is_mean_next_token_cross_entropy():
     model = tiny_model().eval()
     x = torch.randint(0, CFG.vocab_size, (2, 8))
     y = torch.randint(0, CFG.vocab_size, (2, 8))
     logits = model(x)
     manual = -torch.log_softmax(logits, -1).gather(-1, y.unsqueeze(-1)).mean()
-    assert torch.allclose(calc_loss_batch(model, x, y), manual, atol=1e-6)
+    assert torch.allclose(lm_loss(model, (x, y)), manual, atol=1e-6)
 
 
 def test_initial_loss_is_near_ln_vocab():
     model = tiny_model().eval()
     x = torch.randint(0, CFG.vocab_size, (8, 8))
-    loss = calc_loss_batch(model, x, torch.roll(x, -1, 1)).item()
+    loss = lm_loss(model, (x, torch.roll(x, -1, 1))).item()
     assert abs(loss - math.log(CFG.vocab_size)) < 0.3
 
 
-def test_calc_loss_batch_errors():
+def test_lm_loss_errors():
     model = tiny_model()
     with pytest.raises(ValueError, match="same shape"):
-        calc_loss_batch(model, torch.zeros(2, 8, dtype=torch.long), torch.zeros(2, 7, dtype=torch.long))
+        lm_loss(model, (torch.zeros(2, 8, dtype=torch.long), torch.zeros(2, 7, dtype=torch.long)))
+    with pytest.raises(TypeError, match="inputs, targets"):
+        lm_loss(model, torch.zeros(2, 8, dtype=torch.long))
+    with pytest.raises(ValueError, match="nothing to learn"):
+        lm_loss(model, (torch.zeros(2, 8, dtype=torch.long), torch.full((2, 8), -100)))
     with pytest.raises(TypeError, match="torch.Tensor"):
-        calc_loss_batch(model, [[1, 2]], torch.zeros(1, 2, dtype=torch.long))
+        lm_loss(model, ([[1, 2]], torch.zeros(1, 2, dtype=torch.long)))
 
 
-def test_calc_loss_loader_averages_batches_and_limits():
-    model = tiny_model().eval()
+def test_evaluate_averages_batches_in_eval_mode_and_restores_the_mode():
+    model = tiny_model().train()
     _, val = loaders()
-    batches = list(val)
+    batches = list(val)[:2]
     with torch.no_grad():
-        want = sum(calc_loss_batch(model, x, y).item() for x, y in batches[:2]) / 2
-    assert calc_loss_loader(model, val, num_batches=2) == pytest.approx(want, rel=1e-6)
-    assert math.isnan(calc_loss_loader(model, []))
-    with pytest.raises(ValueError, match="num_batches"):
-        calc_loss_loader(model, val, num_batches=0)
+        model.eval()
+        want = sum(lm_loss(model, batch).item() for batch in batches) / 2
+        model.train()
+    assert evaluate(model, batches) == pytest.approx(want, rel=1e-6)  # dropout off inside
+    assert model.training
+    assert math.isnan(evaluate(model, []))
+    eval_set = list(eval_batches(val.dataset, 4, num_batches=2))
+    assert len(eval_set) == 2 and eval_set[0][0].shape == (4, 8)
 
 
 def test_perplexity_is_exp_of_loss():
@@ -150,7 +141,7 @@ def test_lr_schedule_stays_between_min_and_max(max_steps, data):
     ((0, 10, 0, 1.0, 2.0), "min_lr"), ((1.5, 10, 0, 1.0, 0.1), "step"),
 ])
 def test_lr_schedule_errors(args, match):
-    with pytest.raises(ValueError, match=match):
+    with pytest.raises((TypeError, ValueError), match=match):
         lr_schedule(*args)
 
 
@@ -180,9 +171,9 @@ def test_step_batches_are_deterministic_cover_an_epoch_and_split_across_ranks():
         StepBatches(ds, 1000)
 
 
-def test_eval_loader_is_fixed_and_spread():
+def test_eval_batches_are_fixed_and_spread():
     ds = GPTDataset(token_ids(), 8)
-    a, b = list(eval_loader(ds, 4, 3)), list(eval_loader(ds, 4, 3))
+    a, b = list(eval_batches(ds, 4, 3)), list(eval_batches(ds, 4, 3))
     assert len(a) == 3 and all(torch.equal(x[0], y[0]) for x, y in zip(a, b, strict=True))
     assert torch.equal(a[-1][0][-1], ds[len(ds) - 1][0])  # reaches the end of the split
 
@@ -220,11 +211,13 @@ def test_resume_reproduces_the_uninterrupted_run_exactly(tmp_path):
 
     torch.manual_seed(999)  # whatever happens between runs must not matter
     ckpt = tmp_path / "run"
-    first = train(tiny_model(), train_loader, val_loader, TrainConfig(**kw, out_dir=str(ckpt), stop_at_step=5))
+    first = train(tiny_model(), train_loader, val_loader, TrainConfig(**kw, out_dir=str(ckpt), stop_at_step=5),
+                  tokenizer=tiny_tokenizer())
     assert len(first.steps) == 5 and (ckpt / "model.safetensors").is_file()
     torch.manual_seed(12345)
     fresh_train, fresh_val = loaders()
-    resumed = train(tiny_model(seed=7), fresh_train, fresh_val, TrainConfig(**kw, resume_from=str(ckpt)))
+    resumed = train(tiny_model(seed=7), fresh_train, fresh_val, TrainConfig(**kw, resume_from=str(ckpt)),
+                    tokenizer=tiny_tokenizer())
     assert resumed.steps == full.steps
     assert resumed.losses == full.losses  # exact, not approximate
     assert resumed.lrs == full.lrs and resumed.tokens == full.tokens
@@ -233,10 +226,10 @@ def test_resume_reproduces_the_uninterrupted_run_exactly(tmp_path):
 
 def test_periodic_checkpoints(tmp_path):
     train_loader, val_loader = loaders()
-    from gpt2_core.checkpoint import load_checkpoint
+    from gpt2_core.pretraining.checkpoint import load_checkpoint
 
     cfg = TrainConfig(max_steps=4, checkpoint_every=2, out_dir=str(tmp_path / "c"), progress=False)
-    train(tiny_model(), train_loader, val_loader, cfg)
+    train(tiny_model(), train_loader, val_loader, cfg, tokenizer=tiny_tokenizer())
     state = load_checkpoint(tmp_path / "c", restore_rng=False)
     assert state["step"] == 4 and History.from_dict(state["extra"]["history"]).steps == [1, 2, 3, 4]
 
@@ -288,24 +281,24 @@ def test_train_step_is_the_loops_step_and_skips_a_non_finite_update():
     opt_a, opt_b = make_optimizer(a, 1e-2), make_optimizer(b, 1e-2)
     loss = train_step(a, opt_a, batches, grad_clip=None)
     for x, y in batches:  # the same by hand
-        (calc_loss_batch(b, x, y) / 2).backward()
+        (lm_loss(b, (x, y)) / 2).backward()
     opt_b.step()
-    assert loss == pytest.approx(calc_loss_batch(tiny_model().eval(), *batches[0]).item(), abs=1e-6)
+    assert loss == pytest.approx(lm_loss(tiny_model().eval(), batches[0]).item(), abs=1e-6)
     assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters(), strict=True))
     assert all(p.grad is None for p in a.parameters())  # zeroed for the next step
     before = [p.clone() for p in a.parameters()]
-    bad = train_step(a, opt_a, batches, loss_fn=lambda m, x, y: calc_loss_batch(m, x, y) * float("nan"))
+    bad = train_step(a, opt_a, batches, loss_fn=lambda m, batch: lm_loss(m, batch) * float("nan"))
     assert math.isnan(bad) and all(torch.equal(p, q) for p, q in zip(a.parameters(), before, strict=True))
     with pytest.raises(ValueError, match="micro-batch"):
         train_step(a, opt_a, [])
 
 
 def test_cross_entropy_reference_matches_functional():
-    # calc_loss_batch flattens (B, T, V) -> (B*T, V); check against F.cross_entropy on (B, V, T)
+    # lm_loss flattens (B, T, V) -> (B*T, V); check against F.cross_entropy on (B, V, T)
     model = tiny_model().eval()
     x = torch.randint(0, CFG.vocab_size, (3, 8))
     want = F.cross_entropy(model(x).transpose(1, 2), x)
-    assert torch.allclose(calc_loss_batch(model, x, x), want, atol=1e-6)
+    assert torch.allclose(lm_loss(model, (x, x)), want, atol=1e-6)
 
 
 # ------------------------------------------------------------------------------------------ CLI
@@ -338,7 +331,6 @@ def test_cli_rejects_bad_arguments(capsys):
 
 def test_ch05_exercises_accept_right_answers_and_reject_wrong_ones(capsys):
     from gpt2_core.exercises import check_exercise
-    from gpt2_core.generate import top_k_filter
 
     def stub(*args):
         raise NotImplementedError

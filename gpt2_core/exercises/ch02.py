@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from ..data import GPTDataset, num_windows
+from ..text.windows import GPTDataset, num_windows
 from . import ExerciseFailed, exercise, expect_equal
 
 # (num_tokens, context_length, stride): overlapping, touching, gapped, exactly one window, too short.

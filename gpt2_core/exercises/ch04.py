@@ -18,9 +18,9 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from ..attention import KVCache
-from ..config import GPTConfig
-from ..model import GPTModel
+from ..model.attention import KVCache
+from ..model.config import GPTConfig
+from ..model.gpt import GPTModel
 from . import ExerciseFailed, exercise, expect_equal
 
 _COUNT_CASES = [

@@ -23,10 +23,10 @@ from collections.abc import Callable
 
 import torch
 
-from ..config import GPTConfig
-from ..generate import top_k_filter
-from ..model import GPTModel
-from ..training import lr_schedule
+from ..model.config import GPTConfig
+from ..model.generation import top_k_filter
+from ..model.gpt import GPTModel
+from ..pretraining.optim import lr_schedule
 from . import ExerciseFailed, exercise
 
 

@@ -20,7 +20,7 @@ from collections.abc import Callable
 
 import torch
 
-from ..classification import metrics_from_confusion
+from ..finetuning.classification import metrics_from_confusion
 from . import ExerciseFailed, exercise
 
 _LABEL_CASES = [

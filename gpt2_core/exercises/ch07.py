@@ -15,9 +15,9 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 
-from ..config import GPTConfig
-from ..instruction_data import FORBIDDEN_TEXT
-from ..instruction_prompts import format_prompt
+from ..finetuning.instruction_data import FORBIDDEN_TEXT
+from ..finetuning.instruction_prompts import format_prompt
+from ..model.config import GPTConfig
 from . import ExerciseFailed, exercise, expect_equal
 from .solutions import ch07 as solution
 

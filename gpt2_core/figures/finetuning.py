@@ -13,6 +13,8 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.patches import FancyArrowPatch, FancyBboxPatch, Rectangle
 
+from ..checks import check_int
+
 IGNORED, COUNTED, PROMPT, ANSWER = "#d9d9d9", "#4daf4a", "#9ecae1", "#fdae6b"
 
 
@@ -116,8 +118,7 @@ def lora_diagram(d_in: int, d_out: int, rank: int, title: str = "") -> Figure:
     """The frozen weight (as ``Wᵀ``, d_in x d_out, the way ``x Wᵀ`` uses it) beside LoRA's trainable
     ``A`` (d_in x r) and ``B`` (r x d_out), all to one scale, with the number of parameters of each."""
     for name, v in (("d_in", d_in), ("d_out", d_out), ("rank", rank)):
-        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-            raise ValueError(f"{name} must be a positive int, got {v!r}")
+        check_int(v, name, low=1)
     if rank > min(d_in, d_out):
         raise ValueError(f"rank={rank} is larger than min(d_in, d_out)={min(d_in, d_out)}; LoRA's rank is small")
     fig, ax = plt.subplots(figsize=(10, 3.4))

@@ -28,7 +28,7 @@
 #    most frequent one into a new token, repeat. We write it inline on a small text.
 # 4. **Encoding and decoding.** Applying the merges to new text, by rank, exactly as GPT-2 does.
 # 5. **Special tokens** such as `<|endoftext|>`.
-# 6. **The package version** in `gpt2_core.tokenizer`: same results, much faster, and with
+# 6. **The package version** in `gpt2_core.text.bpe`: same results, much faster, and with
 #    GPT-2's real 50,257-token vocabulary it matches OpenAI's `tiktoken` token for token.
 #
 # Our text is the corpus the course pretrains on later: the U.S. State of the Union addresses
@@ -45,11 +45,12 @@ import pandas as pd
 import regex
 from tqdm.auto import tqdm
 
-from gpt2_core.bpe_ranks import ENDOFTEXT, GPT2_PATTERN
-from gpt2_core.corpus import sotu_text
+from gpt2_core.text.ranks import ENDOFTEXT, GPT2_PATTERN
+from gpt2_core.text.corpus import sotu_text
 from gpt2_core.exercises import check_exercise
 from gpt2_core.profile import describe, pick, seed_everything
-from gpt2_core.tokenizer import BPETokenizer, gpt2_encoding
+from gpt2_core.text.bpe import BPETokenizer
+from gpt2_core.text.ranks import gpt2_encoding
 
 print(describe())
 seed_everything(123)
@@ -319,24 +320,24 @@ print(len(unseen.encode()), "bytes ->", len(unseen_ids), "tokens; round trip:", 
 #
 # GPT-2 has one special token, `<|endoftext|>` (id 50256, the last id), placed between
 # documents during training. It is not learned by merging: it is added after the merges with its
-# own id, and the encoder only produces that id when asked to. By default the *text*
-# `<|endoftext|>` is encoded like any other text, so a user cannot smuggle a control token into
-# a prompt by typing it. (tiktoken's `encode` raises an error on such text unless you pass
-# `disallowed_special=()`, which gives this behaviour.) The package tokenizer, which we use from
-# now on, works like this:
+# own id, and the encoder only produces that id when asked to, so a user cannot smuggle a control
+# token into a prompt by typing it. tiktoken's rules, which the package tokenizer follows too (it
+# speaks tiktoken's interface, so later code takes either one): `encode_ordinary` treats the text
+# `<|endoftext|>` like any other text; `encode` raises an error on it unless you say what you mean,
+# `allowed_special` (make it the special id) or `disallowed_special=()` (keep it as text).
 
 # %%
 # NBVAL_CHECK_OUTPUT
 gpt2_tok = BPETokenizer.from_gpt2()
 doc = "First document.<|endoftext|>Second."
-print("as plain text:     ", gpt2_tok.encode(doc))
+print("as plain text:     ", gpt2_tok.encode_ordinary(doc))
 print("as special token:  ", gpt2_tok.encode(doc, allowed_special="all"))
 print("decodes back:      ", gpt2_tok.decode(gpt2_tok.encode(doc, allowed_special="all")) == doc)
 
 # %% [markdown]
 # ## 6. The package version: same merges, much faster
 #
-# `gpt2_core.tokenizer.BPETokenizer.train` learns the same merges as our loop. It is faster
+# `gpt2_core.text.bpe.BPETokenizer.train` learns the same merges as our loop. It is faster
 # because it never recounts: it keeps the count of every pair, remembers which chunks contain
 # each pair, and after a merge only revisits those chunks and adjusts the counts that changed.
 # A heap hands it the most frequent pair. `BPETokenizer.train_naive` is the slow recount-everything
@@ -350,7 +351,7 @@ naive_tok = BPETokenizer.train_naive(small_text, vocab_size, special_tokens=[END
 ours = [((vocab[a], vocab[b]), new_id) for (a, b), new_id, _ in merges]
 print("package merges == inline merges:", package_tok.merges == ours)
 print("naive merges == inline merges:  ", naive_tok.merges == ours)
-print("same encoding as inline:        ", package_tok.encode(small_text[:5000]) == encode(small_text[:5000]))
+print("same encoding as inline:        ", package_tok.encode_ordinary(small_text[:5000]) == encode(small_text[:5000]))
 print("<|endoftext|> comes right after:", package_tok.special_tokens[ENDOFTEXT] == 256 + len(merges))
 
 # %% [markdown]
@@ -375,7 +376,7 @@ print(f"{num_merges} merges on {len(small_text):,} characters: inline loop {inli
 # %%
 big_vocab = pick(tiny=1_000, default=5_000)
 tokenizer, train_seconds = timed(BPETokenizer.train, train_text, big_vocab)
-print(f"trained a {tokenizer.vocab_size:,}-token vocabulary on {len(train_text.encode()) / 1e6:.2f} MB "
+print(f"trained a {tokenizer.n_vocab:,}-token vocabulary on {len(train_text.encode()) / 1e6:.2f} MB "
       f"in {train_seconds:.2f} s")
 print("some of the longest tokens:", sorted((show(t) for t in tokenizer.ranks), key=len)[-8:])
 
@@ -414,10 +415,10 @@ for row, parts in enumerate(steps):
 ax.set(xlim=(0, len(word.encode())), ylim=(-len(steps) + 0.4, 0.6),
        yticks=[-r for r in range(len(steps))], yticklabels=[str(r) for r in range(len(steps))],
        xlabel="bytes of the word (each box spans the bytes of one token)", ylabel="merges applied",
-       title=f"Figure 3: BPE merges applied to {word!r} ({tokenizer.vocab_size:,}-token vocabulary)")
+       title=f"Figure 3: BPE merges applied to {word!r} ({tokenizer.n_vocab:,}-token vocabulary)")
 plt.show()
 print(f"{len(steps) - 1} merges -> {len(steps[-1])} tokens; same as encode():",
-      [tokenizer.id_to_bytes(i) for i in tokenizer.encode(word)] == steps[-1])
+      [tokenizer.decode_single_token_bytes(i) for i in tokenizer.encode(word)] == steps[-1])
 
 # %% [markdown]
 # ### Compression as the vocabulary grows
@@ -435,7 +436,7 @@ def prefix_tokenizer(tok: BPETokenizer, size: int) -> BPETokenizer:
 
 
 def bytes_per_token(tok: BPETokenizer, text: str) -> float:
-    return len(text.encode()) / len(tok.encode(text))
+    return len(text.encode()) / len(tok.encode_ordinary(text))
 
 
 train_sample = train_text[: len(val_text)]
@@ -509,7 +510,7 @@ tricky = [
     "\n\n\n\n",
 ]
 for s in tricky:
-    ours, theirs = gpt2_tok.encode(s), enc.encode(s, disallowed_special=())
+    ours, theirs = gpt2_tok.encode_ordinary(s), enc.encode(s, disallowed_special=())
     print(f"{s!r:40} same={ours == theirs}  round-trip={gpt2_tok.decode(ours) == s}  ids={ours}")
 
 # %% [markdown]
@@ -532,8 +533,8 @@ def median_seconds(fn, repeats=3):
 
 
 cold_tok = BPETokenizer.from_gpt2()
-_, cold_seconds = timed(cold_tok.encode, train_text)  # first pass: the chunk cache starts empty
-ours_seconds = median_seconds(lambda: gpt2_tok.encode(train_text))
+_, cold_seconds = timed(cold_tok.encode_ordinary, train_text)  # first pass: the chunk cache starts empty
+ours_seconds = median_seconds(lambda: gpt2_tok.encode_ordinary(train_text))
 tiktoken_seconds = median_seconds(lambda: enc.encode(train_text, disallowed_special=()))
 mb = len(train_text.encode()) / 1e6
 print(f"encoding {mb:.2f} MB: ours {mb / ours_seconds:.1f} MB/s (first pass {mb / cold_seconds:.1f} MB/s), "
@@ -550,7 +551,7 @@ print(f"throughput ratio ours / tiktoken: {tiktoken_seconds / ours_seconds:.2f} 
 # %%
 from gpt2_core.results import write_results
 
-same_as_tiktoken = all(gpt2_tok.encode(s) == enc.encode(s, disallowed_special=()) for s in tricky)
+same_as_tiktoken = all(gpt2_tok.encode_ordinary(s) == enc.encode(s, disallowed_special=()) for s in tricky)
 ch01 = {"seconds": round(time.perf_counter() - notebook_start, 1), "equals_tiktoken": same_as_tiktoken,
         "bpe_vocab": big_vocab, "bpe_train_mb": round(len(train_text.encode()) / 1e6, 2),
         "bpe_train_seconds": round(train_seconds, 2), "fast_vs_naive_speedup": round(naive_seconds / fast_seconds, 1),
@@ -572,7 +573,7 @@ pd.Series(ch01)
 # - Encoding merges by rank: the adjacent pair whose concatenation was learned earliest goes first.
 # - Special tokens like `<|endoftext|>` get their own ids after the merges and are only produced
 #   when asked for.
-# - `gpt2_core.tokenizer.BPETokenizer.from_gpt2()` equals tiktoken's GPT-2 encoding token for token;
+# - `gpt2_core.text.bpe.BPETokenizer.from_gpt2()` equals tiktoken's GPT-2 encoding token for token;
 #   from chapter 2 on we use `gpt2_encoding()` (tiktoken) for speed.
 #
 # **Next:** chapter 2 turns token ids into what a network can learn from: training windows whose

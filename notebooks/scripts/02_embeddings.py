@@ -47,13 +47,13 @@ from matplotlib.patches import Patch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from gpt2_core.config import GPTConfig
-from gpt2_core.corpus import sample_text, sotu_text
-from gpt2_core.data import GPTDataset, create_dataloader
+from gpt2_core.model.config import GPTConfig
+from gpt2_core.text.corpus import sample_text, sotu_text
+from gpt2_core.text.windows import GPTDataset, create_dataloader
 from gpt2_core.exercises import check_exercise
-from gpt2_core.model import GPTModel
+from gpt2_core.model.gpt import GPTModel
 from gpt2_core.profile import describe, pick, profile_name, seed_everything
-from gpt2_core.tokenizer import gpt2_encoding
+from gpt2_core.text.ranks import gpt2_encoding
 
 print(describe())
 seed_everything(123)
@@ -212,7 +212,7 @@ print("inputs\n", inputs, "\ntargets\n", targets)
 
 # %% [markdown]
 # The `DataLoader` stacked two windows into a `(2, 4)` batch. The finished version lives in
-# `gpt2_core.data`: `GPTDataset` (the same windows, with input checks) and `create_dataloader`
+# `gpt2_core.text.windows`: `GPTDataset` (the same windows, with input checks) and `create_dataloader`
 # (which also tokenizes, shuffles with its own seeded generator and drops a ragged last batch).
 # Unshuffled, it gives exactly our batches:
 
@@ -220,7 +220,7 @@ print("inputs\n", inputs, "\ntargets\n", targets)
 # NBVAL_CHECK_OUTPUT
 package = create_dataloader(passage, enc, batch_size=2, context_length=4, stride=4, shuffle=False)
 same = all(torch.equal(a, b) and torch.equal(c, d) for (a, c), (b, d) in zip(ours, package, strict=True))
-print("same batches as gpt2_core.data:", same, "| batches:", len(package))
+print("same batches as gpt2_core.text.windows:", same, "| batches:", len(package))
 
 # %% [markdown]
 # From here on we use the package. Shuffling is reproducible when a seed is given, and a text
@@ -485,7 +485,7 @@ print(write_results(2, ch02).name, ch02)
 # - Next-token prediction needs no labels: the target of a window is the window shifted by one.
 #   One window of `c` tokens gives `c` predictions to learn from.
 # - `stride` sets the overlap between windows; we pretrain with `stride = context_length`.
-# - `gpt2_core.data.GPTDataset` keeps the ids as one tensor and slices windows on demand, so it
+# - `gpt2_core.text.windows.GPTDataset` keeps the ids as one tensor and slices windows on demand, so it
 #   scales to the whole corpus and works with any sampler (chapter 5 uses a `DistributedSampler`
 #   for multi-GPU training); `create_dataloader` adds tokenizing, seeded shuffling and batching.
 # - A token embedding is a learned lookup table, equal to one-hot × weight matrix.

@@ -33,7 +33,7 @@
 # 5. dropout on attention weights;
 # 6. **multi-head** attention, first as a stack of single heads, then as one batched module;
 # 7. PyTorch's fused `scaled_dot_product_attention`, proven equal to ours and timed;
-# 8. the package version: our batched module proven equal to `gpt2_core.attention.MultiHeadAttention`,
+# 8. the package version: our batched module proven equal to `gpt2_core.model.attention.MultiHeadAttention`,
 #    the version the rest of the course uses;
 # 9. the **KV cache**, which makes generation fast.
 #
@@ -53,7 +53,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from gpt2_core.profile import describe, get_device, pick, seed_everything
-from gpt2_core.tokenizer import gpt2_encoding
+from gpt2_core.text.ranks import gpt2_encoding
 
 print(describe())
 seed_everything(123)
@@ -530,13 +530,13 @@ print(f"hand-written: {t_manual:.2f} ms   SDPA: {t_fused:.2f} ms   speed-up: {t_
 # %% [markdown]
 # ## 8. The package version
 #
-# `gpt2_core.attention.MultiHeadAttention` is our batched module with the hand-written softmax
+# `gpt2_core.model.attention.MultiHeadAttention` is our batched module with the hand-written softmax
 # replaced by SDPA (and a KV cache, next section). It uses the same parameter names, so our weights
 # load straight into it:
 
 # %%
 # NBVAL_CHECK_OUTPUT
-from gpt2_core.attention import KVCache, MultiHeadAttention
+from gpt2_core.model.attention import KVCache, MultiHeadAttention
 
 torch.manual_seed(2)
 ours = BatchedMultiHeadAttention(16, 16, context_length=32, dropout=0.0, num_heads=4).eval()
@@ -628,7 +628,7 @@ print(write_results(3, ch03).name, ch03)
 # - `scaled_dot_product_attention` computes the same thing, faster; the KV cache reuses past keys
 #   and values during generation.
 #
-# From now on the course uses `gpt2_core.attention.MultiHeadAttention`.
+# From now on the course uses `gpt2_core.model.attention.MultiHeadAttention`.
 #
 # **Next:** attention is one half of a transformer block. Chapter 4 adds the other half (the
 # feed-forward network), LayerNorm and shortcut connections, stacks the blocks into GPT-2, and

@@ -44,11 +44,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from gpt2_core.attention import MultiHeadAttention
-from gpt2_core.config import GPTConfig
-from gpt2_core.model import GPTModel
+from gpt2_core.model.attention import MultiHeadAttention
+from gpt2_core.model.config import GPTConfig
+from gpt2_core.model.gpt import GPTModel
 from gpt2_core.profile import describe, get_device, pick, profile_name, seed_everything
-from gpt2_core.tokenizer import gpt2_encoding
+from gpt2_core.text.ranks import gpt2_encoding
 
 print(describe())
 seed_everything(123)
@@ -104,7 +104,7 @@ print("after:  mean", y.mean(-1), " var", y.var(-1, unbiased=False))
 
 # %%
 # NBVAL_CHECK_OUTPUT
-from gpt2_core.model import LayerNorm as CoreLayerNorm
+from gpt2_core.model.gpt import LayerNorm as CoreLayerNorm
 
 torch.manual_seed(1)
 ln = LayerNorm(16)
@@ -143,7 +143,7 @@ print(f"largest |tanh approx - exact| on [-4, 4]: {(gelu_tanh - gelu_exact).abs(
 
 # %%
 # NBVAL_CHECK_OUTPUT
-from gpt2_core.model import GELU as CoreGELU
+from gpt2_core.model.gpt import GELU as CoreGELU
 
 print("ours == F.gelu(approximate='tanh'):", torch.allclose(gelu_tanh, F.gelu(xs, approximate="tanh"), atol=1e-6))
 print("ours == gpt2_core GELU:            ", torch.allclose(gelu_tanh, CoreGELU()(xs), atol=1e-6))
@@ -466,8 +466,8 @@ print(repr(enc.decode(out[0].tolist())))
 # OpenAI's GPT-2 weights are distributed in Hugging Face's format (`config.json` +
 # `model.safetensors`). Their layout differs from ours in names and in one detail: GPT-2's
 # projection layers are `Conv1D` modules that store weights transposed compared with `nn.Linear`.
-# `gpt2_core.hf_weights` handles the mapping: `GPTModel.from_hf(folder)` loads a checkpoint,
-# `model.save_hf(folder)` writes one that `transformers` loads back.
+# `gpt2_core.model.hf_weights` handles the mapping: `from_hf(folder)` loads a checkpoint,
+# `save_hf(model, folder)` writes one that `transformers` loads back.
 #
 # `transformers` is a test dependency of the course, not a runtime one, so this cell runs only if it
 # is installed: it builds a random `GPT2LMHeadModel`, saves it, loads it into our `GPTModel` and
@@ -492,10 +492,12 @@ if transformers is not None:
                                      bos_token_id=None, eos_token_id=None)
     torch.manual_seed(0)
     theirs = transformers.GPT2LMHeadModel(hf_cfg).eval()
+    from gpt2_core.model.hf_weights import from_hf, save_hf
+
     with tempfile.TemporaryDirectory() as tmp:
         theirs.save_pretrained(tmp)
-        ours = GPTModel.from_hf(tmp)
-        ours.save_hf(f"{tmp}/export")
+        ours = from_hf(tmp)
+        save_hf(ours, f"{tmp}/export")
         back = transformers.GPT2LMHeadModel.from_pretrained(f"{tmp}/export").eval()
     ids = torch.randint(0, 300, (2, 32))
     with torch.no_grad():
@@ -503,16 +505,16 @@ if transformers is not None:
         print("GPTModel -> transformers, same logits:", torch.allclose(back(ids).logits, ours(ids), atol=1e-4))
 
 # %% [markdown]
-# Under the `gpt2` profile (a GPU and network), `GPTModel.from_pretrained("gpt2")` downloads
+# Under the `gpt2` profile (a GPU and network), `from_pretrained("gpt2")` (in `gpt2_core.model.hf_weights`) downloads
 # OpenAI's real weights once and the greedy loop above produces fluent English. Offline it raises a
 # clear `WeightsDownloadError` explaining how to load a local copy instead.
 
 # %%
-from gpt2_core.hf_weights import WeightsDownloadError
+from gpt2_core.model.hf_weights import WeightsDownloadError, from_pretrained
 
 if profile_name() == "gpt2":
     try:
-        openai = GPTModel.from_pretrained("gpt2").to(device)
+        openai = from_pretrained("gpt2").to(device)
         out = generate_greedy(openai, start, max_new_tokens=30, context_length=openai.cfg.context_length)
         print(repr(enc.decode(out[0].tolist())))
     except WeightsDownloadError as err:
@@ -588,7 +590,7 @@ _ = check_exercise("ch04.count_parameters", count_parameters)
 # Hint: section 7 lists the block's matrices. (Kaplan et al., 2020, *Scaling Laws for Neural Language
 # Models*, §2.1, count the same way.) Once it passes, put a number on chapter 5: your run's tokens/s
 # times `flops_per_token(cfg, training=True)` is the arithmetic your machine did per second; compare
-# it with what its matrix multiplications can do, `gpt2_core.bench.matmul_peak_gflops()` (in GFLOP/s).
+# it with what its matrix multiplications can do, `gpt2_core.flops.measured_matmul_peak()` (in FLOP/s).
 
 # %%
 def flops_per_token(cfg: GPTConfig, training: bool = False) -> int:

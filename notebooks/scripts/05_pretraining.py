@@ -48,7 +48,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from gpt2_core.profile import data_dir, describe, get_device, pick, seed_everything
+from gpt2_core.profile import data_dir, describe, get_device, pick, profile_name, seed_everything
 
 print(describe())
 seed_everything(123)
@@ -70,7 +70,7 @@ device = get_device()
 # GPT-2's shape instead.)
 
 # %%
-from gpt2_core.pretrained import course_data, course_recipe, course_tokenizer
+from gpt2_core.pretraining.recipes import course_data, course_recipe, course_tokenizer
 
 recipe = course_recipe()
 tok = course_tokenizer()
@@ -84,7 +84,7 @@ pd.DataFrame([recipe.to_dict()]).T.rename(columns={0: "value"})
 # out **by address**: the most recent speeches, none of whose sentences the model sees in training.
 
 # %%
-from gpt2_core.corpus import VAL_FROM_YEAR
+from gpt2_core.text.corpus import VAL_FROM_YEAR
 
 train_loader, val_loader = course_data(recipe, tok)
 for name, loader in (("train", train_loader), ("val", val_loader)):
@@ -102,11 +102,12 @@ print(f"validation = addresses from {VAL_FROM_YEAR} on")
 # $$\mathcal{L} = -\frac{1}{BT}\sum_{b,t} \log p(x_{b,t+1} \mid x_{b,\le t}).$$
 #
 # Let us compute it by hand for one batch of an untrained model and check it against
-# `F.cross_entropy` and the package's `calc_loss_batch`.
+# `F.cross_entropy` and the package's `lm_loss`, the one language-model loss every training run of the
+# course uses (pretraining here, fine-tuning in chapters 6-8).
 
 # %%
-from gpt2_core.model import GPTModel
-from gpt2_core.training import calc_loss_batch, perplexity
+from gpt2_core.model.gpt import GPTModel
+from gpt2_core.pretraining.step import lm_loss, perplexity
 
 torch.manual_seed(recipe.seed)
 model = GPTModel(recipe.model_config(tok.n_vocab)).to(device)
@@ -119,9 +120,9 @@ with torch.no_grad():
     picked = log_probs.gather(-1, targets.unsqueeze(-1))     # log p(right token) at every position
     by_hand = -picked.mean()
     by_torch = F.cross_entropy(logits.flatten(0, 1), targets.flatten())
-    by_package = calc_loss_batch(model, inputs, targets)
+    by_package = lm_loss(model, (inputs, targets))
 print(f"logits {tuple(logits.shape)}; loss by hand {by_hand:.4f}, F.cross_entropy {by_torch:.4f}, "
-      f"calc_loss_batch {by_package:.4f}")
+      f"lm_loss {by_package:.4f}")
 
 # %% [markdown]
 # **Why is the first loss close to ln(vocabulary size)?** A freshly initialised GPT-2 has small
@@ -157,7 +158,7 @@ print(f"initial perplexity {perplexity(by_package.item()):,.0f}  (vocabulary: {t
 # of its peak, so training ends with small, careful steps.
 
 # %%
-from gpt2_core.training import lr_schedule, make_optimizer
+from gpt2_core.pretraining.optim import lr_schedule, make_optimizer
 
 lrs = [lr_schedule(s, recipe.max_steps, recipe.warmup_steps, recipe.lr, recipe.min_lr)
        for s in range(recipe.max_steps)]
@@ -193,7 +194,7 @@ model.train()
 batches = iter(train_loader)
 for step in range(pick(tiny=3, default=8)):
     x, y = next(batches)
-    loss = calc_loss_batch(model, x, y)          # forward: how wrong are we?
+    loss = lm_loss(model, (x, y))                # forward: how wrong are we?
     loss.backward()                              # backward: which way is less wrong?
     torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm=1.0)
     optimizer.step()                             # take a step that way
@@ -201,7 +202,7 @@ for step in range(pick(tiny=3, default=8)):
     print(f"step {step + 1}: loss {loss.item():.3f}")
 
 # %% [markdown]
-# That is the whole idea. A real run needs more around it, and `gpt2_core.training.train` adds it:
+# That is the whole idea. A real run needs more around it, and `gpt2_core.pretraining.loop.train` adds it:
 #
 # - the **LR schedule** above and AdamW with decay groups;
 # - **evaluation** every `eval_every` steps on fixed batches of both splits, with dropout off;
@@ -218,7 +219,7 @@ for step in range(pick(tiny=3, default=8)):
 # about seven minutes).
 
 # %%
-from gpt2_core.training import train
+from gpt2_core.pretraining.loop import train
 
 torch.manual_seed(recipe.seed)
 model = GPTModel(recipe.model_config(tok.n_vocab)).to(device)
@@ -277,19 +278,18 @@ pd.DataFrame({"step": history.eval_steps, "tokens seen": history.eval_tokens,
 # token but needs fewer tokens, and bits per byte cancels that out.
 
 # %%
-import json
 
-from gpt2_core.corpus import sotu_text
-from gpt2_core.data import encode_text
-from gpt2_core.reference import (bits_per_byte, load_reference, load_reference_config, reference_dir,
-                                 token_byte_lengths)
+from gpt2_core.text.corpus import sotu_text
+from gpt2_core.text.windows import encode_text
+from gpt2_core.pretraining.step import bits_per_byte, token_byte_lengths
+from gpt2_core.reference import load_reference, reference_history, reference_info
 
 val_ids = torch.tensor(encode_text(sotu_text("val"), tok))
 score_windows = pick(tiny=40, default=None)  # the tiny profile scores a slice to stay fast
 mine = bits_per_byte(model, val_ids, tok, recipe.context_length, max_windows=score_windows)
 
 ref_model, ref_tok = load_reference(device)
-ref_meta = load_reference_config()
+ref_meta = reference_info()
 ref_val_ids = torch.tensor(encode_text(sotu_text("val"), ref_tok))
 ref = bits_per_byte(ref_model, ref_val_ids, ref_tok, max_windows=score_windows)
 
@@ -316,7 +316,7 @@ comparison.round(3)
 # reference's curve: the same code and recipe family, stopped earlier.
 
 # %%
-ref_history = json.loads((reference_dir() / "history.json").read_text())
+ref_history = reference_history()
 to_bpb_mine = mine["tokens"] / mine["bytes"] / math.log(2)
 to_bpb_ref = ref["tokens"] / ref["bytes"] / math.log(2)
 fig, ax = plt.subplots(figsize=(7, 4))
@@ -370,7 +370,7 @@ print(f"validation addresses: {VAL_FROM_YEAR} on; training addresses: before {VA
 # First, what temperature does to one next-token distribution of the reference model:
 
 # %%
-from gpt2_core.generate import generate, generate_text, text_to_ids
+from gpt2_core.model.generation import generate, generate_text, text_to_ids
 
 prompt = "The state of the Union is"
 with torch.no_grad():
@@ -434,7 +434,7 @@ print(f"{n_gen} tokens: recompute {timings[False]:.3f} s, KV cache {timings[True
 # %% [markdown]
 # ## 7. Checkpoints and exact resume
 #
-# Long runs get interrupted. A checkpoint (`gpt2_core.checkpoint`) stores the weights, the optimizer's
+# Long runs get interrupted. A checkpoint (`gpt2_core.pretraining.checkpoint`) stores the weights, the optimizer's
 # moments, the schedule's position and the random-number states, as safetensors + JSON (no pickle).
 # Because `train` derives the data order from `(seed, step)`, a resumed run sees the same batches and
 # makes the same updates. We check it on a short run: 6 steps straight, versus 3 steps, save, then a
@@ -457,10 +457,10 @@ straight = train(GPTModel(cfg).to(device), train_loader, val_loader, recipe.trai
 with tempfile.TemporaryDirectory() as tmp:
     torch.manual_seed(0)
     train(GPTModel(cfg).to(device), train_loader, val_loader,
-          recipe.train_config(**short, out_dir=f"{tmp}/run", stop_at_step=3))
+          recipe.train_config(**short, out_dir=f"{tmp}/run", stop_at_step=3), tokenizer=tok)
     torch.manual_seed(999)  # a different random init: the checkpoint must overwrite all of it
     resumed = train(GPTModel(cfg).to(device), train_loader, val_loader,
-                    recipe.train_config(**short, resume_from=f"{tmp}/run"))
+                    recipe.train_config(**short, resume_from=f"{tmp}/run"), tokenizer=tok)
 print("straight run, steps 4-6:", [round(v, 5) for v in straight.losses[3:]])
 print("resumed run,  steps 4-6:", [round(v, 5) for v in resumed.losses[3:]])
 largest_diff = max(abs(a - b) for a, b in zip(straight.losses, resumed.losses, strict=True))
@@ -474,10 +474,10 @@ print(f"resumed run equals the uninterrupted one on {device.type} "
 # Your model can be saved the same way and loaded back, here into `data/checkpoints/`:
 
 # %%
-from gpt2_core.checkpoint import load_checkpoint, save_checkpoint
+from gpt2_core.pretraining.checkpoint import load_checkpoint, save_checkpoint
 
-my_dir = data_dir() / "checkpoints" / f"ch05-{recipe.profile}"
-save_checkpoint(my_dir, model, step=len(history.steps), extra={"history": history.to_dict()})
+my_dir = data_dir() / "checkpoints" / f"ch05-{profile_name()}"
+save_checkpoint(my_dir, model, step=len(history.steps), extra={"history": history.to_dict()}, tokenizer=tok)
 reloaded = load_checkpoint(my_dir, map_location=device, restore_rng=False)["model"]
 again = bits_per_byte(reloaded, val_ids, tok, recipe.context_length, max_windows=score_windows)
 print(f"reloaded from {my_dir.relative_to(data_dir().parent)}: val loss {again['loss']:.4f} "
@@ -487,15 +487,15 @@ print(f"reloaded from {my_dir.relative_to(data_dir().parent)}: val loss {again['
 # ## 8. OpenAI's GPT-2
 #
 # OpenAI trained the 124M-parameter GPT-2 on 40 GB of web text (Radford et al. 2019). When its
-# weights can be downloaded (chapter 4's `GPTModel.from_pretrained`), we can score it on our validation
+# weights can be downloaded (chapter 4's `from_pretrained`), we can score it on our validation
 # split, in bits per byte since its tokenizer differs, and let it write. Offline, we note it and move on.
 
 # %%
-from gpt2_core.hf_weights import WeightsDownloadError
-from gpt2_core.tokenizer import gpt2_encoding
+from gpt2_core.model.hf_weights import WeightsDownloadError, from_pretrained
+from gpt2_core.text.ranks import gpt2_encoding
 
 try:
-    gpt2 = GPTModel.from_pretrained("gpt2").to(device).eval()
+    gpt2 = from_pretrained("gpt2").to(device).eval()
 except (WeightsDownloadError, OSError) as err:
     gpt2 = None
     print(f"OpenAI's GPT-2 is not available here, skipping this comparison.\n({str(err)[:200]})")

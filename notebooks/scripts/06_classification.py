@@ -54,13 +54,15 @@ import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
-from gpt2_core import classification as clf  # noqa: E402
+from gpt2_core.finetuning import classification as clf  # noqa: E402
+from gpt2_core.finetuning import classification_data as cdata  # noqa: E402
+from gpt2_core.pretraining.step import lm_loss  # noqa: E402
 from gpt2_core import figures  # noqa: E402
-from gpt2_core import spam  # noqa: E402
-from gpt2_core.baselines import NaiveBayes, majority_class  # noqa: E402
-from gpt2_core.finetune import FinetuneConfig, epochs_to_steps, finetune  # noqa: E402
-from gpt2_core.model import GPTModel  # noqa: E402
-from gpt2_core.pretrained import BASE_MODEL_ENV, load_base_model  # noqa: E402
+from gpt2_core.finetuning import spam  # noqa: E402
+from gpt2_core.finetuning.baselines import NaiveBayes, majority_class  # noqa: E402
+from gpt2_core.finetuning.loop import FinetuneConfig, epochs_to_steps, finetune  # noqa: E402
+from gpt2_core.model.gpt import GPTModel  # noqa: E402
+from gpt2_core.reference import BASE_MODEL_ENV, load_base_model  # noqa: E402
 from gpt2_core.profile import describe, get_device, pick, profile_name, seed_everything  # noqa: E402
 from gpt2_core.results import write_results  # noqa: E402
 
@@ -114,10 +116,10 @@ pretrained_state = copy.deepcopy(model.state_dict())  # the learning curve resta
 # seen the whole text. We can see it: change one early token and check which outputs change.
 
 # %%
-ids = torch.tensor([tokenizer.encode("Congratulations, you have won a free cruise to the Bahamas")], device=device)
+ids = torch.tensor([tokenizer.encode_ordinary("Congratulations, you have won a free cruise to the Bahamas")], device=device)
 perturbed = ids.clone()
 CHANGED_AT = 3
-perturbed[0, CHANGED_AT] = tokenizer.encode(" lost")[0]
+perturbed[0, CHANGED_AT] = tokenizer.encode_ordinary(" lost")[0]
 with torch.no_grad():
     before, after = model(ids), model(perturbed)
 changed = [not torch.allclose(before[0, t], after[0, t], atol=1e-5) for t in range(ids.shape[1])]
@@ -210,15 +212,15 @@ def collate_inline(batch, pad_id=PAD_ID):
     return input_ids, labels, last_index
 
 
-toy = [(tokenizer.encode("Free money!!!"), 1), (tokenizer.encode("Lunch at noon?"), 0), (tokenizer.encode("Hi"), 0)]
+toy = [(tokenizer.encode_ordinary("Free money!!!"), 1), (tokenizer.encode_ordinary("Lunch at noon?"), 0), (tokenizer.encode_ordinary("Hi"), 0)]
 toy_ids, toy_labels, toy_last = collate_inline(toy)
 print(toy_ids)
 print("last real token index:", toy_last.tolist())
 
 # %%
 # NBVAL_CHECK_OUTPUT
-package_batch = clf.pad_collate(toy, PAD_ID)
-print("inline collate equals clf.pad_collate:",
+package_batch = cdata.pad_collate(toy, PAD_ID)
+print("inline collate equals cdata.pad_collate:",
       all(torch.equal(a, b) for a, b in zip(package_batch, collate_inline(toy), strict=True)))
 with torch.no_grad():
     out = model(toy_ids.to(device))
@@ -236,15 +238,15 @@ print("the last *position* (a pad for the shorter texts) would give other output
       not torch.allclose(out[:, -1], torch.stack([a[-1] for a in alone]), atol=1e-4))
 
 # %% [markdown]
-# `clf.ClassificationDataset` does the encoding and truncation (and counts the e-mails it cut); its
+# `cdata.ClassificationDataset` does the encoding and truncation (and counts the e-mails it cut); its
 # `loader()` batches with that collate function.
 
 # %%
 with warnings.catch_warnings(record=True) as caught:  # collect the truncation warnings, print one
     warnings.simplefilter("always")
-    train_set = clf.ClassificationDataset(train_df.text, train_df.label, tokenizer, MAX_LENGTH)
-    val_set = clf.ClassificationDataset(val_df.text, val_df.label, tokenizer, MAX_LENGTH)
-    test_set = clf.ClassificationDataset(test_df.text, test_df.label, tokenizer, MAX_LENGTH)
+    train_set = cdata.ClassificationDataset(train_df.text, train_df.label, tokenizer, MAX_LENGTH)
+    val_set = cdata.ClassificationDataset(val_df.text, val_df.label, tokenizer, MAX_LENGTH)
+    test_set = cdata.ClassificationDataset(test_df.text, test_df.label, tokenizer, MAX_LENGTH)
 train_loader = train_set.loader(BATCH_SIZE, shuffle=True)
 val_loader, test_loader = val_set.loader(64), test_set.loader(64)
 print(f"{len(caught)} truncation warnings, e.g.: {caught[0].message}" if caught else "nothing truncated")
@@ -302,24 +304,24 @@ pd.Series(baselines, name="test accuracy").to_frame()
 # ULMFiT's insight: before training the classifier, **continue language-model training on the task's
 # own unlabelled text**. We use the *training* e-mails only (never the test split: that would leak),
 # joined by `<|endoftext|>` and cut into windows of the model's context, with the same next-token loss
-# as in chapter 5, through the same fine-tuning loop we use for the classifier (`gpt2_core.finetune`:
+# as in chapter 5, through the same fine-tuning loop we use for the classifier (`gpt2_core.finetuning.loop`:
 # AdamW, warmup then cosine decay, gradient clipping).
 #
 # Does it learn anything? The language-model loss on the *validation* e-mails, before and after:
 
 # %%
-lm_train = clf.lm_loader(train_df.text, tokenizer, model.cfg.context_length, batch_size=32)
-lm_val = clf.lm_loader(val_df.text, tokenizer, model.cfg.context_length, batch_size=32, shuffle=False)
+lm_train = cdata.lm_loader(train_df.text, tokenizer, model.cfg.context_length, batch_size=32)
+lm_val = cdata.lm_loader(val_df.text, tokenizer, model.cfg.context_length, batch_size=32, shuffle=False)
 
 
 def email_lm_loss(m, batches=8):
     with torch.no_grad():
-        losses = [clf.language_model_loss(m, b).item() for b, _ in zip(lm_val, range(batches), strict=False)]
+        losses = [lm_loss(m, b).item() for b, _ in zip(lm_val, range(batches), strict=False)]
     return sum(losses) / len(losses)
 
 
 loss_before = email_lm_loss(model)
-domain_history = finetune(model, lm_train, clf.language_model_loss,
+domain_history = finetune(model, lm_train, lm_loss,
                           FinetuneConfig(steps=DOMAIN_STEPS, lr=DOMAIN_LR, warmup_steps=max(1, DOMAIN_STEPS // 10),
                                          desc="language model on e-mails"))
 loss_after = email_lm_loss(model)
@@ -347,7 +349,7 @@ domain_state = copy.deepcopy(model.state_dict())
 inline_head = nn.Linear(model.cfg.emb_dim, 2)
 print("inline head:", inline_head)
 clf.add_classification_head(model, num_classes=2, pooling=POOLING)
-print("package head:", model.out_head, "| pooling:", clf.head_pooling(model),
+print("package head:", model.out_head, "| pooling:", model.out_head.pooling,
       "| tied:", model.out_head.weight is model.tok_emb.weight)
 n_trainable = clf.freeze_for_finetuning(model)  # everything trains
 print(f"trainable parameters: {n_trainable:,} of {model.num_parameters():,}")
@@ -356,7 +358,7 @@ print(f"trainable parameters: {n_trainable:,} of {model.num_parameters():,}")
 # ## 8. Fine-tune
 #
 # The loss of one batch is the cross-entropy between the pooled class logits and the labels
-# (`clf.classification_loss`). The loop is `gpt2_core.finetune.finetune`, the one chapter 7 uses too:
+# (`clf.classification_loss`). The loop is `gpt2_core.finetuning.loop.finetune`, the one chapter 7 uses too:
 # AdamW (weight decay on matrices only), a linear **warmup** over the first 10% of the steps, then
 # **cosine decay** to a tenth of the peak rate, gradient clipping, and a validation pass every few steps
 # in eval mode. Before training the new head is random, so accuracy sits near chance:

@@ -49,31 +49,17 @@ import torch
 from torch import nn
 
 from gpt2_core.exercises import check_exercise
-from gpt2_core.finetune import FinetuneConfig, finetune
 from gpt2_core.figures import lora_diagram, loss_mask_diagram
-from gpt2_core.instructions import (
-    FAMILIES,
-    KNOWLEDGE,
-    SUPPORTED,
-    InstructionDataset,
-    dump_records,
-    format_alpaca,
-    format_prompt,
-    fresh_records,
-    generate_answers,
-    instruction_collate,
-    instruction_loader,
-    instruction_loss,
-    load_instruction_data,
-    majority_answers,
-    make_instruction_data,
-    score_answers,
-    split_records,
-    summarise,
-)
-from gpt2_core.lora import LoRALinear, count_trainable, inject_lora, merge_lora
-from gpt2_core.pretrained import BASE_MODEL_ENV, load_base_model
+from gpt2_core.finetuning.instruction_data import (FAMILIES, KNOWLEDGE, SUPPORTED, dump_records, fresh_records,
+                                                   load_instruction_data, make_instruction_data, split_records)
+from gpt2_core.finetuning.instruction_eval import generate_answers, majority_answers, score_answers, summarise
+from gpt2_core.finetuning.instruction_prompts import (InstructionDataset, format_alpaca, format_prompt,
+                                                      instruction_collate, instruction_loader)
+from gpt2_core.finetuning.loop import FinetuneConfig, finetune
+from gpt2_core.finetuning.lora import LoRALinear, count_trainable, inject_lora, merge_lora
+from gpt2_core.pretraining.step import lm_loss
 from gpt2_core.profile import data_dir, describe, get_device, pick, profile_name, seed_everything
+from gpt2_core.reference import BASE_MODEL_ENV, load_base_model
 
 notebook_start = time.time()
 print(describe())
@@ -200,13 +186,13 @@ print("same as gpt2_core:", all(my_format_alpaca(r) == format_alpaca(r) for r in
 
 # %%
 def show_tokens(text):
-    return " | ".join(repr(tokenizer.decode([t]))[1:-1] for t in tokenizer.encode(text))
+    return " | ".join(repr(tokenizer.decode([t]))[1:-1] for t in tokenizer.encode_ordinary(text))
 
 
 print("Alpaca :", show_tokens("### Input:\nnation army law\n\n### Response:\nlaw"))
 print("compact:", show_tokens("What is the last word? Input: nation army law Answer: law"))
-print(f"Alpaca prompt: {len(tokenizer.encode(format_alpaca(example)))} tokens; "
-      f"compact: {len(tokenizer.encode(format_prompt(example)))} tokens")
+print(f"Alpaca prompt: {len(tokenizer.encode_ordinary(format_alpaca(example)))} tokens; "
+      f"compact: {len(tokenizer.encode_ordinary(format_prompt(example)))} tokens")
 
 # %% [markdown]
 # So this course uses a **compact prompt**, `"<instruction> Input: <input> Answer:"`, and puts the
@@ -273,8 +259,8 @@ print("row 0 equals gpt2_core:", my_mask_targets(*toy[0], eot_id=0) == targets[0
 # %% [markdown]
 # The loss is the model's own: `GPTModel(inputs, targets=targets)` returns the mean cross-entropy over the
 # targets that are not `-100` (and computes the output layer only where it is needed).
-# `instruction_loss(model, batch)` is exactly that, in the `loss_fn(model, batch)` shape the shared
-# fine-tuning loop (`gpt2_core.finetune`, also chapter 6's) expects.
+# `lm_loss(model, batch)` is exactly that, in the `loss_fn(model, batch)` shape the shared
+# fine-tuning loop (`gpt2_core.finetuning.loop`, also chapter 6's) expects.
 
 # %%
 train_ds = InstructionDataset(train_records, tokenizer, CTX)
@@ -283,7 +269,7 @@ print(f"{len(train_ds)} training examples, {sum(lengths) / len(lengths):.1f} tok
       f"longest {max(lengths)} (context {CTX})")
 batch = instruction_collate([train_ds[i] for i in range(8)], EOT)
 with torch.no_grad():
-    print(f"loss on the answers of 8 examples, before fine-tuning: {instruction_loss(base_model, batch):.2f}")
+    print(f"loss on the answers of 8 examples, before fine-tuning: {lm_loss(base_model, batch):.2f}")
 
 # %% [markdown]
 # ## 5. Baselines: what does "good" mean here?
@@ -296,13 +282,13 @@ with torch.no_grad():
 # * later, **random weights fine-tuned with the same recipe**: what fine-tuning alone can do without
 #   pretraining.
 #
-# Answers are generated greedily with the KV cache (`gpt2_core.generate`), 64 prompts at a time —
+# Answers are generated greedily with the KV cache (`gpt2_core.model.generation`), 64 prompts at a time —
 # prompts of equal token length share a batch, so none needs padding — and stop at end-of-text.
 # An answer is **correct** when it equals the expected output (whitespace collapsed, a final period
 # dropped; case counts) and **well-formed** when it is non-empty and ended with end-of-text.
 
 # %%
-MAX_NEW = max(len(tokenizer.encode(" " + r["output"])) for r in records) + 1
+MAX_NEW = max(len(tokenizer.encode_ordinary(" " + r["output"])) for r in records) + 1
 t0 = time.time()
 base_answers = generate_answers(base_model, tokenizer, test_records, MAX_NEW)
 print(f"{len(test_records)} answers in {time.time() - t0:.1f}s (up to {MAX_NEW} new tokens each)")
@@ -317,7 +303,7 @@ pd.DataFrame({"question": [format_prompt(r) for r in test_records[:4]],
 # %% [markdown]
 # ## 6. Full fine-tuning
 #
-# `finetune` (from `gpt2_core.finetune`) runs AdamW over every parameter that requires a gradient, with a
+# `finetune` (from `gpt2_core.finetuning.loop`) runs AdamW over every parameter that requires a gradient, with a
 # short linear **warmup** and then a **cosine** decay of the learning rate (warmup lets Adam's running
 # averages settle before large steps; the decay lets the weights settle at the end). Every `EVAL_EVERY`
 # steps it calls our `evaluate`, which answers a fixed slice of the test questions, so we can watch exact
@@ -333,7 +319,7 @@ def run(model, lr, desc, weight_decay=0.1):
     loader = instruction_loader(train_ds, BATCH_SIZE, seed=123, device=device)
     config = FinetuneConfig(steps=STEPS, lr=lr, warmup_steps=max(1, STEPS // 20), weight_decay=weight_decay,
                             eval_every=EVAL_EVERY, desc=desc)
-    history = finetune(model, loader, instruction_loss, config, evaluate=curve_eval)
+    history = finetune(model, loader, lm_loss, config, evaluate=curve_eval)
     print(f"{desc}: {STEPS} steps in {history.seconds:.0f}s, final loss {history.losses[-1]:.3f}, "
           f"curve slice {history.evals[-1]['supported']:.1%} on supported families")
     return history
@@ -404,7 +390,7 @@ before = count_trainable(lora_model)
 after = inject_lora(lora_model, rank=LORA_RANK, alpha=2 * LORA_RANK, targets=LORA_TARGETS)
 print(f"trainable: full fine-tuning {before:,}; LoRA r={LORA_RANK} on {', '.join(LORA_TARGETS)}: "
       f"{after:,} ({after / before:.1%})")
-probe = torch.tensor([tokenizer.encode(format_prompt(example))], device=device)
+probe = torch.tensor([tokenizer.encode_ordinary(format_prompt(example))], device=device)
 with torch.no_grad():
     print("LoRA model equals the base model before training:",
           torch.allclose(lora_model(probe), base_model(probe), atol=1e-5))
@@ -651,7 +637,7 @@ _ = check_exercise("ch07.mask_targets", exercise_mask_targets)
 # %% [markdown]
 # 3. **A new task family.** Write the generator of a family "What is the second word?": given a
 #    `random.Random`, return a record (`instruction`, `input`, `output`) with 3–5 words drawn from
-#    `gpt2_core.instruction_data.corpus_words()` and the second one as the answer. The checker asks
+#    `gpt2_core.finetuning.instruction_data.corpus_words()` and the second one as the answer. The checker asks
 #    that the same seed gives the same record, that inputs vary in words and length, and that the answer
 #    is right. Then think: is this family *supported by the text*? Add 500 of its records to the
 #    training set and score it — is it closer to `first_word` or to `last_word`, and why?

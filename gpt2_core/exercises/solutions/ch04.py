@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import torch
 
-from ...config import GPTConfig
+from ...model.config import GPTConfig
 
 
 def count_parameters(cfg: GPTConfig) -> int:

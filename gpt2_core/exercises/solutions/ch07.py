@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import random
 
-from ...config import GPTConfig
-from ...instruction_data import corpus_words
-from ...lora import lora_parameter_count
+from ...finetuning.instruction_data import corpus_words
+from ...finetuning.lora import lora_parameter_count
+from ...model.config import GPTConfig
 
 
 def format_prompt(record: dict) -> str:

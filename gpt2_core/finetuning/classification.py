@@ -1,0 +1,241 @@
+"""A GPT that classifies (chapter 6): a new head, pooling, freezing, the loss, metrics, predictions.
+
+GPT-1 (Radford et al., 2018) keeps the pretrained network, adds a small linear head that reads the
+last token's vector, and fine-tunes *the whole network* (with the language-model loss as an
+auxiliary term). ULMFiT (Howard & Ruder, 2018) adds a middle step, language-model training on the
+task's own unlabelled text, then fine-tunes the classifier with *discriminative learning rates*
+(smaller for lower layers) and *gradual unfreezing* (the top layer first, one more each epoch).
+
+Here: :func:`add_classification_head` swaps the next-token head for a :class:`ClassificationHead`, a
+``num_classes``-way linear layer that also says how it *pools* the per-token outputs into one per text
+(``last``: the last real token, the only position that has seen the whole text under causal attention;
+``mean``: the average over the real tokens; ``both``: the average of the two). :func:`classification_loss`
+is the ``loss_fn`` for :func:`gpt2_core.finetuning.loop.finetune`.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader
+
+from ..checks import check_bool, check_choice, check_int
+from ..model.gpt import GPTModel, eval_mode
+from ..pretraining.checkpoint import checkpoint_info, load_checkpoint
+from .classification_data import _check_text
+from .loop import FinetuneConfig, FinetuneHistory, finetune
+
+POOLINGS = ("last", "mean", "both")
+
+
+class ClassificationHead(nn.Linear):
+    """A ``num_classes``-way linear head that knows how to pool its per-token outputs into one per text."""
+
+    def __init__(self, emb_dim: int, num_classes: int, pooling: str = "mean") -> None:
+        super().__init__(emb_dim, num_classes)
+        self.pooling = check_choice(pooling, "pooling", POOLINGS)
+        nn.init.normal_(self.weight, mean=0.0, std=0.02)  # like every other GPT-2 linear layer
+        nn.init.zeros_(self.bias)
+
+    def config(self) -> dict:
+        """What a checkpoint records of this head (and :func:`load_classifier` rebuilds it from)."""
+        return {"num_classes": self.out_features, "pooling": self.pooling}
+
+    def pool(self, logits: torch.Tensor, last_index: torch.Tensor) -> torch.Tensor:
+        """One row of class logits per text from per-token ``logits`` (see :func:`pool_logits`)."""
+        return pool_logits(logits, last_index, self.pooling)
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, pooling={self.pooling!r}"
+
+
+def _check_model(model: object) -> GPTModel:
+    if not isinstance(model, GPTModel):
+        raise TypeError(f"expected a GPTModel, got {type(model).__name__}")
+    return model
+
+
+def _head(model: GPTModel) -> ClassificationHead:
+    head = _check_model(model).out_head
+    if not isinstance(head, ClassificationHead):
+        raise ValueError(f"this model still has its next-token head ({head.out_features} outputs = the vocabulary); "
+                         "call add_classification_head(model, num_classes) first (and fine-tune it)")
+    return head
+
+
+def add_classification_head(model: GPTModel, num_classes: int = 2, pooling: str = "mean") -> GPTModel:
+    """Replace ``model.out_head`` by a fresh :class:`ClassificationHead` (untied); returns the model.
+
+    The new head starts like every other GPT-2 linear layer (weights N(0, 0.02), bias zero).
+    """
+    _check_model(model)
+    check_int(num_classes, "num_classes", low=2)
+    ref = model.tok_emb.weight
+    model.out_head = ClassificationHead(model.cfg.emb_dim, num_classes, pooling).to(ref.device, ref.dtype)
+    return model  # a new module: the tie to tok_emb is gone
+
+
+def load_classifier(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> tuple[GPTModel, Any]:
+    """(model, tokenizer) of a classifier saved with :func:`gpt2_core.pretraining.checkpoint.save_checkpoint`."""
+    info = checkpoint_info(path)
+    head = info["meta"].get("head") or {}
+    if head.get("class") != ClassificationHead.__name__:
+        raise ValueError(f"{path} does not hold a classifier (its head: {head or 'the next-token head'})")
+    model = add_classification_head(GPTModel(info["config"]), head["num_classes"], head["pooling"])
+    loaded = load_checkpoint(path, model.to(map_location), restore_rng=False, map_location=map_location)
+    return model, loaded["tokenizer"]
+
+
+def freeze_for_finetuning(model: GPTModel, trainable_blocks: int | None = None, train_embeddings: bool = True) -> int:
+    """Choose what trains: the last ``trainable_blocks`` blocks (``None``: all), ``final_norm``, the head and,
+    with ``train_embeddings``, the token and position embeddings. Returns the number of trainable parameters.
+
+    The default (everything trains) is GPT-1's full fine-tuning, which measured best here. The head must
+    be a classification head already (the tied next-token head would unfreeze the embeddings with it).
+    """
+    _head(model)
+    n_layers = len(model.blocks)
+    if trainable_blocks is None:
+        trainable_blocks = n_layers
+    check_int(trainable_blocks, "trainable_blocks (None: all)", low=0, high=n_layers)
+    check_bool(train_embeddings, "train_embeddings")
+    model.requires_grad_(False)
+    for block in list(model.blocks)[n_layers - trainable_blocks:]:
+        block.requires_grad_(True)
+    if train_embeddings:
+        model.tok_emb.requires_grad_(True)
+        model.pos_emb.requires_grad_(True)
+    model.final_norm.requires_grad_(True)
+    model.out_head.requires_grad_(True)
+    return model.num_parameters(trainable_only=True)
+
+
+def pool_logits(logits: torch.Tensor, last_index: torch.Tensor, pooling: str = "mean") -> torch.Tensor:
+    """One row of class logits per text from per-token logits (batch, tokens, classes).
+
+    ``last``: the logits at each text's last real token; ``mean``: their average over the real tokens
+    (0 .. last_index), pads left out; ``both``: the average of the two. The head is linear, so pooling its
+    outputs equals applying it to the pooled hidden vectors.
+    """
+    check_choice(pooling, "pooling", POOLINGS)
+    if not isinstance(logits, torch.Tensor) or logits.dim() != 3:
+        raise ValueError("logits must be a (batch, tokens, classes) tensor, got "
+                         f"{tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__}")
+    last_index = torch.as_tensor(last_index, device=logits.device)
+    if last_index.shape != logits.shape[:1] or bool((last_index < 0).any() | (last_index >= logits.shape[1]).any()):
+        raise ValueError(f"last_index must hold one position in 0..{logits.shape[1] - 1} per text "
+                         f"({logits.shape[0]}), got {last_index.tolist()}")
+    rows = torch.arange(logits.shape[0], device=logits.device)
+    last = logits[rows, last_index]
+    if pooling == "last":
+        return last
+    real = torch.arange(logits.shape[1], device=logits.device)[None, :] <= last_index[:, None]
+    mean = (logits * real[..., None]).sum(1) / real.sum(1, keepdim=True)
+    return mean if pooling == "mean" else (last + mean) / 2
+
+
+def class_logits(model: GPTModel, input_ids: torch.Tensor, last_index: torch.Tensor) -> torch.Tensor:
+    """Class logits (batch, num_classes), pooled the way the model's head says."""
+    return _head(model).pool(model(input_ids.to(model.device)), last_index)
+
+
+def classification_loss(model: GPTModel, batch: tuple[torch.Tensor, torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    """Cross-entropy of one ``(input_ids, labels, last_index)`` batch: the ``loss_fn`` for ``finetune``."""
+    input_ids, labels, last_index = batch
+    return F.cross_entropy(class_logits(model, input_ids, last_index), labels.to(model.device))
+
+
+def fine_tune_classifier(model: GPTModel, train_loader: DataLoader, config: FinetuneConfig,
+                         val_loader: DataLoader | None = None) -> FinetuneHistory:
+    """:func:`~gpt2_core.finetuning.loop.finetune` with :func:`classification_loss`; validation accuracy and
+    loss are recorded at each evaluation when ``val_loader`` is given. Freeze (or not) before calling it."""
+    _head(model)
+
+    def validate(m: GPTModel) -> dict:
+        result = evaluate(m, val_loader)
+        return {"val_loss": result["loss"], "val_accuracy": result["accuracy"]}
+
+    return finetune(model, train_loader, classification_loss, config, validate if val_loader is not None else None)
+
+
+def confusion_matrix(y_true: Sequence[int], y_pred: Sequence[int], num_classes: int = 2) -> list[list[int]]:
+    """``cm[t][p]`` = how many examples of true class ``t`` were predicted as ``p``."""
+    y_true, y_pred = [int(y) for y in y_true], [int(y) for y in y_pred]
+    if len(y_true) != len(y_pred):
+        raise ValueError(f"y_true has {len(y_true)} labels but y_pred has {len(y_pred)}; they must match")
+    cm = [[0] * num_classes for _ in range(num_classes)]
+    for t, p in zip(y_true, y_pred, strict=True):
+        if not (0 <= t < num_classes and 0 <= p < num_classes):
+            raise ValueError(f"label {t if not 0 <= t < num_classes else p} is outside 0..{num_classes - 1}")
+        cm[t][p] += 1
+    return cm
+
+
+def metrics_from_confusion(cm: Sequence[Sequence[int]], positive: int = 1) -> dict[str, float]:
+    """Accuracy, and precision/recall/F1 of the ``positive`` class; an undefined ratio (0/0) is 0.0."""
+    n = len(cm)
+    if n < 2 or any(len(row) != n for row in cm):
+        raise ValueError(f"a confusion matrix must be square and at least 2x2, got {[len(r) for r in cm]} rows")
+    if not 0 <= positive < n:
+        raise ValueError(f"positive={positive} is not a class of this {n}x{n} matrix")
+    total = sum(sum(row) for row in cm)
+    correct = sum(cm[i][i] for i in range(n))
+    tp = cm[positive][positive]
+    predicted = sum(cm[t][positive] for t in range(n))  # tp + fp
+    actual = sum(cm[positive])  # tp + fn
+    precision = tp / predicted if predicted else 0.0
+    recall = tp / actual if actual else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return {"accuracy": correct / total if total else 0.0, "precision": precision, "recall": recall, "f1": f1}
+
+
+@torch.no_grad()
+def predict(model: GPTModel, loader: DataLoader, max_batches: int | None = None) -> tuple[list[int], list[int], float]:
+    """True labels, predicted labels and mean loss over (up to ``max_batches`` of) ``loader``."""
+    _head(model)
+    y_true: list[int] = []
+    y_pred: list[int] = []
+    loss_sum = 0.0
+    with eval_mode(model):
+        for b, (input_ids, labels, last_index) in enumerate(loader):
+            if max_batches is not None and b >= max_batches:
+                break
+            logits = class_logits(model, input_ids, last_index)
+            loss_sum += F.cross_entropy(logits, labels.to(model.device), reduction="sum").item()
+            y_true += labels.tolist()
+            y_pred += logits.argmax(dim=-1).tolist()
+    return y_true, y_pred, loss_sum / max(len(y_true), 1)
+
+
+def evaluate(model: GPTModel, loader: DataLoader, positive: int = 1, max_batches: int | None = None) -> dict:
+    """Loss, accuracy, precision, recall, F1 (of class ``positive``), the confusion matrix and the predictions."""
+    y_true, y_pred, loss = predict(model, loader, max_batches)
+    if not y_true:
+        raise ValueError("the loader gave no examples to evaluate")
+    cm = confusion_matrix(y_true, y_pred, model.out_head.out_features)
+    return {"loss": loss, **metrics_from_confusion(cm, positive), "confusion": cm, "n": len(y_true),
+            "predictions": y_pred}
+
+
+@torch.no_grad()
+def classify(model: GPTModel, tokenizer: Any, text: str, max_length: int | None = None,
+             labels: Sequence[str] = ("ham", "spam")) -> str:
+    """The label the fine-tuned ``model`` gives ``text`` (truncated, with a warning, if too long)."""
+    head = _head(model)
+    _check_text(text, "text")
+    if len(labels) != head.out_features:
+        raise ValueError(f"got {len(labels)} label names for a head with {head.out_features} classes")
+    limit = min(max_length or model.cfg.context_length, model.cfg.context_length)
+    ids = tokenizer.encode_ordinary(text)
+    if len(ids) > limit:
+        warnings.warn(f"the text has {len(ids)} tokens; only its first {limit} were classified", stacklevel=2)
+        ids = ids[:limit]
+    with eval_mode(model):
+        logits = class_logits(model, torch.tensor([ids], dtype=torch.long), torch.tensor([len(ids) - 1]))
+    return labels[int(logits.argmax(-1))]
