@@ -45,7 +45,15 @@ from .model.gpt import GPTModel
 from .model.hf_weights import WeightsDownloadError, from_pretrained
 from .pretraining.checkpoint import load_checkpoint, save_checkpoint
 from .pretraining.loop import train
-from .pretraining.recipes import REFERENCE_RECIPE, REFERENCE_SHA256, REFERENCE_VOCAB, Recipe, course_data, reference_dir
+from .pretraining.recipes import (
+    REFERENCE_RECIPE,
+    REFERENCE_SHA256,
+    REFERENCE_VOCAB,
+    Recipe,
+    course_data,
+    learner_checkpoint_dir,
+    reference_dir,
+)
 from .pretraining.step import bits_per_byte
 from .profile import get_device, profile_name
 from .text.bpe import BPETokenizer
@@ -56,7 +64,7 @@ from .text.windows import encode_text
 HISTORY_FILE = "history.json"  # the shipped model's training history (a re-made one keeps it in its checkpoint)
 CHECK_WINDOWS = 16  # validation windows re-scored by the test of the shipped files
 BASE_MODEL_ENV = "GPT2_COURSE_BASE_MODEL"
-BASE_MODELS = ("reference", "gpt2")
+BASE_MODELS = ("reference", "gpt2", "chapter5")
 
 
 class ReferenceModelError(RuntimeError):
@@ -145,7 +153,8 @@ def base_model_name(profile: str | None = None) -> str:
         return "gpt2" if (profile or profile_name()) == "gpt2" else "reference"
     if name not in BASE_MODELS:
         raise ValueError(f"{BASE_MODEL_ENV}={name!r} is not a base model; use one of {', '.join(BASE_MODELS)} "
-                         f"(reference: the course's shipped model; gpt2: OpenAI's GPT-2 124M, downloaded)")
+                         f"(reference: the course's shipped model; gpt2: OpenAI's GPT-2 124M, downloaded; "
+                         f"chapter5: the model you trained in chapter 5)")
     return name
 
 
@@ -153,13 +162,26 @@ def load_base_model(device: torch.device | str | None = None, name: str | None =
     """(model, tokenizer, name): the pretrained model chapters 6-8 fine-tune, in eval mode.
 
     ``name`` (default :func:`base_model_name`) is ``reference`` (the shipped course model and its own
-    tokenizer) or ``gpt2`` (OpenAI's GPT-2 124M with GPT-2's tokenizer). When GPT-2's weights cannot be
-    downloaded, it says so and returns the reference model instead, so a notebook always runs.
+    tokenizer), ``gpt2`` (OpenAI's GPT-2 124M with GPT-2's tokenizer) or ``chapter5`` (the model you
+    trained in chapter 5, with its tokenizer, from :func:`~gpt2_core.pretraining.recipes.learner_checkpoint_dir`).
+    When the chosen model is not available (GPT-2 offline, chapter 5 not run yet), it says so and returns
+    the reference model instead, so a notebook always runs.
     """
     name = name or base_model_name()
     if name not in BASE_MODELS:
         raise ValueError(f"unknown base model {name!r}; use one of {', '.join(BASE_MODELS)}")
     device = torch.device(device) if device is not None else get_device()
+    if name == "chapter5":
+        folder = learner_checkpoint_dir()
+        try:
+            loaded = load_checkpoint(folder, restore_rng=False, map_location=device)
+        except (FileNotFoundError, ValueError) as err:
+            print(f"your chapter-5 model is not available ({str(err)[:160]}); run chapter 5 first. Starting from "
+                  "the reference course model instead.")
+        else:
+            if loaded["tokenizer"] is not None:
+                return loaded["model"].eval(), loaded["tokenizer"], "chapter5"
+            print(f"{folder} records no tokenizer; starting from the reference course model instead.")
     if name == "gpt2":
         try:
             return from_pretrained("gpt2").to(device).eval(), gpt2_encoding(), "gpt2"

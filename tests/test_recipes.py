@@ -108,3 +108,22 @@ def test_gpt2_base_model_comes_with_gpt2s_tokenizer(monkeypatch):
     monkeypatch.setattr(reference, "from_pretrained", lambda name, **kw: marker)
     model, tok, name = load_base_model("cpu", "gpt2")
     assert model is marker and not model.training and name == "gpt2" and tok.n_vocab == 50257
+
+
+def test_the_chapter5_base_model_is_the_learners_checkpoint(tmp_path, monkeypatch, capsys):
+    from conftest import tiny_model, tiny_tokenizer
+
+    from gpt2_core.pretraining.checkpoint import save_checkpoint
+    from gpt2_core.pretraining.recipes import learner_checkpoint_dir
+
+    monkeypatch.setenv("GPT2_COURSE_DATA", str(tmp_path))
+    monkeypatch.setattr(reference, "load_reference", lambda device: ("reference model", "its tokenizer"))
+    assert load_base_model("cpu", "chapter5")[2] == "reference"  # chapter 5 not run yet: says so, falls back
+    assert "run chapter 5 first" in capsys.readouterr().out
+    mine = tiny_model()
+    save_checkpoint(learner_checkpoint_dir("tiny"), mine, tokenizer=tiny_tokenizer())
+    monkeypatch.setenv("GPT2_COURSE_PROFILE", "tiny")
+    monkeypatch.setenv(BASE_MODEL_ENV, "chapter5")
+    model, tok, name = load_base_model("cpu")
+    assert name == "chapter5" and not model.training and tok.n_vocab == tiny_tokenizer().n_vocab
+    assert all(torch.equal(a, b) for a, b in zip(mine.state_dict().values(), model.state_dict().values(), strict=True))

@@ -102,6 +102,11 @@ def course_recipe(profile: str | None = None) -> Recipe:
     )
 
 
+def learner_checkpoint_dir(profile: str | None = None) -> Path:
+    """Where chapter 5 saves the learner's own model (with its tokenizer): ``data/checkpoints/ch05-<profile>``."""
+    return data_dir() / "checkpoints" / f"ch05-{profile or profile_name()}"
+
+
 def reference_dir() -> Path:
     """Where the shipped reference model lives: ``data/course-model/``."""
     return data_dir() / "course-model"

@@ -28,8 +28,9 @@
 # 3. write a **training loop** by hand, then use the package's `train`, which adds gradient
 #    clipping, evaluation, checkpoints, mixed precision, `torch.compile` and multi-GPU (DDP);
 # 4. train **your own model** for a few minutes, and plot its loss curves;
-# 5. set it beside the course's **reference model**, trained by the same code on seven times as much
-#    text, and beside a baseline that knows only how common each token is;
+# 5. set it beside the course's **reference model**, trained by the same code on the same text for seven
+#    times as many steps (it read the training split about ten times), and beside a baseline that knows
+#    only how common each token is;
 # 6. **sample** from both: greedy decoding, temperature, top-k, top-p, and the KV cache that makes it fast;
 # 7. **save and resume** a run exactly, and (when the network allows) compare with OpenAI's GPT-2.
 #
@@ -48,7 +49,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from gpt2_core.profile import data_dir, describe, get_device, pick, profile_name, seed_everything
+from gpt2_core.profile import data_dir, describe, get_device, pick, seed_everything
 
 print(describe())
 seed_everything(123)
@@ -233,24 +234,28 @@ print(f"trained {len(history.steps)} steps, {history.tokens_seen:,} tokens in {t
 # %% [markdown]
 # ### Loss curves
 #
-# The loss against optimizer steps shows the optimisation; against **tokens seen** it shows how much
-# text it took (the x-axis that lets runs with different batch sizes be compared).
+# Figure 3 shows the run step by step: the loss of each training batch (noisy: every batch is different
+# text), the loss on fixed samples of both splits at each evaluation, and beside it the learning rate
+# the schedule of section 2 gave each step. The top axis reads the steps as **tokens seen**, the measure
+# that lets runs with different batch sizes be compared (Figure 4 uses it).
 
 # %%
 out_dir = data_dir() / "outputs"
 out_dir.mkdir(parents=True, exist_ok=True)
 fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.1))
-fig.suptitle("Figure 3: your run's loss")
-ax1.plot(history.steps, history.losses, alpha=0.35, label="training batch")
-ax1.plot(history.eval_steps, history.train_losses, "o-", label="train (eval)")
-ax1.plot(history.eval_steps, history.val_losses, "s-", label="validation")
-ax1.set(xlabel="optimizer step", ylabel="cross-entropy loss (nats/token)", title="your run: loss vs steps")
-ax2.plot(history.eval_tokens, history.train_losses, "o-", label="train (eval)")
-ax2.plot(history.eval_tokens, history.val_losses, "s-", label="validation")
-ax2.set(xlabel="tokens seen", ylabel="cross-entropy loss (nats/token)", title="your run: loss vs tokens seen")
-for ax in (ax1, ax2):
-    ax.axhline(math.log(tok.n_vocab), color="gray", ls=":", label=f"ln({tok.n_vocab}): uniform guess")
-    ax.legend()
+fig.suptitle("Figure 3: your run, step by step")
+colour = {"batch": "0.6", "train": "C0", "validation": "C1"}  # the same colour for a split in both panels
+ax1.plot(history.steps, history.losses, color=colour["batch"], alpha=0.5, label="training batch")
+ax1.plot(history.eval_steps, history.train_losses, "o-", color=colour["train"], label="train split (eval)")
+ax1.plot(history.eval_steps, history.val_losses, "s-", color=colour["validation"], label="validation split")
+ax1.axhline(math.log(tok.n_vocab), color="gray", ls=":", label=f"ln({tok.n_vocab}): uniform guess")
+ax1.set(xlabel="optimizer step", ylabel="cross-entropy loss (nats/token)", title="the loss falls")
+ax1.legend()
+ax2.plot(history.steps, history.lrs, color="C2")
+ax2.set(xlabel="optimizer step", ylabel="learning rate", title="while the learning rate warms up, then decays")
+ax2b = ax2.twiny()  # the same steps, read as tokens seen
+ax2b.set_xlim(ax2.get_xlim()[0] * history.tokens[0], ax2.get_xlim()[1] * history.tokens[0])
+ax2b.set_xlabel("tokens seen")
 fig.tight_layout()
 fig.savefig(out_dir / "ch05_loss.png", dpi=120)
 plt.show()
@@ -310,21 +315,38 @@ comparison = pd.DataFrame(
 comparison.round(3)
 
 # %% [markdown]
-# Figure 4 puts both runs on one axis, validation loss against tokens seen (in bits per byte, so the
-# curves stay comparable under any profile's tokenizer; each evaluation's loss per token is
-# converted with the validation split's bytes per token). Your run follows the start of the
-# reference's curve: the same code and recipe family, stopped earlier.
+# Figure 4 puts both runs on one axis, loss against tokens seen, in bits per byte so that the curves
+# stay comparable under any profile's tokenizer. Each evaluation scored a fixed sample of windows of
+# one split, so its loss per token is converted with the bytes per token of *those* windows: the
+# training split's older speeches have longer tokens than the validation split's, and one factor for
+# both would misplace the training curve. Your run follows the start of the reference's curve: the same
+# code and recipe family, stopped earlier.
 
 # %%
+from gpt2_core.pretraining.batches import eval_batches
+from gpt2_core.pretraining.recipes import REFERENCE_RECIPE
+
+token_bytes = token_byte_lengths(tok)  # the reference model has the same tokenizer as yours (tiny, default)
+
+
+def bits_per_byte_factor(dataset, batch_size, n_batches):
+    """nats/token -> bits/byte for the evaluation windows of `dataset` that a run's history scored."""
+    targets = torch.cat([y.flatten() for _, y in eval_batches(dataset, batch_size, n_batches)])
+    return targets.numel() / int(token_bytes[targets].sum()) / math.log(2)
+
+
+ref_train, ref_val = course_data(REFERENCE_RECIPE, tok)  # the reference's own windows of each split
+factor = {"ref train": bits_per_byte_factor(ref_train.dataset, REFERENCE_RECIPE.batch_size, REFERENCE_RECIPE.eval_batches),
+          "ref val": bits_per_byte_factor(ref_val.dataset, REFERENCE_RECIPE.batch_size, REFERENCE_RECIPE.eval_batches),
+          "your val": bits_per_byte_factor(val_loader.dataset, recipe.batch_size, recipe.eval_batches)}
+print("bytes per token of the scored windows: " + ", ".join(f"{k} {1 / (v * math.log(2)):.2f}" for k, v in factor.items()))
 ref_history = reference_history()
-to_bpb_mine = mine["tokens"] / mine["bytes"] / math.log(2)
-to_bpb_ref = ref["tokens"] / ref["bytes"] / math.log(2)
 fig, ax = plt.subplots(figsize=(7, 4))
-ax.plot(ref_history["eval_tokens"], [v * to_bpb_ref for v in ref_history["val_losses"]], "s-",
-        label="reference model: validation")
-ax.plot(ref_history["eval_tokens"], [v * to_bpb_ref for v in ref_history["train_losses"]], ":",
+ax.plot(ref_history["eval_tokens"], [v * factor["ref val"] for v in ref_history["val_losses"]], "s-",
+        color="C0", label="reference model: validation")
+ax.plot(ref_history["eval_tokens"], [v * factor["ref train"] for v in ref_history["train_losses"]], ":",
         color="C0", label="reference model: train")
-ax.plot(history.eval_tokens, [v * to_bpb_mine for v in history.val_losses], "o-", color="C1",
+ax.plot(history.eval_tokens, [v * factor["your val"] for v in history.val_losses], "o-", color="C1",
         label="your model: validation")
 ax.axhline(unigram_bpb, color="gray", ls="--", label="unigram baseline")
 ax.set(xscale="log", xlabel="tokens seen (log scale)", ylabel="bits per byte",
@@ -475,8 +497,9 @@ print(f"resumed run equals the uninterrupted one on {device.type} "
 
 # %%
 from gpt2_core.pretraining.checkpoint import load_checkpoint, save_checkpoint
+from gpt2_core.pretraining.recipes import learner_checkpoint_dir
 
-my_dir = data_dir() / "checkpoints" / f"ch05-{profile_name()}"
+my_dir = learner_checkpoint_dir()  # where GPT2_COURSE_BASE_MODEL=chapter5 finds it (section 10)
 save_checkpoint(my_dir, model, step=len(history.steps), extra={"history": history.to_dict()}, tokenizer=tok)
 reloaded = load_checkpoint(my_dir, map_location=device, restore_rng=False)["model"]
 again = bits_per_byte(reloaded, val_ids, tok, recipe.context_length, max_windows=score_windows)
@@ -523,6 +546,33 @@ if gpt2 is not None:
 # `python -m gpt2_core.train --help` lists every option, including `--resume`, `--grad-accum`,
 # `--bf16` and `--compile`.
 #
+# ## 10. Try it: ask the models
+#
+# `ask(prompt)` continues any text with both models, your few-minute one and the reference, sampling
+# with a temperature and top-k (section 6). Change the prompt and the settings and run the cell again:
+# a speech opening, a sentence about railways or the telegraph, a question. Without `seed` every run
+# draws new text. (Both models only ever read State of the Union addresses: they continue in that voice,
+# whatever you ask.)
+
+# %%
+def ask(prompt: str, temperature: float = 0.8, top_k: int | None = 40, max_new_tokens: int = pick(tiny=10, default=40),
+        seed: int | None = None) -> None:
+    """Continue `prompt` with your model and with the reference model, and print both."""
+    for who, (m, t) in {"your model": (model, tok), "reference model": (ref_model, ref_tok)}.items():
+        g = torch.Generator(device=device).manual_seed(seed) if seed is not None else None
+        text = generate_text(m, t, prompt, max_new_tokens, temperature=temperature, top_k=top_k, generator=g)
+        print(f"--- {who}\n{text}\n")
+
+
+ask("The railroads of the country", seed=123)
+
+# %% [markdown]
+# Chapters 6 and 7 fine-tune the reference model. To fine-tune *your* model from this chapter instead,
+# start Jupyter with `GPT2_COURSE_BASE_MODEL=chapter5` (this notebook saved it, with its tokenizer, in
+# section 7). Expect it to do worse than the reference there, and perhaps worse than random weights:
+# that is what a model trained for minutes measured in earlier rounds, and the reason the course ships
+# a reference model.
+#
 # ## Results
 #
 # The chapter's headline numbers, computed above in this run, go to `results/ch05.json` (the README's
@@ -532,10 +582,9 @@ if gpt2 is not None:
 from gpt2_core.results import write_results
 
 ch05 = {"seconds": round(time.perf_counter() - notebook_start, 1), "train_seconds": round(train_seconds, 1),
-        "tokens_seen": history.tokens_seen, "val_loss": round(mine["loss"], 4),
-        "val_bits_per_byte": round(mine["bits_per_byte"], 4), "reference_val_loss": round(ref["loss"], 4),
-        "reference_val_bits_per_byte": round(ref["bits_per_byte"], 4),
-        "unigram_bits_per_byte": round(unigram_bpb, 4)}
+        "tokens_seen": history.tokens_seen, "val_loss": mine["loss"], "val_bits_per_byte": mine["bits_per_byte"],
+        "reference_val_loss": ref["loss"], "reference_val_bits_per_byte": ref["bits_per_byte"],
+        "unigram_bits_per_byte": unigram_bpb}  # unrounded: the README rounds them as this chapter prints them
 print(write_results(5, ch05).relative_to(data_dir().parent))
 pd.Series(ch05)
 
@@ -548,8 +597,8 @@ pd.Series(ch05)
 # - AdamW with decay on matrices, linear warmup and cosine decay, and gradient clipping make the
 #   optimisation stable; `train` adds evaluation, checkpoints with exact resume, bf16, compile and DDP.
 # - Your few-minute model beats the unigram baseline by a wide margin; the reference model, the same
-#   shape trained on seven times as many tokens, is better still. Data and compute, not code, make
-#   the difference between the two.
+#   shape trained by the same code on the same text for seven times as many steps, is better still.
+#   Compute, not code or data, makes the difference between the two.
 # - How we sample matters: greedy repeats itself, temperature trades safety for variety, top-k and
 #   top-p cut off the unreliable tail; a KV cache gives the same tokens faster.
 #
