@@ -22,12 +22,18 @@ both models, with MFU against the card's dense bf16 peak (:mod:`gpt2_core.flops`
 overrides it); our generation with its compiled one-token step (CUDA graphs; float32, so that the
 tokens can be compared); and the steady-state throughput of ``python -m gpt2_core.train --profile gpt2``.
 Both devices run the same functions with these settings switched.
+
+``--write results/bench-cpu.json`` (or ``results/bench-cuda.json``) also writes the rows, the machine and
+the command to that file; ``python -m gpt2_core.results`` renders the README's performance table from it,
+so the README's speed numbers are generated like its results table.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import json
+import math
 import os
 import platform
 import re
@@ -43,6 +49,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from .files import write_file_atomically
 from .flops import peak_flops, synchronizer, training_flops_per_token
 from .model.config import GPTConfig
 from .model.generation import generate
@@ -50,6 +57,7 @@ from .model.gpt import GPTModel
 from .model.hf_weights import save_hf
 from .pretraining.optim import make_optimizer
 from .pretraining.step import lm_loss, train_step
+from .results import bench_rows_table
 from .text.bpe import BPETokenizer
 from .text.corpus import sample_text
 from .text.ranks import gpt2_encoding
@@ -260,19 +268,29 @@ def machine(device: torch.device | None = None) -> str:
             f"torch threads, torch {torch.__version__}, python {platform.python_version()}")
 
 
-def load_average() -> str:
-    """The 1-minute load average against the core count: above the core count, the machine is shared."""
+def load() -> float | None:
+    """The 1-minute load average (None where the platform has none)."""
     try:
-        return f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
-    except OSError:  # not available on this platform
-        return "load average unknown"
+        return os.getloadavg()[0]
+    except (OSError, AttributeError):  # not available on this platform
+        return None
+
+
+def load_average(value: float | None = None) -> str:
+    """The 1-minute load average against the core count: above the core count, the machine is shared."""
+    value = load() if value is None else value
+    return "load average unknown" if value is None else f"load average {value:.1f} on {os.cpu_count()} cores"
 
 
 def print_table(rows: list[Row]) -> None:
-    print("| task | ours | reference | ratio (ours/ref speed) | note |")
-    print("| --- | --- | --- | --- | --- |")
-    for r in rows:
-        print(f"| {r.task} | {r.ours} | {r.reference} | {r.ratio:.2f}x | {r.note} |")
+    print(bench_rows_table([vars(r) for r in rows]))
+
+
+def write_bench(path: Path, rows: list[Row], **run: object) -> Path:
+    """Write the rows and how they were measured (``run``: command, date, machine, peak, repeats, ...) to
+    ``path`` as JSON, from which ``python -m gpt2_core.results`` renders the README's benchmark table."""
+    data = {**run, "rows": [{**vars(r), "ratio": r.ratio if math.isfinite(r.ratio) else None} for r in rows]}
+    return write_file_atomically(Path(path), (json.dumps(data, indent=2) + "\n").encode("utf-8"))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -285,7 +303,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument("--peak-tflops", type=float, default=None,
                         help="the peak for MFU, in TFLOP/s (default: the card's data sheet, or measured)")
-    args = parser.parse_args(argv)
+    parser.add_argument("--write", type=Path, default=None, metavar="JSON",
+                        help="also write the rows and the machine to this file (results/bench-cpu.json or "
+                             "results/bench-cuda.json: `python -m gpt2_core.results` renders the README's table)")
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    command = " ".join(["python -m gpt2_core.bench", *(sys.argv[1:] if argv is None else argv)])
     if args.repeats < 1:
         parser.error(f"--repeats must be >= 1, got {args.repeats}")
     if args.threads is not None:
@@ -294,6 +316,8 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     if args.peak_tflops is not None and not args.peak_tflops > 0:
         parser.error(f"--peak-tflops must be > 0, got {args.peak_tflops}")
+    if args.write is not None and (args.write.suffix != ".json" or not args.write.resolve().parent.is_dir()):
+        parser.error(f"--write must name a .json file in an existing folder, got {args.write}")
     device = torch.device(args.device)
     cuda = device.type == "cuda"
     if cuda and not torch.cuda.is_available():
@@ -304,8 +328,9 @@ def main(argv: list[str] | None = None) -> int:
         peak, peak_name = args.peak_tflops * 1e12, f"given peak {args.peak_tflops:g} TFLOP/s"
     else:
         peak, peak_name = peak_flops(device, torch.bfloat16 if cuda else torch.float32)
-    print(f"machine: {machine(device)}; {peak_name}; date {time.strftime('%Y-%m-%d')}; medians of "
-          f"{args.repeats} interleaved runs; {load_average()}", flush=True)
+    load_start, date = load(), time.strftime("%Y-%m-%d")
+    print(f"machine: {machine(device)}; {peak_name}; date {date}; medians of "
+          f"{args.repeats} interleaved runs; {load_average(load_start)}", flush=True)
     rows: list[Row] = []
     small = GPTConfig(context_length=128, emb_dim=256, n_heads=4, n_layers=4, drop_rate=0.0)
     gpt2 = GPTConfig.preset("gpt2", drop_rate=0.0)
@@ -331,7 +356,13 @@ def main(argv: list[str] | None = None) -> int:
     if "notebooks" in parts:
         rows.append(bench_notebooks())
     print_table(rows)
-    print(f"at the end: {load_average()}")
+    load_end = load()
+    print(f"at the end: {load_average(load_end)}")
+    if args.write is not None:
+        written = write_bench(args.write, rows, command=command, date=date, device=device.type,
+                              machine=machine(device), peak=peak_name, repeats=args.repeats, quick=args.quick,
+                              parts=args.only or [], load_start=load_start, load_end=load_end)
+        print(f"wrote {written}; `python -m gpt2_core.results` renders it into the README")
     return 0
 
 

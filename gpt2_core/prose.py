@@ -1,0 +1,339 @@
+"""Prose true to its run: every number a notebook's prose states is backed (COURSE_DESIGN.md, section 3).
+
+``python -m gpt2_core.notebook_tools check-prose notebooks/*.ipynb README.md`` lists every number in
+the prose that nothing backs, with the sentence it sits in; ``tests/test_prose_numbers.py`` runs it.
+
+**What counts as a number** (in a markdown cell, or in the README):
+
+- a decimal: ``0.974``, ``5.253``, ``7.4``, ``1.0e-5``; a dotted number with two or more dots, or one
+  after "Python", "torch", "version" and the like, is a version (``torch 2.13.0``, ``Python 3.10``) and
+  left out;
+- a percentage of any size: ``97.3%``, ``6%``, ``100%`` (the first end of a range takes the sign of
+  the second: ``75-88%`` is two percentages);
+- an integer with thousands separators (``2,501``; ``124,439,808``) or of four or more digits
+  (``8192``), except a bare ``1700``-``2099`` (a year);
+- any integer with a magnitude or ratio suffix: ``124M``, ``20M``, ``50k``, ``1.5B``; ``10x``, ``3×``
+  (a multiplier: a measured ratio is a result however short); and scientific notation: ``3e-4``.
+
+Left out: one- to three-digit integers without a suffix (structural and settings: "4 layers",
+"2 cores", "128 tokens", "3 epochs"; see below), numbers inside inline code, fenced code, LaTeX
+(``$...$``, ``$$...$$``, ``\\(...\\)``), HTML tags and comments, URLs and link targets, dates
+(``2026-11-25``), section/figure/chapter/exercise/table/issue/part numbers (``section 5.3``,
+``Figure 4``, ``chapters 6-7``), heading and list numbering, and numbers glued to a word or an
+identifier (``GPT-2``, ``float32``, ``L4/d256``, ``ch06``, ``r50k_base``, hashes).
+
+Why three-digit integers are left out: in this course's prose they are nearly all settings that the
+code fixes and the notebook prints anyway (``128``-token context, ``256`` wide, ``150`` steps,
+``512`` labels); counting them would bury the few measured counts under entries that say "this is
+the config". The price: a measured three-digit count in prose ("358 validation e-mails") is not
+checked. Counts that grow with the data are four digits or more here and are checked.
+
+**What backs a number** (any one of):
+
+(a) the notebook's own outputs: stdout streams, and the ``text/plain``, ``text/markdown`` and
+    ``text/html`` of displayed and returned values (pandas tables included; stderr is left out: it
+    holds warnings and progress bars, not results). Markdown rendered by a code cell
+    (``IPython.display.Markdown``) is output, so a sentence rendered from variables is backed by
+    construction. The output must be the same quantity written at least as precisely, and round to
+    what the prose writes: prose ``97.3%`` is backed by an output ``0.9733``, ``0.973``, ``97.33%`` or
+    ``97.3%``, not by ``0.97``, ``97%``, ``97.4%`` or a bare ``97``; prose ``2,501`` by ``2501``; prose
+    ``5.3M`` by ``5,308,160``; a percentage by a fraction only when that is written with a decimal
+    point. Rounding is read from the prose as written, except after "about", "around", "roughly",
+    "~" and the like, where an integer's trailing zeros are not significant ("about 6,000" is backed
+    by 6,047; a bare "2,500" needs 2500).
+
+    Where the output may be: a number with four or more significant digits (``5.253``, ``2,501``,
+    ``124,439,808``; an integer's trailing zeros do not count) anywhere in the notebook's outputs;
+    one with fewer (``97.3%``, ``7.4``, ``6%``, ``20M``) only in the outputs of its own section, the
+    code cells under the same ``#``/``##`` heading. Why: a notebook prints a few hundred numbers,
+    many of them of the same kind and range, so a three-digit match somewhere is often chance. In
+    chapter 6 four numbers of a table of a separate 512-label experiment (91.6%, 93.3%, 93.7%,
+    93.8%) "matched" the learning curve printed in the next section; shifting every number of the
+    seven notebooks' prose by one in its last digit, 19% of the shifted numbers were still "backed"
+    when any output of the notebook could back any number, 6.5% under this rule (mostly natural
+    neighbours such as the ids 8,191 and 50,256 beside the vocabulary sizes 8,192 and 50,257). A
+    summary cell that repeats an earlier section's figure renders it from the variable, or cites it
+    as a fact, or writes it at the precision the run printed.
+(b) a fact: the number as written is a key of ``notebooks/facts/<notebook stem>.json``, whose value
+    is its source (``{"50,257": "GPT-2's vocabulary size (Radford et al. 2019; tiktoken's gpt2)"}``).
+    A fact backs every place the notebook writes that number. An entry that backs nothing is stale
+    and reported, as is an entry without a source (fewer than two words).
+(c) a reproducing command: the markdown cell has a sentence with a word "reproduce..." and a command
+    in backticks that exists in the repository (``python -m gpt2_core.<module>`` with a ``__main__``,
+    ``python <path>.py``, ``torchrun ... -m gpt2_core.<module>``, ``make <target>``; its options are
+    not checked), e.g. "Measured on a CPU; reproduce the table with `python -m gpt2_core.bench`."
+    Every number of that cell is backed. A reproducing command that does not exist is reported.
+
+Settings named in prose (a learning rate, an exercise's ``alpha``) are code values: write them as
+code (```lr=3e-4```), which is left out, or print them.
+
+For the README: the numbers inside its generated blocks (between ``<!-- results:begin ... -->`` and
+``<!-- results:end -->``, and between the benchmark markers of :mod:`gpt2_core.results`) are not
+checked; any other is backed by a value in ``results/*.json`` (the chapters' results and the
+benchmark files; four or more significant digits, as above) or by ``notebooks/facts/README.json``.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+import sys
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+from .prose_numbers import (
+    FACTS_DIR,
+    MIN_GLOBAL_DIGITS,
+    REPRODUCE,
+    Found,
+    Number,
+    Outputs,
+    Problem,
+    mask,
+    numbers_in_output,
+    numbers_in_prose,
+)
+
+
+def _output_text(output: dict) -> str:
+    """The text a reader sees of one output: stdout, and the plain/markdown/html of a value (tags stripped)."""
+    def joined(value: object) -> str:
+        return "".join(value) if isinstance(value, list) else str(value)
+
+    if output.get("output_type") == "stream":
+        return joined(output.get("text", "")) if output.get("name") == "stdout" else ""
+    data = output.get("data", {})
+    parts = [joined(data[k]) for k in ("text/plain", "text/markdown") if k in data]
+    if "text/html" in data:
+        parts.append(html.unescape(re.sub(r"<[^>]+>", " ", joined(data["text/html"]))))
+    return "\n".join(parts)
+
+
+def _sentence(text: str, offset: int) -> str:
+    """The sentence (or table row) of ``text`` around ``offset``, on one line."""
+    line_start = text.rfind("\n", 0, offset) + 1
+    line_end = text.find("\n", offset)
+    line_end = len(text) if line_end < 0 else line_end
+    if text[line_start:line_end].lstrip().startswith("|"):
+        return " ".join(text[line_start:line_end].split())
+    blank = text.rfind("\n\n", 0, offset)
+    para_start = blank + 2 if blank >= 0 else 0
+    para_end = text.find("\n\n", offset)
+    para_end = len(text) if para_end < 0 else para_end
+    para = text[para_start:para_end]
+    at = offset - para_start
+    bounds = [0] + [m.end() for m in re.finditer(r"[.!?:;]\s+(?=[A-Z*(\[`\"'0-9-])", para)] + [len(para)]
+    for lo, hi in zip(bounds, bounds[1:], strict=False):
+        if lo <= at < hi:
+            sentence = " ".join(para[lo:hi].split())
+            return sentence if len(sentence) <= 400 else sentence[:397] + "..."
+    return " ".join(para.split())[:400]
+
+
+def _sections(lines_before: Iterable[str]) -> int:
+    """How many sections (``#`` and ``##`` headings) start in these (masked) lines."""
+    return sum(1 for line in lines_before if re.match(r"\s{0,3}#{1,2}\s", line))
+
+
+def command_exists(command: str, root: Path) -> bool:
+    """Whether a reproducing command names something in the repository (a module with a ``__main__``,
+    a script, a make target); its options are not checked."""
+    words = command.split()
+    while words and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*=\S*", words[0]):
+        words = words[1:]  # GPT2_COURSE_PROFILE=default ...
+    if not words:
+        return False
+    if words[0] == "make":
+        targets = [w for w in words[1:] if not w.startswith("-") and "=" not in w] or ["all"]
+        makefile = root / "Makefile"
+        text = makefile.read_text(encoding="utf-8") if makefile.is_file() else ""
+        return all(re.search(rf"^{re.escape(t)}\s*:", text, re.M) for t in targets)
+    if re.fullmatch(r"(?:\S*/)?python3?(?:\.\d+)?|torchrun", words[0]):
+        rest = words[1:]
+        if "-m" in rest and rest.index("-m") + 1 < len(rest):
+            module = rest[rest.index("-m") + 1]
+            if not module.startswith("gpt2_core"):
+                return False
+            base = root.joinpath(*module.split("."))
+            if (base / "__main__.py").is_file():
+                return True
+            file = base.with_suffix(".py")
+            return file.is_file() and "__main__" in file.read_text(encoding="utf-8")
+        scripts = [w for w in rest if w.endswith(".py")]
+        return bool(scripts) and (root / scripts[0]).is_file()
+    return False
+
+
+def reproducing_commands(text: str) -> list[str]:
+    """The commands in backticks of the sentences of ``text`` that say they reproduce something."""
+    commands = []
+    for para in re.split(r"\n\s*\n", text):
+        for sentence in re.split(r"(?<=[.!?;])\s+", para):
+            if REPRODUCE.search(re.sub(r"`[^`]*`", "", sentence)):
+                commands += [c for c in re.findall(r"`([^`]+)`", sentence)
+                             if re.match(r"\s*(?:[A-Za-z_]\w*=\S*\s+)*(?:make|torchrun|(?:\S*/)?python3?)\b", c)]
+    return commands
+
+
+def read_facts(path: Path) -> tuple[dict[str, str], list[Problem]]:
+    """The facts list at ``path`` ({number as written: its source}) and what is wrong with it."""
+    if not path.is_file():
+        return {}, []
+    try:
+        facts = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        return {}, [Problem("bad facts file", str(path), path.name, str(e))]
+    if not isinstance(facts, dict):
+        return {}, [Problem("bad facts file", str(path), path.name, "must be a JSON object {number: source}")]
+    problems = [Problem("fact without source", k, path.name) for k, v in facts.items()
+                if not isinstance(v, str) or len(v.split()) < 2]
+    return {fact_key(k): v for k, v in facts.items()}, problems
+
+
+def fact_key(text: str) -> str:
+    """How a number is looked up in a facts list: as written, without spaces, ``×`` read as ``x``."""
+    return "".join(text.split()).replace("×", "x")
+
+
+def _check_found(found: list[Found], backed: Callable[[Found], bool], facts: dict[str, str], facts_name: str,
+                 where: Callable[[Found], str]) -> list[Problem]:
+    problems, used = [], set()
+    for f in found:
+        key = fact_key(f.number.text)
+        if key in facts:
+            used.add(key)
+            continue
+        if not backed(f):
+            problems.append(Problem("unbacked", f.number.text, where(f), f.sentence))
+    problems += [Problem("stale fact", k, facts_name, "no number of the prose is this; remove the entry")
+                 for k in facts if k not in used]
+    return problems
+
+
+def notebook_outputs(cells: list[dict]) -> Outputs:
+    """The numbers each code cell of ``cells`` printed (what :func:`_output_text` shows of its outputs)."""
+    out = Outputs()
+    for i, cell in enumerate(cells):
+        if cell.get("cell_type") != "code":
+            continue
+        numbers = [n for o in cell.get("outputs", []) for n in numbers_in_output(_output_text(o))]
+        out.by_cell[i] = numbers
+        out.everywhere += numbers
+    return out
+
+
+def check_notebook(path: Path, facts_path: Path | None = None, root: Path | None = None) -> list[Problem]:
+    """What in the prose of the notebook at ``path`` is not backed (empty: every number is backed)."""
+    path = Path(path)
+    root = Path(root) if root is not None else path.resolve().parent.parent
+    facts_path = facts_path or path.parent / FACTS_DIR / f"{path.stem}.json"
+    facts, problems = read_facts(facts_path)
+    cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
+    outputs = notebook_outputs(cells)
+
+    # sections: a markdown line's section is the number of #/## headings above it; a code cell's likewise
+    section_of_cell: dict[int, int] = {}
+    found: list[Found] = []
+    reproduced: set[int] = set()
+    headings = 0
+    for i, cell in enumerate(cells):
+        source = cell.get("source", "")
+        source = "".join(source) if isinstance(source, list) else source
+        if cell.get("cell_type") != "markdown":
+            section_of_cell[i] = headings
+            continue
+        masked = mask(source)
+        commands = reproducing_commands(source)
+        for command in commands:
+            if command_exists(command, root):
+                reproduced.add(i)
+            else:
+                problems.append(Problem("unknown command", command, f"cell {i}",
+                                        "a reproducing command must exist in the repository"))
+        for offset, number in numbers_in_prose(source, masked):
+            section = headings + _sections(masked[:offset].splitlines())
+            found.append(Found(number, i, section, _sentence(source, offset), offset))
+        headings += _sections(masked.splitlines())
+        section_of_cell[i] = headings
+
+    code_cells = sorted(outputs.by_cell)
+
+    def nearby(f: Found) -> list[Number]:
+        return [n for c in code_cells if section_of_cell[c] == f.section for n in outputs.by_cell[c]]
+
+    def backed(f: Found) -> bool:
+        if f.cell in reproduced:
+            return True
+        pool = outputs.everywhere if f.number.digits >= MIN_GLOBAL_DIGITS else nearby(f)
+        return any(o.rounds_to(f.number) for o in pool)
+
+    return problems + _check_found(found, backed, facts, facts_path.name, lambda f: f"cell {f.cell}")
+
+
+def _json_numbers(value: object) -> list[Number]:
+    if isinstance(value, bool) or value is None:
+        return []
+    if isinstance(value, (int, float)):
+        return numbers_in_output(repr(value))
+    if isinstance(value, str):
+        return numbers_in_output(value)
+    if isinstance(value, dict):
+        return [n for v in value.values() for n in _json_numbers(v)]
+    if isinstance(value, list):
+        return [n for v in value for n in _json_numbers(v)]
+    return []
+
+
+def generated_blocks(text: str) -> list[tuple[int, int]]:
+    """(start, end) of every block of ``text`` that a command generates: between ``<!-- NAME:begin ...-->``
+    and ``<!-- NAME:end -->`` (the results table, the benchmark tables)."""
+    blocks = []
+    for m in re.finditer(r"<!--\s*([\w-]+):begin\b.*?-->", text):
+        end = text.find(f"<!-- {m.group(1)}:end -->", m.end())
+        if end >= 0:
+            blocks.append((m.start(), end))
+    return blocks
+
+
+def check_readme(path: Path, results: Path | None = None, facts_path: Path | None = None) -> list[Problem]:
+    """What in the README's prose is not backed: by a generated block, ``results/*.json`` or its facts list."""
+    path = Path(path)
+    root = path.resolve().parent
+    results = results or root / "results"
+    facts_path = facts_path or root / "notebooks" / FACTS_DIR / "README.json"
+    facts, problems = read_facts(facts_path)
+    text = path.read_text(encoding="utf-8")
+    masked = mask(text)
+    for start, end in generated_blocks(text):
+        masked = masked[:start] + re.sub(r"[^\n]", " ", masked[start:end]) + masked[end:]
+    printed = [n for file in sorted(results.glob("*.json"))
+               for n in _json_numbers(json.loads(file.read_text(encoding="utf-8")))]
+    found = [Found(n, 0, 0, _sentence(text, offset), offset) for offset, n in numbers_in_prose(text, masked)]
+
+    def backed(f: Found) -> bool:
+        return f.number.digits >= MIN_GLOBAL_DIGITS and any(o.rounds_to(f.number) for o in printed)
+
+    return problems + _check_found(found, backed, facts, facts_path.name,
+                                   lambda f: f"{path.name} line {text.count(chr(10), 0, f.offset) + 1}")
+
+
+def check(path: Path) -> list[Problem]:
+    """:func:`check_notebook` for a ``.ipynb``, :func:`check_readme` for anything else (a README)."""
+    path = Path(path)
+    return check_notebook(path) if path.suffix == ".ipynb" else check_readme(path)
+
+
+def main(paths: list[str]) -> int:
+    """Print every unbacked number of each notebook or README in ``paths``; 1 if there is any."""
+    if not paths:
+        print("usage: python -m gpt2_core.notebook_tools check-prose NOTEBOOK.ipynb ... [README.md]", file=sys.stderr)
+        return 2
+    total = 0
+    for p in paths:
+        problems = check(Path(p))
+        total += len(problems)
+        for problem in problems:
+            print(f"{p}: {problem}")
+        print(f"{p}: {len(problems)} problem(s)")
+    return 1 if total else 0
