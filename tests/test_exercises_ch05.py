@@ -6,8 +6,10 @@ import math
 from collections import Counter
 
 import pytest
+import torch
 
 from gpt2_core.exercises import check_exercise
+from gpt2_core.exercises.solutions import ch05 as solution
 
 
 def _bigram(train_ids, val_ids, vocab_size, alpha, *, context_counts=None, log=math.log, per=None):
@@ -39,10 +41,21 @@ def _zero_grad_each_time(model, inputs, targets, k):  # keeps only the last micr
         (model(x, targets=y) * len(x) / len(inputs)).backward()
 
 
+def _adam_no_bias_correction(grad, lr, betas, eps):
+    (b1, b2) = betas
+    return -lr * (1 - b1) * grad / (((1 - b2) * grad**2).sqrt() + eps)
+
+
+def _nucleus_without_the_crossing_token(logits, temperature, top_p):
+    probs = torch.softmax(logits.double() / temperature, -1)
+    sorted_probs, order = torch.sort(probs, descending=True)
+    return set(order[torch.cumsum(sorted_probs, 0) <= top_p].tolist())
+
+
 # A plausible wrong answer for every checker (tests/test_exercise_solutions.py runs them all)
 WRONG = {
-    "ch05.top_k_filter": lambda logits, k: logits,
-    "ch05.lr_at_step": lambda s, m, w, hi, lo: hi,
+    "ch05.adamw_first_step": lambda g, lr, betas, eps: -lr * g,  # plain SGD
+    "ch05.nucleus": lambda logits, t, p: set(range(len(logits))),  # keeps everything
     # count(a) instead of count(a, ·) in the denominator
     "ch05.bigram_loss": lambda *args: _bigram(*args, context_counts=Counter),
     "ch05.accumulate_gradients": _divide_by_k,
@@ -70,3 +83,48 @@ def test_accumulation_checker_names_the_mistake(wrong, says, capsys):
     assert not check_exercise("ch05.accumulate_gradients", wrong)
     assert says in capsys.readouterr().out
 
+
+
+@pytest.mark.parametrize("wrong, says", [
+    (lambda g, lr, betas, eps: -lr * g, "SGD"),
+    (lambda g, lr, betas, eps: -solution.adamw_first_step(g, lr, betas, eps), "sign"),
+    (_adam_no_bias_correction, "bias correction"),
+    (lambda g, lr, betas, eps: -lr * g / g.abs(), "NaN"),  # no eps: a zero gradient gives 0 / 0
+    (lambda g, lr, betas, eps: -lr * torch.sign(g), "below eps"),
+    (lambda g, lr, betas, eps: [0.0], "shape"),
+])
+def test_adamw_checker_names_the_mistake(wrong, says, capsys):
+    assert not check_exercise("ch05.adamw_first_step", wrong)
+    assert says in capsys.readouterr().out
+
+
+def test_adamw_solution_moves_every_weight_by_about_lr():
+    step = solution.adamw_first_step(torch.tensor([100.0, 1.0, -1e-4]), 1e-3, (0.9, 0.95), 1e-8)
+    assert torch.allclose(step, torch.tensor([-1e-3, -1e-3, 1e-3]), rtol=1e-3)
+
+
+@pytest.mark.parametrize("wrong, says", [
+    (lambda logits, t, p: solution.nucleus(logits, 1.0, p), "temperature first"),
+    (lambda logits, t, p: solution.nucleus(logits * t * t, t, p), "you multiplied"),
+    (_nucleus_without_the_crossing_token, "reaches"),
+    (lambda logits, t, p: set(), "most likely token"),
+    (lambda logits, t, p: torch.softmax(logits / t, -1), "filtered logits"),
+    (lambda logits, t, p: [0, 0], "twice"),
+])
+def test_nucleus_checker_names_the_mistake(wrong, says, capsys):
+    assert not check_exercise("ch05.nucleus", wrong)
+    assert says in capsys.readouterr().out
+
+
+def test_nucleus_accepts_a_list_or_a_tensor_of_ids():
+    assert check_exercise("ch05.nucleus", lambda *args: sorted(solution.nucleus(*args)))
+    assert check_exercise("ch05.nucleus", lambda *args: torch.tensor(sorted(solution.nucleus(*args))))
+
+
+@pytest.mark.parametrize("wrong, says", [
+    (lambda *args: _bigram(*args, per=len), "only"),
+    (lambda *args: _bigram(*args, context_counts=Counter), "followed by nothing"),
+])
+def test_bigram_checker_names_the_denominators(wrong, says, capsys):
+    assert not check_exercise("ch05.bigram_loss", wrong)
+    assert says in capsys.readouterr().out

@@ -13,7 +13,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gpt2_core.model.config import GPTConfig
-from gpt2_core.model.generation import top_k_filter
 from gpt2_core.pretraining.batches import StepBatches, eval_batches
 from gpt2_core.pretraining.loop import History, TrainConfig, train
 from gpt2_core.pretraining.optim import lr_schedule, make_optimizer, make_scheduler, param_groups
@@ -324,21 +323,3 @@ def test_cli_rejects_bad_arguments(capsys):
     with pytest.raises(SystemExit):
         main(["--save-every", "3"])
     assert "--out" in capsys.readouterr().err
-
-
-# ------------------------------------------------------------------------------------ exercises
-
-
-def test_ch05_exercises_accept_right_answers_and_reject_wrong_ones(capsys):
-    from gpt2_core.exercises import check_exercise
-
-    def stub(*args):
-        raise NotImplementedError
-
-    assert check_exercise("ch05.top_k_filter", top_k_filter)
-    assert not check_exercise("ch05.top_k_filter", lambda logits, k: logits)
-    assert check_exercise("ch05.lr_at_step", lr_schedule)
-    assert not check_exercise("ch05.lr_at_step", lambda s, m, w, hi, lo: hi)
-    assert not check_exercise("ch05.lr_at_step", stub)
-    out = capsys.readouterr().out
-    assert "not attempted" in out and "✅" in out and "❌" in out

@@ -62,10 +62,10 @@ device = get_device()
 #
 # The tokenizer is **not** GPT-2's. The course's reference model (section 5) comes with its own
 # 8,192-token byte-level BPE, trained with chapter 1's `BPETokenizer.train` on the training split of
-# the corpus below. A small vocabulary suits a small model: GPT-2's output layer alone has
-# 50,257 × 256 = 12.9M weights at this width, four times everything else in the model, and most of
-# its tokens never occur in this corpus. With 8,192 tokens a step is about 2.5× cheaper, and
-# measured at an equal CPU budget the model ends at a lower loss per byte (see
+# the corpus below. A small vocabulary suits a small model: the output layer has one row of weights per
+# token, and at this width GPT-2's 50,257 rows would outweigh the rest of the model several times over
+# (the cell below counts them), while most of its tokens never occur in this corpus. Measured at an
+# equal CPU budget, a model with the small vocabulary also ends at a lower loss per byte (see
 # `gpt2_core/reference.py` for the numbers). We use the same tokenizer here, so your model and the
 # reference can be compared token for token. (Under the `gpt2` profile it is GPT-2's tokenizer and
 # GPT-2's shape instead.)
@@ -76,6 +76,12 @@ from gpt2_core.pretraining.recipes import course_data, course_recipe, course_tok
 recipe = course_recipe()
 tok = course_tokenizer()
 print(f"tokenizer: {tok.n_vocab:,} tokens; <|endoftext|> = {tok.eot_token}")
+shape = recipe.model_config(tok.n_vocab)
+blocks = 12 * shape.emb_dim**2 * shape.n_layers  # the matrices of the blocks (chapter 4): 12 d^2 per block
+for name, vocab in (("GPT-2's", 50257), ("the course's", tok.n_vocab)):
+    head = vocab * shape.emb_dim
+    print(f"with {name} {vocab:,} tokens: output layer {head:,} weights, {head / (head + blocks):.0%} of the "
+          f"multiply-adds per token (the blocks' matrices: {blocks:,})")
 print("'The Congress shall assemble' ->", [tok.decode([i]) for i in tok.encode("The Congress shall assemble")])
 pd.DataFrame([recipe.to_dict()]).T.rename(columns={0: "value"})
 
@@ -362,19 +368,23 @@ gap_ref = ref_history["val_losses"][last] - ref_history["train_losses"][last]
 gap_mine = history.val_losses[-1] - history.train_losses[-1]
 print(f"train/validation gap at the end (nats/token): reference {gap_ref:.3f}, your model {gap_mine:.3f}")
 print(f"validation addresses: {VAL_FROM_YEAR} on; training addresses: before {VAL_FROM_YEAR}")
+print(f"passes over the training split: reference {ref_meta['trained']['tokens'] / train_loader.dataset.num_tokens:.1f}, "
+      f"your model {history.tokens_seen / train_loader.dataset.num_tokens:.1f}; parameters {model.num_parameters():,}, "
+      f"training tokens {train_loader.dataset.num_tokens:,}")
 
 # %% [markdown]
 # **The gap between training and validation loss.** Part of it is not overfitting at all: the
 # validation addresses are the most recent ones, and their topics and words (the economy of the
 # 2000s, terrorism, the internet, health care) are rarer in two centuries of older speeches, so even
 # a model that never saw a training sentence twice would find them harder. The rest is memorising:
-# the reference model read its training text about ten times, and a model of 5M parameters can start
-# to remember phrases of a 2M-token corpus. In the plot its training loss keeps falling while its
+# the reference model read its training text many times over (printed above), and a model with
+# millions of parameters can start to remember phrases of a corpus of a few million tokens. In the
+# plot its training loss keeps falling while its
 # validation loss flattens out around the middle of the run and creeps up again near the end: from
 # there on it was mostly memorising. A shorter run, or dropout, would have ended at a lower
 # validation loss. The recipe was kept anyway, because what chapters 6 and 7 need from it is features
-# that transfer to new tasks, and those are measured there, not here. Your model, after about one
-# and a half passes, has had less chance to memorise; compare the two gaps printed above.
+# that transfer to new tasks, and those are measured there, not here. Your model, after fewer passes,
+# has had less chance to memorise; compare the two gaps printed above.
 
 # %% [markdown]
 # ## 6. Sampling text
@@ -607,35 +617,59 @@ pd.Series(ch05)
 #
 # ## Exercises
 #
-# Each exercise checks itself against the package. Exercises 1 and 2 rebuild this chapter's pieces; 3
-# and 4 ask for a new baseline and a training trick. Reference solutions are in
-# `gpt2_core/exercises/solutions/ch05.py`, for after you have tried.
+# Each exercise checks itself against the package. Exercises 1 and 2 ask you to predict something this
+# chapter did not work out, then to compute it; 3 and 4 ask for a new baseline and a training trick.
+# Reference solutions are in `gpt2_core/exercises/solutions/ch05.py`, for after you have tried.
 #
-# **1. Top-k filter.** Write `my_top_k(logits, k)` that keeps the `k` largest logits of each row (the
-# last dimension) and sets every smaller one to `-inf`. Hint: `torch.topk(...).values[..., -1:]` is
-# the k-th largest.
+# **1. AdamW's first step.** Section 2 says warmup is there because Adam's moment estimates are noisy at
+# first. Here is what that means. For every weight Adam keeps two running averages, both starting at
+# zero: $m$ of the gradient $g$ and $v$ of its square, updated each step as
+# $m \leftarrow \beta_1 m + (1-\beta_1) g$ and $v \leftarrow \beta_2 v + (1-\beta_2) g^2$. Because they start
+# at zero, at step $t$ Adam divides them by $1-\beta_1^t$ and $1-\beta_2^t$ (the *bias correction*), giving
+# $\hat m$ and $\hat v$, and moves the weight by $-\mathrm{lr}\cdot \hat m / (\sqrt{\hat v} + \epsilon)$
+# (AdamW also shrinks it by its weight decay; leave that out here).
+#
+# **Predict first:** in the very first step, which weight moves further, one whose gradient is 10 or one
+# whose gradient is 0.001? Then write `my_adamw_first_step(grad, lr, betas, eps)`: how much every weight
+# changes (new minus old) in AdamW's first step, worked out by hand, with no optimizer. The checker runs
+# `torch.optim.AdamW` on the same gradients and compares.
+#
+# Once it passes, try `my_adamw_first_step(torch.tensor([10.0, 0.1, 1e-6, 1e-10]), recipe.lr, (0.9, 0.95), 1e-8)`
+# (this run's peak rate, and the betas `make_optimizer` uses). What does the first step do to a weight whose
+# gradient is pure noise? What would a first step at the full rate do to every weight of a freshly
+# initialised network at once, and how does a linear warmup (Figure 1) change that?
 
 # %%
 from gpt2_core.exercises import check_exercise
 
 
-def my_top_k(logits: torch.Tensor, k: int) -> torch.Tensor:
+def my_adamw_first_step(grad: torch.Tensor, lr: float, betas: tuple[float, float], eps: float) -> torch.Tensor:
     raise NotImplementedError  # your code here
 
 
-_ = check_exercise("ch05.top_k_filter", my_top_k)
+_ = check_exercise("ch05.adamw_first_step", my_adamw_first_step)
 
 # %% [markdown]
-# **2. The learning rate at a step.** Write `my_lr(step, max_steps, warmup_steps, max_lr, min_lr)`:
-# `max_lr * (step + 1) / warmup_steps` during warmup, then half a cosine from `max_lr` down to
-# `min_lr` at `max_steps`, and `min_lr` after that.
+# **2. What does top-p keep?** Section 6 samples with `top_p=0.9`. `sample_next_token` first divides the
+# logits by the temperature, then sorts the probabilities and keeps the most likely tokens, each one as
+# long as the tokens ranked above it hold less than `top_p` of the probability, and samples among those.
+# Write `my_nucleus(logits, temperature, top_p)`: the set of token ids (positions in the 1-D `logits`) that
+# can still be drawn.
+#
+# **Predict first:** for the probabilities 0.5, 0.3, 0.1, 0.06, 0.04 and `top_p=0.85`, how many tokens are
+# kept at temperature 1? At temperature 0.5?
+#
+# Once it passes, measure on a real distribution: `len(my_nucleus(next_logits.cpu(), t, 0.9))` for `t` in
+# 0.5, 1 and 2, where `next_logits` are the reference model's logits after "The state of the Union is"
+# (Figure 5). Does top-p 0.9 keep "90% of the choices"? What does the temperature do to the size of the
+# nucleus, and what does that predict about text sampled at T = 2 with top-p 0.9?
 
 # %%
-def my_lr(step: int, max_steps: int, warmup_steps: int, max_lr: float, min_lr: float) -> float:
+def my_nucleus(logits: torch.Tensor, temperature: float, top_p: float) -> set[int]:
     raise NotImplementedError  # your code here
 
 
-_ = check_exercise("ch05.lr_at_step", my_lr)
+_ = check_exercise("ch05.nucleus", my_nucleus)
 
 # %% [markdown]
 # **3. A bigram baseline.** Section 5's unigram baseline ignores the context. One step up, a **bigram**
@@ -647,8 +681,8 @@ _ = check_exercise("ch05.lr_at_step", my_lr)
 # $\mathrm{count}(a, \cdot)$ is how many times `a` is *followed* by a token in `train_ids` (careful with
 # the last one) and $V$ is `vocab_size`. Hint: a `(V, V)` table of counts, or a `Counter` of pairs;
 # and what would a pair of `val_ids` never seen in training cost without smoothing? Once it passes,
-# score section 5's split with it (`train_ids.tolist()`, `val_ids.tolist()`, `tok.n_vocab`) for alpha
-# = 1, 0.1 and 0.01: where does it land between the unigram baseline and your model, and why does the
+# score section 5's split with it (`train_ids.tolist()`, `val_ids.tolist()`, `tok.n_vocab`) for `alpha`
+# = `1`, `0.1` and `0.01`: where does it land between the unigram baseline and your model, and why does the
 # smoothing matter so much when there are `tok.n_vocab` squared possible pairs?
 
 # %%
@@ -667,8 +701,9 @@ _ = check_exercise("ch05.bigram_loss", my_bigram_loss)
 # `.grad` exactly the gradient of the *whole* batch's mean loss. Do not step or clear the gradients;
 # the checker starts from empty ones and compares with one full-batch backward. Hint: the whole batch's
 # loss is the mean over all its tokens; what share of it does one piece contribute? Section 3 lists
-# gradient accumulation among `train`'s features (`grad_accum` in `gpt2_core/training.py`, whose
-# micro-batches are all the same size).
+# gradient accumulation among `train`'s features: `train_step` in `gpt2_core/pretraining/step.py` divides
+# each micro-batch's loss by their number, which is right there because its micro-batches are all the
+# same size.
 
 # %%
 def my_accumulate(model: torch.nn.Module, inputs: torch.Tensor, targets: torch.Tensor, micro_batches: int) -> None:

@@ -244,7 +244,8 @@ plt.show()
 # %%
 def my_mask_targets(ids, prompt_len, eot_id):
     targets = ids[1:] + [eot_id]  # target j is the token after position j
-    keep_from = prompt_len - 1  # the last prompt position predicts the first answer token
+    keep_from = max(prompt_len - 1, 0)  # the last prompt position predicts the first answer token;
+    # max(..., 0): with no prompt at all, every target counts (prompt_len - 1 = -1 would slice from the end)
     return [-100] * keep_from + targets[keep_from:]
 
 
@@ -255,6 +256,8 @@ print("inputs\n", inputs, "\ntargets\n", targets)
 # %%
 # NBVAL_CHECK_OUTPUT
 print("row 0 equals gpt2_core:", my_mask_targets(*toy[0], eot_id=0) == targets[0].tolist())
+no_prompt = instruction_collate([([21, 22, 23], 0)], eot_id=0)[1][0].tolist()
+print("with no prompt at all too:", my_mask_targets([21, 22, 23], 0, eot_id=0) == no_prompt)
 
 # %% [markdown]
 # The loss is the model's own: `GPTModel(inputs, targets=targets)` returns the mean cross-entropy over the
@@ -587,52 +590,62 @@ print(write_results(7, ch07).relative_to(data_dir().parent))
 print(f"profile {profile_name()}: notebook ran for {ch07['seconds'] / 60:.1f} min")
 
 # %% [markdown]
-# ## What you built
+# 1. **A prompt format of your own.** Section 3 set Alpaca's format beside the compact one. Design a third:
+#    write `my_prompt_format(record)`. The checker asks only what the chapter's pipeline needs: the whole
+#    instruction and input appear word for word; two different records never give the same prompt (where
+#    does the instruction end and the input begin?); every prompt ends with the same cue, and not with
+#    whitespace (the answer is appended as `" " + output`); no `<|endoftext|>`; and the longest question
+#    still fits the model's 128 tokens with its answer. On success it prints how many tokens your prompts
+#    take beside the two formats of section 3.
 #
-# * A generator of ~6,600 checkable instructions in 11 families, split by what they ask of a model:
-#   procedures the text supports, and knowledge it does not give.
-# * Alpaca's prompt format, and a compact one a small model can read, with the answer after a space so
-#   that copying a word is copying its token.
-# * Batches with a loss mask: padding after the first end-of-text and the whole prompt are `-100`, so
-#   only the answer and the end-of-text that stops it are learned; the loss is the model's own.
-# * Full fine-tuning and LoRA with warmup + cosine through the shared fine-tuning loop; LoRA merged
-#   back into plain weights with unchanged outputs.
-# * Honest scores: exact match per family and format compliance, beside the most common answer, the
-#   untuned model and random weights, on held-out and on freshly generated questions.
+#    **Predict first:** will your format score above or below the compact one after the same LoRA run, and
+#    why? Then measure (a few minutes at the default profile):
 #
-# ## What comes next
-#
-# This is the first step of how assistants are made: supervised instruction tuning. Real assistants
-# then learn from human preferences (RLHF, Ouyang et al., 2022; or DPO, Rafailov et al., 2023) and are
-# tuned on far broader instructions. With the `gpt2` profile (a GPU and OpenAI's 124M weights) the same
-# code runs at the real model's size: try the Alpaca format there, and open-ended instructions.
-#
-# ## Exercises
-#
-# Fill in each function and run its cell; the checker compares it with the package on a few inputs.
-#
-# 1. **The compact prompt.** Write `"<instruction> Input: <input> Answer:"`, leaving out ` Input:` when
-#    the record has no input (or an empty one).
+#    ```python
+#    own_ds = InstructionDataset(train_records, tokenizer, CTX, prompt_format=my_prompt_format)
+#    own_model = fresh_copy()
+#    inject_lora(own_model, rank=LORA_RANK, alpha=2 * LORA_RANK, targets=LORA_TARGETS)
+#    finetune(own_model, instruction_loader(own_ds, BATCH_SIZE, seed=123, device=device), lm_loss,
+#             FinetuneConfig(steps=STEPS, lr=LORA_LR, warmup_steps=max(1, STEPS // 20), weight_decay=0.0,
+#                            desc="LoRA, my format"))
+#    own_answers = generate_answers(own_model, tokenizer, test_records, MAX_NEW, prompt_format=my_prompt_format)
+#    summarise(score_answers(test_records, own_answers)), summary.loc["LoRA"]
+#    ```
 
 # %%
-def exercise_format_prompt(record: dict) -> str:
+def my_prompt_format(record: dict) -> str:
     raise NotImplementedError  # your code here
 
 
-_ = check_exercise("ch07.format_prompt", exercise_format_prompt)
+_ = check_exercise("ch07.own_prompt_format", my_prompt_format)
 
 # %% [markdown]
-# 2. **The loss mask of one example.** Given its token ids, how many of them are prompt, and the
-#    end-of-text id, return the targets: the ids shifted left by one with end-of-text appended, and every
-#    target that predicts a prompt token replaced by `-100`. Which position predicts the first answer
-#    token? (Careful with `prompt_len=0`.)
+# 2. **Held-out words that leak.** The test questions of section 2 are questions the model never saw, but
+#    are their *words* new? A word can reach the model through any part of a training record: its
+#    instruction, its input or its answer, in any letter case. Write `my_leaked_words(train_records,
+#    held_out)`: the words of `held_out` (given in lower case) that occur in some training record as whole
+#    words. A word is a run of letters, so `began.` holds `began`, `forty-two` holds `forty` and `two`, and
+#    `warrant` does not hold `war`.
+#
+#    **Predict first:** of the distinct words in the inputs of the test questions, what share also occurs in
+#    a training record? Then measure:
+#
+#    ```python
+#    import re
+#    held_out = {w for r in test_records for w in re.findall(r"[a-z]+", r["input"].lower())}
+#    leaked = my_leaked_words(train_records, held_out)
+#    print(f"{len(leaked)} of {len(held_out)} words of the test inputs occur in training records")
+#    ```
+#
+#    What does the answer say about what this chapter's test set measures: following an instruction on new
+#    words, or on words it was trained on? How would you build a test that asks the first?
 
 # %%
-def exercise_mask_targets(ids: list[int], prompt_len: int, eot_id: int) -> list[int]:
+def my_leaked_words(train_records: list[dict], held_out: set[str]) -> set[str]:
     raise NotImplementedError  # your code here
 
 
-_ = check_exercise("ch07.mask_targets", exercise_mask_targets)
+_ = check_exercise("ch07.leaked_words", my_leaked_words)
 
 # %% [markdown]
 # 3. **A new task family.** Write the generator of a family "What is the second word?": given a

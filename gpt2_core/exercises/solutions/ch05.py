@@ -5,26 +5,30 @@ Try each exercise in the notebook first; these are here to compare with afterwar
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import nn
 
 
-def top_k_filter(logits: torch.Tensor, k: int) -> torch.Tensor:
-    """Logits below the k-th largest of their row become -inf (ties with it are kept)."""
-    kth = torch.topk(logits, k, dim=-1).values[..., -1:]
-    return logits.masked_fill(logits < kth, float("-inf"))
+def adamw_first_step(grad: torch.Tensor, lr: float, betas: tuple[float, float], eps: float) -> torch.Tensor:
+    """AdamW's first update from zero moments (weight decay 0): about ``lr`` for every weight, whatever its gradient.
+
+    After one step m = (1 - beta1) g and v = (1 - beta2) g**2; the bias corrections divide them by
+    (1 - beta1) and (1 - beta2), which gives back g and g**2 exactly, so the update is
+    -lr * g / (|g| + eps): the size of the gradient cancels out.
+    """
+    beta1, beta2 = betas
+    m_hat = (1 - beta1) * grad / (1 - beta1)
+    v_hat = (1 - beta2) * grad**2 / (1 - beta2)
+    return -lr * m_hat / (v_hat.sqrt() + eps)
 
 
-def lr_at_step(step: int, max_steps: int, warmup_steps: int, max_lr: float, min_lr: float) -> float:
-    """Linear warmup to ``max_lr``, then half a cosine down to ``min_lr`` at ``max_steps``, then flat."""
-    if step < warmup_steps:
-        return max_lr * (step + 1) / warmup_steps
-    if step >= max_steps:
-        return min_lr
-    progress = (step - warmup_steps) / max(1, max_steps - warmup_steps)
-    return min_lr + 0.5 * (max_lr - min_lr) * (1 + math.cos(math.pi * progress))
+def nucleus(logits: torch.Tensor, temperature: float, top_p: float) -> set[int]:
+    """The ids sampling can still draw: divide by the temperature, then keep each token (from the most
+    likely down) while the probability of the tokens ranked above it is still below ``top_p``."""
+    probs = torch.softmax(logits.double() / temperature, dim=-1)
+    sorted_probs, order = torch.sort(probs, descending=True)
+    mass_before = torch.cumsum(sorted_probs, dim=-1) - sorted_probs
+    return set(order[mass_before < top_p].tolist())
 
 
 def bigram_loss(train_ids: list[int], val_ids: list[int], vocab_size: int, alpha: float) -> float:
@@ -47,8 +51,8 @@ def accumulate_gradients(model: nn.Module, inputs: torch.Tensor, targets: torch.
 
 
 SOLUTIONS = {
-    "ch05.top_k_filter": top_k_filter,
-    "ch05.lr_at_step": lr_at_step,
+    "ch05.adamw_first_step": adamw_first_step,
+    "ch05.nucleus": nucleus,
     "ch05.bigram_loss": bigram_loss,
     "ch05.accumulate_gradients": accumulate_gradients,
 }

@@ -2,43 +2,54 @@
 
 from __future__ import annotations
 
-import torch
+import math
+
+from torch import nn
 
 
-def accuracy(y_true, y_pred) -> float:  # noqa: ANN001
-    """The fraction of predictions equal to the true labels."""
-    return sum(t == p for t, p in zip(y_true, y_pred, strict=True)) / len(y_true)
+def ulmfit_groups(model: nn.Module, stage: int, lr: float, factor: float = 2.6) -> list[dict]:
+    """Gradual unfreezing with discriminative rates: stage ``s`` trains the ``s + 1`` top layers, layer ``i``
+    (counted from the head down) at ``lr / factor**i``; everything below is frozen."""
+    n = len(model.blocks)
+    layers = [[model.out_head, model.final_norm]]  # layer 0: what the classifier added on top
+    layers += [[model.blocks[n - i]] for i in range(1, n + 1)]  # layer 1 is the top block
+    layers.append([model.tok_emb, model.pos_emb])  # layer n + 1: the embeddings, unfrozen last
+    model.requires_grad_(False)
+    groups = []
+    for i, modules in enumerate(layers[:stage + 1]):
+        params = [p for module in modules for p in module.parameters()]
+        for p in params:
+            p.requires_grad_(True)
+        groups.append({"params": params, "lr": lr / factor**i})
+    return groups
 
 
-def f1_from_confusion(cm) -> float:  # noqa: ANN001
-    """F1 of class 1 from ``[[tn, fp], [fn, tp]]``; 0.0 when precision + recall is 0."""
-    (_, fp), (fn, tp) = cm
-    precision = tp / (tp + fp) if tp + fp else 0.0
-    recall = tp / (tp + fn) if tp + fn else 0.0
-    return 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+def operating_point(scores, labels, max_false_alarms: int) -> tuple[float, float]:  # noqa: ANN001
+    """The lowest threshold with at most ``max_false_alarms`` ham scores above it, and the recall it keeps.
+
+    Only the ham scores decide the threshold: sorted from the highest, the (k+1)-th one is the lowest
+    value that leaves at most k of them above it. Spam then counts only for the recall.
+    """
+    ham = sorted((s for s, y in zip(scores, labels, strict=True) if y == 0), reverse=True)
+    threshold = ham[max_false_alarms]
+    spam = [s for s, y in zip(scores, labels, strict=True) if y == 1]
+    return threshold, sum(s > threshold for s in spam) / len(spam)
 
 
-def last_token_logits(logits: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-    """The logits of each text's last real token: position ``length - 1``, not the last (padded) position."""
-    return logits[torch.arange(logits.shape[0]), lengths - 1]
-
-
-def mean_pool(logits: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-    """The mean of each text's logits over its real tokens only (the pads after them left out)."""
-    mask = torch.arange(logits.shape[1])[None, :] < lengths[:, None]
-    return (logits * mask[..., None]).sum(1) / lengths[:, None]
-
-
-def laplace_log_likelihood(counts: torch.Tensor, alpha: float) -> torch.Tensor:
-    """``log P(token | class)`` from token counts (classes, vocab) with add-``alpha`` smoothing."""
-    smoothed = counts.double() + alpha
-    return (smoothed / smoothed.sum(1, keepdim=True)).log()
+def mcnemar_p(y_true, pred_a, pred_b) -> float:  # noqa: ANN001
+    """Exact two-sided McNemar test: if A and B were equally good, each example where exactly one of them
+    is right would be a fair coin toss between "A" and "B"."""
+    only_a = sum(a == y != b for y, a, b in zip(y_true, pred_a, pred_b, strict=True))
+    only_b = sum(b == y != a for y, a, b in zip(y_true, pred_a, pred_b, strict=True))
+    n = only_a + only_b
+    if n == 0:
+        return 1.0  # they never disagree: nothing tells them apart
+    tail = sum(math.comb(n, i) for i in range(min(only_a, only_b) + 1)) / 2**n
+    return min(1.0, 2 * tail)
 
 
 SOLUTIONS = {
-    "ch06.accuracy": accuracy,
-    "ch06.f1_from_confusion": f1_from_confusion,
-    "ch06.last_token_logits": last_token_logits,
-    "ch06.mean_pool": mean_pool,
-    "ch06.laplace_log_likelihood": laplace_log_likelihood,
+    "ch06.ulmfit_groups": ulmfit_groups,
+    "ch06.operating_point": operating_point,
+    "ch06.mcnemar": mcnemar_p,
 }

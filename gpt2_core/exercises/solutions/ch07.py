@@ -3,25 +3,30 @@
 from __future__ import annotations
 
 import random
+import re
 
 from ...finetuning.instruction_data import corpus_words
 from ...finetuning.lora import lora_parameter_count
 from ...model.config import GPTConfig
 
 
-def format_prompt(record: dict) -> str:
-    """The compact prompt: ``"<instruction> Input: <input> Answer:"``, `` Input:`` only with an input."""
-    text = record["instruction"]
+def own_prompt_format(record: dict) -> str:
+    """One possible format of one's own: the input on a line of its own after ``Input:`` (so where the
+    instruction ends is marked), and the same cue, ``Answer:`` on a new line, before every answer."""
+    text = f"Task: {record['instruction']}"
     if record.get("input"):
-        text += " Input: " + record["input"]
-    return text + " Answer:"
+        text += f"\nInput: {record['input']}"
+    return text + "\nAnswer:"
 
 
-def mask_targets(ids: list[int], prompt_len: int, eot_id: int) -> list[int]:
-    """Targets of one example: ``ids + [eot]`` shifted left by one, the prompt's own tokens set to -100."""
-    targets = ids[1:] + [eot_id]
-    keep_from = max(prompt_len - 1, 0)  # targets[j] predicts token j + 1; the first answer token is ids[prompt_len]
-    return [-100] * keep_from + targets[keep_from:]
+def leaked_words(train_records: list[dict], held_out: set[str]) -> set[str]:
+    """Held-out words that a training record shows the model anywhere: instruction, input or output,
+    compared as lower-case runs of letters (so punctuation and capitals do not hide a leak)."""
+    seen = set()
+    for record in train_records:
+        for field in ("instruction", "input", "output"):
+            seen.update(re.findall(r"[a-z]+", record.get(field, "").lower()))
+    return held_out & seen
 
 
 def second_word_record(rng: random.Random) -> dict:
@@ -39,8 +44,8 @@ def lora_count(cfg: GPTConfig, rank: int) -> int:
 
 
 SOLUTIONS = {
-    "ch07.format_prompt": format_prompt,
-    "ch07.mask_targets": mask_targets,
+    "ch07.own_prompt_format": own_prompt_format,
+    "ch07.leaked_words": leaked_words,
     "ch07.second_word": second_word_record,
     "ch07.lora_count": lora_count,
 }
