@@ -1,9 +1,9 @@
 """Scoring instruction following: batched greedy answers, exact match, format compliance, baselines.
 
-- :func:`generate_answers` answers many records with greedy decoding and the KV cache
-  (:func:`gpt2_core.generate.generate`). Prompts of equal token length go in one batch, so no row
-  needs padding (padding would shift positions and change the answers); each answer stops at the
-  tokenizer's end-of-text.
+- :func:`sample_answers` answers many records, ``k`` answers each, greedy or sampled, with the KV cache
+  (:func:`gpt2_core.model.generation.generate`). Prompts of equal token length go in one batch, so no
+  row needs padding (padding would shift positions and change the answers); each answer stops at the
+  tokenizer's end-of-text. :func:`generate_answers` is its greedy single answer.
 - An answer is **correct** when it equals the expected output after :func:`normalise_answer`
   (whitespace collapsed, a trailing period dropped); it is **well-formed** (format compliance) when
   it is non-empty and the model ended it with end-of-text.
@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
@@ -32,22 +32,33 @@ from .instruction_prompts import format_prompt
 
 @dataclass(frozen=True)
 class Answer:
-    """One generated answer: its text (stripped) and whether the model ended it with end-of-text."""
+    """One generated answer: its text (stripped) and whether the model ended it with end-of-text; and its
+    token ids, the prompt's and the answer's (end-of-text included when the model stopped), which
+    chapter 8 scores and trains on."""
 
     text: str
     stopped: bool
+    prompt_ids: tuple[int, ...] = field(default=(), compare=False)
+    answer_ids: tuple[int, ...] = field(default=(), compare=False)
 
     @property
     def well_formed(self) -> bool:
         return self.stopped and bool(self.text)
 
 
-def generate_answers(model: Any, tokenizer: Any, records: Sequence[dict], max_new_tokens: int = 12,
-                     batch_size: int = 64, prompt_format: Callable[[dict], str] = format_prompt,
-                     progress: bool = False) -> list[Answer]:
-    """Greedy answers to ``records`` (in order), batched by prompt length, stopping at end-of-text."""
+def sample_answers(model: Any, tokenizer: Any, records: Sequence[dict], k: int = 1, temperature: float = 0.0,
+                   max_new_tokens: int = 12, top_k: int | None = None, generator: torch.Generator | None = None,
+                   batch_size: int = 64, prompt_format: Callable[[dict], str] = format_prompt,
+                   progress: bool = False) -> list[list[Answer]]:
+    """``k`` answers to each record (``result[i]`` holds record ``i``'s), sampled at ``temperature`` (0:
+    greedy) with the KV cache, each stopping at end-of-text.
+
+    Prompts of equal token length share a batch (each repeated ``k`` times, about ``batch_size`` rows per
+    call), so no row needs padding: padding would shift positions and change the answers.
+    """
     if len(records) == 0:
         raise ValueError("no records to answer")
+    check_int(k, "k", low=1)
     check_int(batch_size, "batch_size", low=1)
     check_int(max_new_tokens, "max_new_tokens", low=1)
     eot = check_tokenizer(tokenizer).eot_token
@@ -60,20 +71,32 @@ def generate_answers(model: Any, tokenizer: Any, records: Sequence[dict], max_ne
     groups: dict[int, list[int]] = {}
     for i, ids in enumerate(prompts):
         groups.setdefault(len(ids), []).append(i)
-    chunks = [ids[k:k + batch_size] for _, ids in sorted(groups.items()) for k in range(0, len(ids), batch_size)]
+    per_call = max(1, batch_size // k)
+    chunks = [ids[c:c + per_call] for _, ids in sorted(groups.items()) for c in range(0, len(ids), per_call)]
     bar = tqdm(total=len(records), desc="answering", leave=False, disable=not progress)
-    answers: list[Answer | None] = [None] * len(records)
+    answers: list[list[Answer]] = [[] for _ in records]
     for chunk in chunks:
-        idx = torch.tensor([prompts[i] for i in chunk], dtype=torch.long, device=model.device)
-        out = generate(model, idx, max_new_tokens, temperature=0.0, eos_id=eot)[:, idx.shape[1]:].tolist()
-        for row, i in enumerate(chunk):
-            new = out[row]
+        idx = torch.tensor([prompts[i] for i in chunk for _ in range(k)], dtype=torch.long, device=model.device)
+        out = generate(model, idx, max_new_tokens, temperature=temperature, top_k=top_k, eos_id=eot,
+                       generator=generator)[:, idx.shape[1]:].tolist()
+        for row, new in enumerate(out):
+            i = chunk[row // k]
             stopped = eot in new
-            text = tokenizer.decode(new[:new.index(eot)] if stopped else new)
-            answers[i] = Answer(text.strip(), stopped)
+            ids = new[:new.index(eot) + 1] if stopped else new
+            text = tokenizer.decode(ids[:-1] if stopped else ids)
+            answers[i].append(Answer(text.strip(), stopped, tuple(prompts[i]), tuple(ids)))
         bar.update(len(chunk))
     bar.close()
-    return answers  # type: ignore[return-value]
+    return answers
+
+
+def generate_answers(model: Any, tokenizer: Any, records: Sequence[dict], max_new_tokens: int = 12,
+                     batch_size: int = 64, prompt_format: Callable[[dict], str] = format_prompt,
+                     progress: bool = False) -> list[Answer]:
+    """Greedy answers to ``records`` (in order): :func:`sample_answers` with one answer at temperature 0."""
+    return [group[0] for group in sample_answers(model, tokenizer, records, 1, 0.0, max_new_tokens,
+                                                 batch_size=batch_size, prompt_format=prompt_format,
+                                                 progress=progress)]
 
 
 def normalise_answer(text: str) -> str:
