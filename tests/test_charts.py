@@ -1,5 +1,5 @@
-"""gpt2_core.figures: chapter 6's charts and the pooling diagram draw, carry titles and axis labels, and
-refuse malformed input."""
+"""gpt2_core.figures: the charts (chapter 6's results, attention heads, sampling), labels placed beside
+points, and the pooling diagram draw, carry titles and axis labels, and refuse malformed input."""
 
 from __future__ import annotations
 
@@ -26,6 +26,68 @@ def test_figures_have_titles_and_axis_labels():
     h = FinetuneHistory(steps=[1, 2, 3], losses=[0.7, 0.5, 0.4], lrs=[1e-4, 2e-4, 1e-4])
     _labelled(plots.plot_finetune({"run": h}, smooth=2))
     _labelled(plots.plot_learning_curve([16, 64], {"a": [0.6, 0.8], "b": [0.7, 0.9]}))
+
+
+def test_label_points_keeps_labels_apart():
+    fig, ax = plt.subplots(figsize=(4, 3))
+    xy = [(0, 0), (0.01, 0.0), (0.02, 0.01), (1, 1), (0.5, 0.5)]  # three points almost on top of each other
+    ax.scatter(*zip(*xy, strict=True))
+    ax.margins(0.3)
+    notes = plots.label_points(ax, xy, ["France", "Russia", "Germany", "far", "middle"])
+    extents = [n.get_window_extent() for n in notes]
+    assert [n.get_text() for n in notes] == ["France", "Russia", "Germany", "far", "middle"]
+    assert not any(a.overlaps(b) for i, a in enumerate(extents) for b in extents[i + 1:])
+    with pytest.raises(ValueError, match="as many labels"):
+        plots.label_points(ax, xy, ["a"])
+    plt.close(fig)
+
+
+def test_plot_attention_heads_draws_each_head_with_every_token():
+    import torch
+
+    weights = torch.softmax(torch.randn(3, 5, 5), -1)
+    fig = plots.plot_attention_heads(weights, ["a", "b", "c", "d", "e"], "three heads", columns=2)
+    shown = [ax for ax in fig.axes if ax.get_visible() and ax.get_title().startswith("head")]
+    assert [ax.get_title() for ax in shown] == ["head 1", "head 2", "head 3"]
+    assert fig.get_suptitle() == "three heads"
+    assert [t.get_text() for t in shown[0].get_yticklabels()] == ["a", "b", "c", "d", "e"]
+    assert shown[0].images[0].get_array().ravel().tolist() == pytest.approx(weights[0].ravel().tolist())
+    with pytest.raises(ValueError, match="one label per token"):
+        plots.plot_attention_heads(weights, ["a"], "t")
+    plt.close("all")
+
+
+def test_plot_sampling_counts_what_top_k_and_top_p_keep():
+    import torch
+
+    from gpt2_core.model.generation import top_k_filter, top_p_filter
+
+    logits = torch.tensor([3.0, 2.5, 2.0, 1.0, 0.5, 0.0, -1.0, -2.0])
+    fig = plots.plot_sampling(logits, [f"t{i}" for i in range(8)], top_k=2, top_p=0.8, show=6)
+    kept_p = int(torch.isfinite(top_p_filter(logits, 0.8)).sum())
+    kept_k = int(torch.isfinite(top_k_filter(logits, 2)).sum())
+    assert fig.axes[1].get_title() == f"top-k keeps {kept_k} tokens, top-p keeps {kept_p}"
+    temperature_bars = [p.get_height() for p in fig.axes[0].patches]
+    assert len(temperature_bars) == 3 * 6  # 6 tokens under each of 3 temperatures
+    sharp = torch.softmax(logits / 0.5, -1)[0].item()
+    assert temperature_bars[0] == pytest.approx(sharp)
+    _labelled(fig)
+    with_names = plots.plot_sampling(logits, lambda i: f"<{i}>", show=3)
+    assert [t.get_text() for t in with_names.axes[0].get_xticklabels()] == ["<0>", "<1>", "<2>"]
+    plt.close("all")
+
+
+@pytest.mark.parametrize("kwargs, error, match", [
+    (dict(logits=[[1.0, 2.0]]), ValueError, "1-D"),
+    (dict(labels=["a"]), ValueError, "as many labels"),
+    (dict(temperatures=(0.0,)), ValueError, "> 0"),
+    (dict(top_k=0), ValueError, "top_k"),
+    (dict(top_p=1.5), ValueError, "top_p"),
+    (dict(temperatures=()), ValueError, "temperature")])
+def test_plot_sampling_errors(kwargs, error, match):
+    args = dict(logits=[1.0, 2.0, 0.5], labels=["a", "b", "c"]) | kwargs
+    with pytest.raises(error, match=match):
+        plots.plot_sampling(**args)
 
 
 def test_pooling_diagram_text_mentions_the_shapes():

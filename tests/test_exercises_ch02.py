@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
 from gpt2_core.exercises import check_exercise
 from gpt2_core.exercises.solutions import ch02 as solution
@@ -23,6 +24,7 @@ WRONG = {
     "ch02.count_windows": lambda n, c, s: max(0, (n - c) // s),
     "ch02.never_targets": lambda n, c, s: [0],
     "ch02.first_val_window": lambda m, c, s: m,  # ignores the overlap
+    "ch02.shift_matrix": lambda k, dim: solution.shift_matrix(k, dim).T,  # moves back by k
 }
 
 
@@ -51,3 +53,22 @@ def test_first_val_window_closed_form_matches_brute_force():
             for s in range(1, 14):
                 assert solution.first_val_window(m, c, s) == _first_clean_window(m, c, s), (m, c, s)
 
+
+
+@pytest.mark.parametrize("wrong, says", [
+    (lambda k, dim: solution.shift_matrix(k, dim).T, "back by"),
+    (lambda k, dim: solution.shift_matrix(1, dim), "angle-sum"),  # one step, whatever k
+    (lambda k, dim: torch.eye(dim), "angle-sum"),
+    (lambda k, dim: solution.shift_matrix(k, dim)[:, :-1], "shape"),
+    (lambda k, dim: solution.shift_matrix(k, dim).tolist(), "torch.Tensor"),
+])
+def test_shift_matrix_checker_names_the_mistake(wrong, says, capsys):
+    assert not check_exercise("ch02.shift_matrix", wrong)
+    assert says in capsys.readouterr().out
+
+
+def test_shift_matrix_moves_the_chapters_sinusoids():
+    from gpt2_core.exercises.ch02 import sinusoidal
+
+    table = sinusoidal(40, 16).float()
+    torch.testing.assert_close(table[:30] @ solution.shift_matrix(10, 16), table[10:40], atol=1e-5, rtol=0)

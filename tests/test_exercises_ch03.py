@@ -31,6 +31,8 @@ def _right_padded(q, k, v, lengths):  # assumes the pads come after the real tok
 # A plausible wrong answer for every checker (tests/test_exercise_solutions.py runs them all)
 WRONG = {
     "ch03.causal_attention": lambda q, k, v: torch.softmax(q @ k.transpose(-2, -1), -1) @ v,
+    "ch03.grouped_query_attention": lambda q, k, v: solution.causal_attention(  # tiles the groups
+        q, k.repeat(1, q.shape[1] // k.shape[1], 1, 1), v.repeat(1, q.shape[1] // k.shape[1], 1, 1)),
     # window + 1 keys: "<=" instead of "<"
     "ch03.local_causal_mask": lambda nq, nk, w: solution.local_causal_mask(nq, nk, w + 1),
     "ch03.padded_attention": lambda q, k, v, lengths: F.scaled_dot_product_attention(q, k, v, is_causal=True),
@@ -64,3 +66,24 @@ def test_padded_attention_checker_catches_more_mistakes(wrong, says, capsys):
     assert not check_exercise("ch03.padded_attention", wrong)
     assert says in capsys.readouterr().out
 
+
+
+def _gqa_without_mask(q, k, v):
+    per_group = q.shape[1] // k.shape[1]
+    return F.scaled_dot_product_attention(q, k.repeat_interleave(per_group, 1), v.repeat_interleave(per_group, 1))
+
+
+@pytest.mark.parametrize("wrong, says", [
+    (WRONG["ch03.grouped_query_attention"], "not the whole stack"),
+    (_gqa_without_mask, "causal mask"),
+    (lambda q, k, v: solution.causal_attention(q, k, v), "must match"),  # no repetition: 6 heads meet 3
+])
+def test_grouped_query_checker_names_the_mistake(wrong, says, capsys):
+    assert not check_exercise("ch03.grouped_query_attention", wrong)
+    assert says in capsys.readouterr().out
+
+
+def test_grouped_query_attention_with_one_group_per_head_is_multi_head_attention():
+    q, k, v = torch.randn(3, 2, 4, 6, 8).unbind(0)
+    torch.testing.assert_close(solution.grouped_query_attention(q, k, v),
+                               F.scaled_dot_product_attention(q, k, v, is_causal=True))

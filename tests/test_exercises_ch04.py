@@ -58,3 +58,41 @@ def test_kv_cache_checker_catches_a_fixed_dtype(capsys):
     assert not check_exercise("ch04.kv_cache_bytes", always_fp32)
     assert "bytes a number" in capsys.readouterr().out
 
+
+
+def _minus(part):  # a count that leaves out one part of the model
+    return lambda cfg: solution.count_parameters(cfg) - part(cfg)
+
+
+@pytest.mark.parametrize("wrong, says", [
+    (_minus(lambda cfg: cfg.context_length * cfg.emb_dim),
+     "you counted the token embedding, the transformer blocks and the final LayerNorm but not the position "
+     "embedding (context_length x emb_dim)"),
+    (_minus(lambda cfg: cfg.vocab_size * cfg.emb_dim), "but not the token embedding"),
+    (_minus(lambda cfg: 2 * cfg.emb_dim), "but not the final LayerNorm (2 x emb_dim)"),
+    (_minus(lambda cfg: 2 * cfg.emb_dim + cfg.context_length * cfg.emb_dim),
+     "but not the position embedding (context_length x emb_dim) and the final LayerNorm"),
+    (_minus(lambda cfg: 4 * cfg.emb_dim * cfg.n_layers), "but not the blocks' two LayerNorms"),
+    (lambda cfg: (cfg.vocab_size + cfg.context_length + 2) * cfg.emb_dim, "but not the transformer blocks"),
+    (lambda cfg: solution.count_parameters(cfg) + cfg.vocab_size * cfg.emb_dim, "tied to the token embedding"),
+    (WRONG["ch04.count_parameters"], "qkv_bias=False leaves them out"),
+    (lambda cfg: solution.count_parameters(cfg.replace(n_layers=1)), "one transformer block"),
+    (lambda cfg: (cfg.vocab_size + cfg.context_length) * cfg.emb_dim + 12 * cfg.emb_dim**2 * cfg.n_layers,
+     "add every bias and LayerNorm"),
+    (lambda cfg: 7, "count the two embeddings; in each block"),  # no single mistake explains it
+])
+def test_count_parameters_checker_says_which_part_is_missing(wrong, says, capsys):
+    assert not check_exercise("ch04.count_parameters", wrong)
+    assert says in capsys.readouterr().out
+
+
+def test_the_parts_of_the_count_add_up_to_the_model():
+    from gpt2_core.exercises.ch04 import _COUNT_CASES, _parts
+
+    for cfg in _COUNT_CASES:
+        parts = _parts(cfg)
+        blocks = parts.pop("the transformer blocks")
+        with torch.device("meta"):
+            assert sum(parts.values()) == GPTModel(cfg).num_parameters()
+        assert blocks == sum(n for name, n in parts.items() if name not in
+                             ("the token embedding", "the position embedding", "the final LayerNorm"))

@@ -20,9 +20,52 @@ def test_flow_diagram_draws_a_box_per_step_and_a_labelled_arrow_between_each_pai
     arrows = [p for p in ax.patches if isinstance(p, FancyArrowPatch)]
     texts = [t.get_text() for t in ax.texts]
     assert len(boxes) == 3 and len(arrows) == 2 and ax.get_title() == "embeddings"
-    assert texts == ["ids", "lookup", "sum", "(B, T)", "(B, T, d)"]
+    assert texts == ["ids", "(B, T)", "lookup", "(B, T, d)", "sum"]  # left to right
     assert boxes[1].get_facecolor() != boxes[0].get_facecolor()  # highlighted
     plt.close(fig)
+
+
+def test_flow_diagram_boxes_grow_with_their_text():
+    short, long = (flow_diagram([text, "b"], ["x"], "t") for text in ("a", "a much longer name for a step"))
+    widths = [[p.get_width() for p in f.axes[0].patches if isinstance(p, FancyBboxPatch)] for f in (short, long)]
+    assert widths[1][0] > widths[0][0] and widths[1][1] == widths[0][1]
+    plt.close("all")
+
+
+def test_residual_diagram_adds_each_branch_back_to_the_stream():
+    from matplotlib.patches import Circle
+
+    from gpt2_core.figures import residual_diagram
+
+    fig = residual_diagram([["LayerNorm", "attention"], ["LayerNorm", "feed-forward"]], "block",
+                           highlight=[1, 3], sums=["x + attn(norm(x))", "x + ff(norm(x))"])
+    ax = fig.axes[0]
+    adds = [p for p in ax.patches if isinstance(p, Circle)]
+    boxes = [p for p in ax.patches if isinstance(p, FancyBboxPatch)]
+    texts = _texts(fig)
+    assert len(adds) == 2 and texts.count("+") == 2 and len(boxes) == 2 + 4  # the two ends and four steps
+    assert "x + attn(norm(x))" in texts and "x + ff(norm(x))" in texts and ax.get_title() == "block"
+    assert sum("shortcut" in t for t in texts) == 2
+    # each "+" receives two arrows with a head: the branch's output and the shortcut from above
+    heads = [p.get_path().vertices for p in ax.patches
+             if isinstance(p, FancyArrowPatch) and type(p.get_arrowstyle()).__name__ == "CurveFilledB"]
+    for add in adds:
+        (cx, cy), r = add.center, add.radius
+        distances = [((v[:, 0] - cx) ** 2 + (v[:, 1] - cy) ** 2) ** 0.5 for v in heads]
+        assert sum(d.min() < r + 0.05 and d[0] > r + 0.05 for d in distances) == 2  # they end there
+    assert boxes[2].get_facecolor() != boxes[1].get_facecolor()  # "attention" is highlighted, "LayerNorm" not
+    plt.close(fig)
+
+
+@pytest.mark.parametrize("kwargs, error, match", [
+    (dict(branches=[]), ValueError, "at least one branch"),
+    (dict(branches=["LayerNorm"]), TypeError, "sequence of strings"),
+    (dict(branches=[["a"]], sums=["x + a", "x + b"]), ValueError, "one sum per branch")])
+def test_residual_diagram_errors(kwargs, error, match):
+    from gpt2_core.figures import residual_diagram
+
+    with pytest.raises(error, match=match):
+        residual_diagram(title="t", **kwargs)
 
 
 @pytest.mark.parametrize("boxes, arrows, error, match", [

@@ -20,10 +20,18 @@ def test_loss_mask_diagram():
     plt.close("all")
 
 
-def test_lora_diagram():
-    ax = lora_diagram(256, 768, 8).axes[0]
-    assert any("8,192" in t.get_text() for t in ax.texts)
-    assert ax.get_title() and ax.get_xlabel() and ax.get_ylabel()
+def test_lora_diagram_shows_that_a_b_has_the_shape_of_w_transposed():
+    from matplotlib.patches import Rectangle
+
+    ax = lora_diagram(256, 768, 16).axes[0]
+    texts = [t.get_text() for t in ax.texts]
+    assert any("16,384" in t for t in texts) and ax.get_title()
+    assert any("A·B: 256 x 768" in t and "the shape of Wᵀ" in t for t in texts)
+    w, a, b, ab = [p for p in ax.patches if isinstance(p, Rectangle)]
+    assert (ab.get_width(), ab.get_height()) == pytest.approx((w.get_width(), w.get_height()))  # same shape
+    assert a.get_height() == pytest.approx(ab.get_height()) and a.get_x() + a.get_width() < ab.get_x()  # A: its rows
+    assert b.get_width() == pytest.approx(ab.get_width()) and b.get_y() > ab.get_y() + ab.get_height()  # B: columns
+    assert a.get_width() / w.get_height() == pytest.approx(16 / 256)  # to scale
     plt.close("all")
 
 

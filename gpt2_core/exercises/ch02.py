@@ -5,6 +5,12 @@
   of the token sequence that no window ever asks the model to predict
 - ``ch02.first_val_window``: ``first_val_window(num_train_windows, context_length, stride) -> int``, the
   first window after the training windows whose targets share no position with any training target
+- ``ch02.shift_matrix``: ``shift_matrix(k, dim) -> Tensor (dim, dim)``, the matrix ``M`` with
+  ``sinusoidal(pos + k) = sinusoidal(pos) @ M`` for every position, for the fixed sinusoidal position
+  encodings of chapter 2 (sin on even dimensions, cos on odd ones, frequencies ``10000 ** (-2i / dim)``)
+
+``ch02.count_windows`` (``count_windows(num_tokens, context_length, stride) -> int``) is no longer asked
+in the notebook; its checker stays for code that still calls it.
 
 Reference solutions: :mod:`gpt2_core.exercises.solutions.ch02`.
 """
@@ -12,6 +18,8 @@ Reference solutions: :mod:`gpt2_core.exercises.solutions.ch02`.
 from __future__ import annotations
 
 from collections.abc import Callable
+
+import torch
 
 from ..text.windows import GPTDataset, num_windows
 from . import ExerciseFailed, exercise, expect_equal
@@ -81,3 +89,37 @@ def check_first_val_window(candidate: Callable) -> None:
             raise ExerciseFailed(f"for {what} window {got} still predicts position(s) {shared[:5]}, "
                                  f"which training window(s) predict too; the answer is {want}")
         expect_equal(got, want, what)
+
+
+def sinusoidal(n_positions: int, dim: int, first: int = 0) -> torch.Tensor:
+    """Vaswani et al.'s fixed position encodings, as chapter 2 draws them, of positions ``first ..
+    first + n_positions - 1``: row ``pos`` holds ``sin(pos * w_i)`` in dimension ``2i`` and ``cos(pos * w_i)``
+    in ``2i + 1``, ``w_i = 10000 ** (-2i / dim)``."""
+    pos = torch.arange(first, first + n_positions, dtype=torch.float64)[:, None]
+    freq = 10_000 ** (-torch.arange(0, dim, 2, dtype=torch.float64) / dim)
+    table = torch.zeros(n_positions, dim, dtype=torch.float64)
+    table[:, 0::2], table[:, 1::2] = torch.sin(pos * freq), torch.cos(pos * freq)
+    return table
+
+
+@exercise("ch02.shift_matrix")
+def check_shift_matrix(candidate: Callable) -> None:
+    for k, dim in [(1, 2), (3, 4), (0, 6), (5, 8), (-2, 8), (40, 16), (7, 64)]:
+        what = f"k={k}, dim={dim}"
+        got = candidate(k, dim)
+        if not isinstance(got, torch.Tensor):
+            raise ExerciseFailed(f"for {what} return a torch.Tensor, got {type(got).__name__}")
+        if tuple(got.shape) != (dim, dim):
+            raise ExerciseFailed(f"for {what} return a ({dim}, {dim}) matrix, got shape {tuple(got.shape)}")
+        moved = sinusoidal(50, dim) @ got.double()  # positions 0 .. 49, moved by the candidate
+        after = sinusoidal(50, dim, first=k)
+        if torch.allclose(moved, after, atol=1e-6):
+            continue
+        if torch.allclose(moved, sinusoidal(50, dim, first=-k), atol=1e-6):
+            raise ExerciseFailed(f"for {what} your matrix moves every position back by {k} instead of forward "
+                                 "(it is the transpose of the answer: check the sign of each sine)")
+        worst = int((moved - after).abs().amax(dim=1).argmax())
+        raise ExerciseFailed(f"for {what} sinusoidal(pos) @ M should equal sinusoidal(pos + {k}), but at pos = "
+                             f"{worst} they differ by up to {float((moved - after).abs().max()):.3g}. "
+                             "Hint: dimensions 2i and 2i + 1 hold sin(pos·w_i) and cos(pos·w_i); write "
+                             "sin((pos + k)·w_i) and cos((pos + k)·w_i) with the angle-sum formulas")

@@ -1,13 +1,18 @@
 """Checkers for chapter 3 (attention).
 
-- ``ch03.causal_attention``: ``causal_attention(q, k, v) -> context`` for tensors of shape
-  (..., tokens, head_dim): softmax(q k^T / sqrt(head_dim)) with future positions masked, times v
+- ``ch03.grouped_query_attention``: ``grouped_query_attention(q, k, v) -> context`` for ``q`` of shape
+  (batch, heads, tokens, head_dim) and ``k``, ``v`` of shape (batch, groups, tokens, head_dim), ``groups``
+  dividing ``heads``: causal attention in which query heads ``g * heads // groups .. (g + 1) * heads // groups
+  - 1`` share key/value head ``g`` (grouped-query attention, Ainslie et al., 2023)
 - ``ch03.local_causal_mask``: ``local_causal_mask(num_queries, num_keys, window) -> bool (num_queries,
   num_keys)``: True where a query may attend; the queries are the last ``num_queries`` of the ``num_keys``
   positions (as with a KV cache), and each sees only the last ``window`` keys up to and including itself
 - ``ch03.padded_attention``: ``padded_attention(q, k, v, lengths) -> Tensor``: causal attention over
   left-padded sequences (the last ``lengths[b]`` positions of sequence ``b`` are real): real queries see
   only real keys, and the rows of pad positions are zeros
+
+``ch03.causal_attention`` (``causal_attention(q, k, v)``, the chapter's own attention) is no longer asked in the
+notebook; its checker stays for code that still calls it.
 
 Reference solutions: :mod:`gpt2_core.exercises.solutions.ch03`.
 """
@@ -43,6 +48,31 @@ def check_causal_attention(candidate: Callable) -> None:
         q, k, v = (torch.randn(shape, generator=gen) * 2 for _ in range(3))
         want = F.scaled_dot_product_attention(q, k, v, is_causal=True)
         expect_close(candidate(q.clone(), k.clone(), v.clone()), want, f"q, k, v of shape {shape}")
+
+
+@exercise("ch03.grouped_query_attention")
+def check_grouped_query_attention(candidate: Callable) -> None:
+    gen = torch.Generator().manual_seed(23)
+    # (batch, heads, groups, tokens, head_dim): plain multi-head (groups = heads), multi-query (one group),
+    # groups of 2 and of 3, one token
+    for b, h, g, t, d in [(2, 4, 4, 5, 8), (1, 4, 1, 6, 4), (2, 6, 3, 5, 4), (1, 6, 2, 7, 3), (3, 8, 2, 1, 4)]:
+        q = torch.randn(b, h, t, d, generator=gen)
+        k, v = (torch.randn(b, g, t, d, generator=gen) for _ in range(2))
+        what = f"{h} query heads and {g} key/value heads"
+        want = F.scaled_dot_product_attention(q, k.repeat_interleave(h // g, 1), v.repeat_interleave(h // g, 1),
+                                              is_causal=True)
+        got = candidate(q.clone(), k.clone(), v.clone())
+        if isinstance(got, torch.Tensor) and got.shape == want.shape:
+            tiled = F.scaled_dot_product_attention(q, k.repeat(1, h // g, 1, 1), v.repeat(1, h // g, 1, 1),
+                                                   is_causal=True)
+            if 1 < g < h and torch.allclose(got, tiled, atol=1e-5):
+                raise ExerciseFailed(f"for {what} query head 1 used key/value head 1, but heads 0 .. {h // g - 1} "
+                                     "form group 0 and all use key/value head 0: repeat each key head in place "
+                                     "(0, 0, 1, 1, ...), not the whole stack (0, 1, 0, 1, ...)")
+            if t > 1 and torch.allclose(got, F.scaled_dot_product_attention(
+                    q, k.repeat_interleave(h // g, 1), v.repeat_interleave(h // g, 1)), atol=1e-5):
+                raise ExerciseFailed(f"for {what} your tokens attend to later tokens: keep the causal mask")
+        expect_close(got, want, f"q of shape {(b, h, t, d)} and k, v of shape {(b, g, t, d)}")
 
 
 def _local_mask(num_queries: int, num_keys: int, window: int) -> torch.Tensor:

@@ -1,16 +1,69 @@
-"""Charts of results (chapter 6): a confusion matrix, fine-tuning curves, the learning curve.
+"""Charts of results (chapter 6): a confusion matrix, fine-tuning curves, the learning curve; and
+:func:`label_points`, labels for the points of a scatter plot that keep clear of each other (chapter 2).
 
-Each function draws on a new matplotlib figure and returns it (the notebook shows it with
+Each ``plot_`` function draws on a new matplotlib figure and returns it (the notebook shows it with
 ``plt.show()``); every figure has a title and labelled axes.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import matplotlib.pyplot as plt
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.text import Annotation
+from matplotlib.transforms import Bbox
+
+# Where a label may go around its point: right-up first, then the other corners and sides, then further out.
+_DIRECTIONS = [(1, 1), (1, -1), (-1, 1), (-1, -1), (0, 1.3), (0, -1.3), (1.3, 0), (-1.3, 0)]
+_ALIGN = {1: ("left", "bottom"), -1: ("right", "top"), 0: ("center", "center")}
+
+
+def label_points(ax: Axes, xy: Sequence[Sequence[float]], labels: Sequence[str],
+                 fontsize: float = 8) -> list[Annotation]:
+    """Write ``labels[i]`` beside the point ``xy[i]`` of ``ax``, each at the first of a few nearby places
+    where it covers no other label and no point and stays inside the axes (the first place when none is
+    free). Call it once the figure's size and the axes' limits are final: the check is made on the canvas.
+    """
+    if len(xy) != len(labels):
+        raise ValueError(f"{len(xy)} points need as many labels, got {len(labels)}")
+    fig = ax.figure
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    frame = ax.get_window_extent(renderer)
+    dot = 4.0  # pixels around a point that a label must leave free
+    points = [Bbox.from_extents(px - dot, py - dot, px + dot, py + dot)
+              for px, py in ax.transData.transform([tuple(p) for p in xy])]
+    placed: list[Bbox] = []
+    notes = []
+    for (x, y), label in zip(xy, labels, strict=True):
+        chosen = None
+        for distance in (4, 9, 16):
+            for dx, dy in _DIRECTIONS:
+                ha = _ALIGN[int(math.copysign(1, dx)) if dx else 0][0]
+                va = _ALIGN[int(math.copysign(1, dy)) if dy else 0][1] if dy else "center"
+                note = ax.annotate(label, (x, y), xytext=(dx * distance, dy * distance), textcoords="offset points",
+                                   ha=ha, va=va, fontsize=fontsize)
+                extent = note.get_window_extent(renderer)
+                free = (frame.x0 <= extent.x0 and extent.x1 <= frame.x1 and frame.y0 <= extent.y0
+                        and extent.y1 <= frame.y1 and not any(extent.overlaps(b) for b in placed + points))
+                if free or chosen is None:
+                    if chosen is not None:
+                        chosen[0].remove()
+                    chosen = (note, extent)
+                    if free:
+                        break
+                else:
+                    note.remove()
+            else:
+                continue
+            break
+        placed.append(chosen[1])
+        notes.append(chosen[0])
+    return notes
 
 
 def plot_confusion(cm: Sequence[Sequence[int]], labels: Sequence[str] = ("ham", "spam"), title: str = "") -> Figure:

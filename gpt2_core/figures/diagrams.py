@@ -1,8 +1,10 @@
 """Diagrams of how the pieces work (chapters 1-5), drawn in code.
 
 - :func:`flow_diagram`: a pipeline left to right, each box a step (a layer, an operation), each arrow
-  the tensor passed on, labelled with its shape (chapters 2-4: embedding lookup, attention, the block,
-  the whole model).
+  the tensor passed on, labelled with its shape (chapters 2-4: embedding lookup, attention, the whole
+  model).
+- :func:`residual_diagram`: a residual stream with its branches and the shortcuts that add each branch's
+  output back (chapter 4's transformer block).
 - :func:`cycle_diagram`: steps on a circle, repeated until a stop rule (chapter 1's BPE merge loop,
   chapter 5's training loop).
 - :func:`shift_diagram`: inputs and next-token targets, one arrow per prediction (chapter 2).
@@ -14,20 +16,70 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from functools import lru_cache
 
 import matplotlib.pyplot as plt
+from matplotlib.axes import Axes
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from matplotlib.patches import FancyArrowPatch, FancyBboxPatch, Patch, Rectangle
+from matplotlib.patches import Circle, FancyArrowPatch, FancyBboxPatch, Patch, Rectangle
 
-BOX_WIDTH, BOX_HEIGHT, GAP = 1.6, 0.9, 1.45
-BLUE, ORANGE, GREY, INK = "#cfe2f3", "#f6c28b", "#eeeeee", "#333333"
+BLUE, ORANGE, GREY, INK, SHAPE = "#cfe2f3", "#f6c28b", "#eeeeee", "#333333", "#7a1f1f"
+BOX_FONT, LABEL_FONT, TITLE_FONT = 9.0, 8.0, 12.0
+PAD = 0.05  # inches of rounding around a box (FancyBboxPatch's pad)
+
+
+@lru_cache(maxsize=512)
+def text_size(text: str, fontsize: float) -> tuple[float, float]:
+    """Width and height of ``text`` (lines split at ``\\n``) in inches, as matplotlib draws it."""
+    fig = Figure(dpi=72)  # at 72 dpi a pixel is a point
+    FigureCanvasAgg(fig)
+    extent = fig.text(0, 0, text, fontsize=fontsize).get_window_extent(fig.canvas.get_renderer())
+    return extent.width / 72, extent.height / 72
+
+
+def inch_axes(width: float, height: float, title: str) -> tuple[Figure, Axes]:
+    """A figure of ``width`` x ``height`` inches of drawing (plus room for ``title``) whose data units are
+    inches, so that boxes can be sized to the text they hold."""
+    title_room = text_size(title, TITLE_FONT)[1] + 0.3 if title else 0.1
+    width = max(width, text_size(title, TITLE_FONT)[0] + 0.4 if title else 0)
+    fig = plt.figure(figsize=(width, height + title_room))
+    ax = fig.add_axes((0, 0, 1, height / (height + title_room)))
+    ax.set(xlim=(0, width), ylim=(0, height))
+    ax.axis("off")
+    ax.set_title(title, fontsize=TITLE_FONT, pad=8)
+    return fig, ax
+
+
+def _box(ax: Axes, x: float, y: float, w: float, h: float, text: str, colour: str) -> None:
+    """A rounded box with lower-left corner (x, y) (its rounding lies outside) and ``text`` centred in it."""
+    ax.add_patch(FancyBboxPatch((x, y), w, h, boxstyle=f"round,pad={PAD}", facecolor=colour, edgecolor=INK))
+    ax.text(x + w / 2, y + h / 2, text, ha="center", va="center", fontsize=BOX_FONT)
+
+
+def _arrow(ax: Axes, start: tuple[float, float], end: tuple[float, float], head: bool = True) -> None:
+    ax.add_patch(FancyArrowPatch(start, end, arrowstyle="-|>" if head else "-", mutation_scale=12, color=INK,
+                                 shrinkA=0, shrinkB=0, lw=1.2))
+
+
+def _shape_label(ax: Axes, x: float, y: float, label: str) -> None:
+    ax.text(x, y + 0.06, label, ha="center", va="bottom", fontsize=LABEL_FONT, color=SHAPE)
+
+
+def _box_width(text: str) -> float:
+    return max(0.8, text_size(text, BOX_FONT)[0] + 0.3)
+
+
+def _arrow_length(label: str) -> float:
+    return max(0.6, text_size(label, LABEL_FONT)[0] + 0.25)
 
 
 def flow_diagram(boxes: Sequence[str], arrows: Sequence[str], title: str,
                  highlight: Sequence[int] = ()) -> Figure:
     """A left-to-right diagram: ``boxes`` (step names) joined by ``arrows`` (shape labels, one fewer).
 
-    Boxes whose index is in ``highlight`` are drawn in a second colour (e.g. the trained layers).
+    Boxes whose index is in ``highlight`` are drawn in a second colour (e.g. the trained layers). Every box
+    is as wide as its text needs and every arrow as long as its label.
     """
     if isinstance(boxes, str) or isinstance(arrows, str):
         raise TypeError("boxes and arrows must be sequences of strings, not a single string")
@@ -36,24 +88,87 @@ def flow_diagram(boxes: Sequence[str], arrows: Sequence[str], title: str,
     if len(arrows) != len(boxes) - 1:
         raise ValueError(f"{len(boxes)} boxes need {len(boxes) - 1} arrow labels (one between each pair), "
                          f"got {len(arrows)}")
-    step = BOX_WIDTH + GAP
-    fig, ax = plt.subplots(figsize=(1.9 * len(boxes) + 0.4, 2.2))
+    widths = [_box_width(text) for text in boxes]
+    lengths = [_arrow_length(label) for label in arrows]
+    height = max(0.75, max(text_size(text, BOX_FONT)[1] for text in boxes) + 0.3)
+    margin = 0.15
+    fig, ax = inch_axes(sum(widths) + sum(lengths) + 2 * margin, height + 0.55, title)
+    x = (ax.get_xlim()[1] - sum(widths) - sum(lengths)) / 2  # centred under a wider title
+    y, mid = 0.15, 0.15 + height / 2
     for i, text in enumerate(boxes):
-        colour = ORANGE if i in highlight else BLUE
-        ax.add_patch(FancyBboxPatch((i * step, 0), BOX_WIDTH, BOX_HEIGHT, boxstyle="round,pad=0.05",
-                                    facecolor=colour, edgecolor=INK))
-        ax.text(i * step + BOX_WIDTH / 2, BOX_HEIGHT / 2, text, ha="center", va="center", fontsize=9)
-    for i, label in enumerate(arrows):
-        start, end = i * step + BOX_WIDTH + 0.05, (i + 1) * step - 0.05
-        ax.add_patch(FancyArrowPatch((start, BOX_HEIGHT / 2), (end, BOX_HEIGHT / 2), arrowstyle="-|>",
-                                     mutation_scale=12, color=INK))
-        ax.text((start + end) / 2, BOX_HEIGHT / 2 + 0.12, label, ha="center", va="bottom", fontsize=8,
-                color="#7a1f1f")
-    ax.set_xlim(-0.2, len(boxes) * step - GAP + 0.2)
-    ax.set_ylim(-0.3, BOX_HEIGHT + 0.5)
-    ax.set_title(title)
-    ax.axis("off")
-    fig.tight_layout()
+        _box(ax, x, y, widths[i], height, text, ORANGE if i in highlight else BLUE)
+        x += widths[i]
+        if i < len(arrows):
+            start, end = x + PAD + 0.03, x + lengths[i] - PAD - 0.03
+            _arrow(ax, (start, mid), (end, mid))
+            _shape_label(ax, (start + end) / 2, mid, arrows[i])
+            x += lengths[i]
+    return fig
+
+
+def residual_diagram(branches: Sequence[Sequence[str]], title: str, shape: str = "(B, T, d)",
+                     highlight: Sequence[int] = (), ends: tuple[str, str] = ("x", "output"),
+                     sums: Sequence[str] = ()) -> Figure:
+    """A residual stream, left to right: each branch (a list of step names) reads the stream, and its output
+    is added back to it (``x = x + branch(x)``); the shortcut runs above the branch into a "+".
+
+    ``shape`` is written on every arrow (the stream keeps its shape); boxes whose index in the flattened
+    list of branch steps is in ``highlight`` get the second colour (e.g. the trained layers); ``ends`` names
+    the stream where it comes in and where it leaves; ``sums``, if given, one formula per branch, is
+    written under its "+" (e.g. ``"x + attn(norm(x))"``).
+    """
+    if isinstance(branches, str) or not branches:
+        raise ValueError("give at least one branch: a list of step names, e.g. [['LayerNorm', 'attention']]")
+    for branch in branches:
+        _check_strings("each branch", branch, 1)
+    _check_strings("ends", ends, 2)
+    if sums:
+        _check_strings("sums", sums, len(branches))
+        if len(sums) != len(branches):
+            raise ValueError(f"give one sum per branch ({len(branches)}), got {len(sums)}")
+    radius, fork = 0.17, 0.3  # the "+" circle, and the stretch of stream before a branch splits off
+    length = _arrow_length(shape)
+    height = max(0.75, max(text_size(t, BOX_FONT)[1] for b in branches for t in b) + 0.3)
+    y = 0.15 + (text_size("x", LABEL_FONT)[1] + 0.1 if sums else 0)  # room for the sums under the boxes
+    mid = y + height / 2
+    top = y + height + PAD + text_size(shape, LABEL_FONT)[1] + 0.3  # the shortcuts run here
+    widths = [_box_width(t) for t in ends]
+    total = (widths[0] + PAD + length + widths[1]
+             + sum(fork + sum(length + _box_width(t) + PAD for t in b) + length + 2 * radius for b in branches))
+    fig, ax = inch_axes(total + 0.3, top + 0.35, title)
+    x = (ax.get_xlim()[1] - total) / 2
+    _box(ax, x, y, widths[0], height, ends[0], BLUE)
+    x += widths[0] + PAD
+    index = 0
+    for b, branch in enumerate(branches):
+        split = x + fork
+        _arrow(ax, (x, mid), (split, mid), head=False)
+        ax.plot([split], [mid], "o", color=INK, markersize=4)
+        x = split
+        for step in branch:
+            _arrow(ax, (x, mid), (x + length - PAD - 0.03, mid))
+            _shape_label(ax, x + length / 2, mid, shape)
+            x += length
+            w = _box_width(step)
+            _box(ax, x, y, w, height, step, ORANGE if index in highlight else BLUE)
+            x += w + PAD
+            index += 1
+        _arrow(ax, (x, mid), (x + length - 0.03, mid))
+        _shape_label(ax, x + length / 2, mid, shape)
+        centre = x + length + radius
+        ax.add_patch(Circle((centre, mid), radius, facecolor="white", edgecolor=INK, lw=1.2))
+        ax.text(centre, mid, "+", ha="center", va="center", fontsize=13, weight="bold")
+        if sums:
+            ax.text(centre, y - PAD - 0.05, sums[b], ha="center", va="top", fontsize=LABEL_FONT)
+        _arrow(ax, (split, mid), (split, top), head=False)  # the shortcut: up, across, down into the "+"
+        _arrow(ax, (split, top), (centre, top), head=False)
+        _arrow(ax, (centre, top), (centre, mid + radius))
+        ax.text((split + centre) / 2, top + 0.06, f"shortcut: x itself, {shape}", ha="center", va="bottom",
+                fontsize=LABEL_FONT, color=SHAPE, style="italic")
+        x = centre + radius
+    _arrow(ax, (x, mid), (x + length - PAD - 0.03, mid))
+    _shape_label(ax, x + length / 2, mid, shape)
+    _box(ax, x + length, y, widths[1], height, ends[1], BLUE)
     return fig
 
 

@@ -14,6 +14,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import FancyArrowPatch, FancyBboxPatch, Rectangle
 
 from ..checks import check_int
+from .diagrams import LABEL_FONT, inch_axes, text_size
 
 IGNORED, COUNTED, PROMPT, ANSWER = "#d9d9d9", "#4daf4a", "#9ecae1", "#fdae6b"
 
@@ -49,8 +50,10 @@ def pooling_diagram(tokens: Sequence[str] = ("Win", " cash", " now", "!", "<pad>
             _box(ax, i, 0, repr(tok.strip() or tok) if tok != "<pad>" else "pad", color)
             _box(ax, i, 1.5, f"h{i}", "#cfe8cf" if real[i] else "#eeeeee")
             _arrow(ax, (i, 0.27), (i, 1.23))
-        ax.add_patch(FancyBboxPatch((-0.5, 0.85), n, 1.3, boxstyle="round,pad=0.05", fc="none", ec="0.5", ls="--"))
-        ax.text(-0.45, 2.25, "GPT blocks (causal attention)", ha="left", fontsize=8, color="0.4")
+        # the GPT's box, with its name in a margin of its own on the left, where no arrow passes
+        ax.add_patch(FancyBboxPatch((-1.55, 0.85), n + 1.05, 1.3, boxstyle="round,pad=0.05", fc="none", ec="0.5",
+                                    ls="--"))
+        ax.text(-1.02, 1.5, "GPT\nblocks\n(causal\nattention)", ha="center", va="center", fontsize=8, color="0.4")
         centre = (n_real - 1) / 2
         if pooling == "last":
             last = n_real - 1
@@ -69,7 +72,8 @@ def pooling_diagram(tokens: Sequence[str] = ("Win", " cash", " now", "!", "<pad>
         _arrow(ax, (head_x, 3.27), (head_x, 4.03), label=f"({emb_dim},)")
         ax.text(head_x, 5.05, "ham / spam logits", ha="center", fontsize=9)
         _arrow(ax, (head_x, 4.57), (head_x, 4.9), label=f"({num_classes},)")
-        ax.set(xlim=(-0.8, n - 0.2), ylim=(-0.6, 5.4), title=title, xlabel="token position (right-padded batch)",
+        right = max(n - 0.3, n_real + 0.1, centre + 2.2)  # room for the widest box and the shape label
+        ax.set(xlim=(-1.75, right), ylim=(-0.6, 5.4), title=title, xlabel="token position (right-padded batch)",
                ylabel="layer (input at the bottom)")
         ax.set_xticks(range(n))
         ax.set_yticks([0, 1.5, 3.0, 4.3], ["tokens", "final hidden", "pooled", "head"])
@@ -115,35 +119,42 @@ def _cell(x: float, y: float, color: str, w: float = 0.94, h: float = 0.9) -> Re
 
 
 def lora_diagram(d_in: int, d_out: int, rank: int, title: str = "") -> Figure:
-    """The frozen weight (as ``Wᵀ``, d_in x d_out, the way ``x Wᵀ`` uses it) beside LoRA's trainable
-    ``A`` (d_in x r) and ``B`` (r x d_out), all to one scale, with the number of parameters of each."""
+    """The frozen weight (as ``Wᵀ``, d_in x d_out, the way ``x Wᵀ`` uses it) plus LoRA's update ``A·B``, drawn
+    as a matrix product: the trainable ``A`` (d_in x r) on the left of ``A·B`` and ``B`` (r x d_out) above it,
+    so that ``A·B`` has the rows of ``A``, the columns of ``B``: the shape of ``Wᵀ``. All to one scale (the
+    thin sides at least a hairline), with the number of parameters of each."""
     for name, v in (("d_in", d_in), ("d_out", d_out), ("rank", rank)):
         check_int(v, name, low=1)
     if rank > min(d_in, d_out):
         raise ValueError(f"rank={rank} is larger than min(d_in, d_out)={min(d_in, d_out)}; LoRA's rank is small")
-    fig, ax = plt.subplots(figsize=(10, 3.4))
-    s = 4.0 / max(d_in, d_out)  # the larger side of W is 4 units
-    r = max(rank * s, 0.06)  # keep a rank-1 strip visible
-    h, w = d_in * s, d_out * s
-    ax.add_patch(Rectangle((0, 0), w, h, facecolor=IGNORED, edgecolor="black"))
-    ax.text(w / 2, -0.25, f"Wᵀ (frozen): {d_in} x {d_out} = {d_in * d_out:,} numbers", ha="center", va="top")
-    ax.text(w + 0.5, h / 2, "+", fontsize=20, ha="center", va="center")
-    x0 = w + 1.0
-    ax.add_patch(Rectangle((x0, 0), r, h, facecolor=PROMPT, edgecolor="black"))
-    ax.text(x0 + r / 2, -0.25, f"A: {d_in} x {rank}", ha="center", va="top")
-    ax.text(x0 + r + 0.3, h / 2, "·", fontsize=20, ha="center", va="center")
-    x1 = x0 + r + 0.6
-    ax.add_patch(Rectangle((x1, h - r), w, r, facecolor=ANSWER, edgecolor="black"))
-    ax.text(x1 + w / 2, h - r - 0.15, f"B (starts at 0): {rank} x {d_out}", ha="center", va="top")
-    ax.text(x1 + w / 2, -0.25, f"trainable: {rank * (d_in + d_out):,} numbers "
-            f"= {100 * rank * (d_in + d_out) / (d_in * d_out):.1f}% of W", ha="center", va="top")
-    ax.set_xlim(-0.2, x1 + w + 0.2)
-    ax.set_ylim(-0.9, h + 0.3)
-    ax.set_aspect("equal")
-    ax.set_xlabel("output features (to scale)")
-    ax.set_ylabel("input features")
-    ax.set_xticks([])
-    ax.set_yticks([])
-    ax.set_title(title or f"LoRA: x Wᵀ + (alpha / r) x A B, with rank r = {rank}")
-    fig.tight_layout()
+    title = title or f"LoRA: x Wᵀ + (alpha / r) x A B, with rank r = {rank}"
+    s = 2.6 / max(d_in, d_out)  # inches per feature: the larger side of W is 2.6 inches
+    h, w, r = d_in * s, d_out * s, max(rank * s, 0.05)
+    trainable = rank * (d_in + d_out)
+    w_label = f"Wᵀ (frozen)\n{d_in} x {d_out}\n= {d_in * d_out:,} numbers"
+    ab_label = (f"A·B: {d_in} x {d_out},\nthe shape of Wᵀ\ntrainable: {trainable:,} numbers\n"
+                f"= {100 * trainable / (d_in * d_out):.1f}% of W")
+    a_label, b_label = f"A: {d_in} x {rank}", f"B (starts at 0): {rank} x {d_out}"
+    size = {text: text_size(text, LABEL_FONT) for text in (w_label, ab_label, a_label, b_label)}
+    below = max(size[w_label][1], size[ab_label][1]) + 0.15  # the labels under the two matrices
+    col_w = max(w, size[w_label][0]) + 0.2
+    col_ab = max(w, size[ab_label][0]) + 0.2
+    plus, col_a = 0.5, size[a_label][1] + 0.1 + r + 0.08  # A's label is written upwards, left of A
+    width = col_w + plus + col_a + col_ab + 0.2
+    height = below + h + 0.08 + r + size[b_label][1] + 0.25
+    fig, ax = inch_axes(width, height + 0.25, title)
+    x = (ax.get_xlim()[1] - (col_w + plus + col_a + col_ab)) / 2
+    y = below + 0.25  # the bottom of the matrices
+    wx = x + (col_w - w) / 2
+    ax.add_patch(Rectangle((wx, y), w, h, facecolor=IGNORED, edgecolor="black"))
+    ax.text(wx + w / 2, y - 0.08, w_label, ha="center", va="top", fontsize=LABEL_FONT)
+    ax.text(x + col_w + plus / 2, y + h / 2, "+", fontsize=18, ha="center", va="center")
+    px = x + col_w + plus + col_a + (col_ab - w) / 2  # the product's left edge; A ends just before it
+    ax.add_patch(Rectangle((px - 0.08 - r, y), r, h, facecolor=PROMPT, edgecolor="black"))
+    ax.text(px - 0.08 - r - 0.06, y + h / 2, a_label, rotation=90, ha="right", va="center", fontsize=LABEL_FONT)
+    ax.add_patch(Rectangle((px, y + h + 0.08), w, r, facecolor=ANSWER, edgecolor="black"))
+    ax.text(px + w / 2, y + h + 0.08 + r + 0.05, b_label, ha="center", va="bottom", fontsize=LABEL_FONT)
+    ax.add_patch(Rectangle((px, y), w, h, facecolor="#fde6cf", edgecolor="black", linestyle="--"))
+    ax.text(px + w / 2, y + h / 2, "A·B", ha="center", va="center", fontsize=11)
+    ax.text(px + w / 2, y - 0.08, ab_label, ha="center", va="top", fontsize=LABEL_FONT)
     return fig

@@ -467,9 +467,11 @@ plt.show()
 # In Figure 4, the first few hundred merges buy the most (a space plus a common letter, then whole short
 # words); later merges add rarer words and each helps less. The held-out curve sits below the
 # training curve: our training text is the *earliest* addresses, and the held-out ones (2001 on)
-# use words and names the early ones did not. GPT-2's vocabulary (50,257 tokens, the dashed line) was
-# learned from millions of web pages and compresses the held-out addresses better still. A larger vocabulary
-# means shorter sequences, paid for with a larger embedding table (chapter 2) and output layer.
+# use words and names the early ones did not (the split is by year: `gpt2_core.text.corpus.VAL_FROM_YEAR`).
+# GPT-2's vocabulary (50,257 tokens, the dashed line) was built for a model trained on WebText, millions
+# of web pages (Radford et al., 2019, §2.1-2.2); the line below compares the two on the held-out
+# addresses. A larger vocabulary means shorter sequences, paid for with a larger embedding table
+# (chapter 2) and output layer.
 
 # %%
 print(f"held-out bytes per token: our {big_vocab:,}-token BPE {compression['held-out'].iloc[-1]:.2f}, "
@@ -478,10 +480,17 @@ print(f"held-out bytes per token: our {big_vocab:,}-token BPE {compression['held
 # %% [markdown]
 # ## 7. GPT-2's real vocabulary, equal to tiktoken
 #
-# `BPETokenizer.from_gpt2()` loads GPT-2's 50,000 merges (fetched once from PyPI at set-up,
-# checked against tiktoken's published hash, then used offline) plus `<|endoftext|>`. The file
-# stores only each token's bytes and rank; the package recovers each merge's pair by encoding the
-# token with the lower-ranked tokens alone, which leaves exactly two parts. The first merges:
+# `BPETokenizer.from_gpt2()` loads GPT-2's 50,000 merges (fetched once from PyPI at set-up, checked
+# against tiktoken's published hash, then used offline) plus `<|endoftext|>`. The file stores only
+# each token's bytes and rank; the package recovers each merge's pair by encoding the token with the
+# lower-ranked tokens alone, which leaves exactly two parts.
+
+# %%
+print(f"GPT-2's vocabulary: {gpt2_tok.n_vocab:,} tokens = 256 bytes + {len(gpt2_tok.merges):,} merges "
+      f"+ <|endoftext|> (id {gpt2_tok.eot_token:,})")
+
+# %% [markdown]
+# The first merges:
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -492,7 +501,8 @@ pd.DataFrame([{"id": new_id, "left": show(a), "right": show(b), "new token": sho
 # OpenAI's `tiktoken` library implements the same encoding in Rust. `gpt2_encoding()` builds
 # tiktoken's GPT-2 encoding from the same offline file. Ours must give exactly the same tokens on
 # any string: Unicode, emoji glued by zero-width joiners, code, long whitespace runs, Windows line
-# ends and contractions included. (The test suite checks this on thousands of random strings too.)
+# ends and contractions included. (The test suite also compares the two on about a thousand random
+# strings each run, generated with `hypothesis`: see `tests/test_tokenizer.py`.)
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -573,8 +583,11 @@ pd.Series(ch01)
 # - Encoding merges by rank: the adjacent pair whose concatenation was learned earliest goes first.
 # - Special tokens like `<|endoftext|>` get their own ids after the merges and are only produced
 #   when asked for.
-# - `gpt2_core.text.bpe.BPETokenizer.from_gpt2()` equals tiktoken's GPT-2 encoding token for token;
-#   from chapter 2 on we use `gpt2_encoding()` (tiktoken) for speed.
+# - `gpt2_core.text.bpe.BPETokenizer.from_gpt2()` equals tiktoken's GPT-2 encoding token for token.
+#   Chapters 2-4 use GPT-2's tokenizer through `gpt2_encoding()` (tiktoken, for speed). From chapter 5
+#   on the course trains and fine-tunes with a smaller tokenizer of its own, learned by this chapter's
+#   `BPETokenizer.train` on the training split of the speeches (the end of chapter 4 says why); under
+#   the `gpt2` profile it uses GPT-2's again.
 #
 # **Next:** chapter 2 turns token ids into what a network can learn from: training windows whose
 # targets are the same ids shifted by one, and embedding tables that give every id (and every

@@ -51,21 +51,25 @@ from gpt2_core.model.config import GPTConfig
 from gpt2_core.text.corpus import sample_text, sotu_text
 from gpt2_core.text.windows import GPTDataset, create_dataloader
 from gpt2_core.exercises import check_exercise
+from gpt2_core.figures import label_points
 from gpt2_core.model.gpt import GPTModel
 from gpt2_core.profile import describe, pick, profile_name, seed_everything
 from gpt2_core.text.ranks import gpt2_encoding
 
 print(describe())
 seed_everything(123)
-cfg = GPTConfig.preset(profile_name())  # the model shape this profile trains in chapter 5
+cfg = GPTConfig.preset(profile_name())  # the profile's model shape, with GPT-2's 50,257-token vocabulary
 batch_size = pick(tiny=4, default=8, gpt2=8)
-print(f"context_length={cfg.context_length}  emb_dim={cfg.emb_dim}  batch_size={batch_size}")
+print(f"vocab_size={cfg.vocab_size:,}  context_length={cfg.context_length}  emb_dim={cfg.emb_dim}  "
+      f"batch_size={batch_size}")
 
 # %% [markdown]
 # ## 1. Text to token ids
 #
 # We use GPT-2's tokenizer from chapter 1 (`gpt2_encoding()`, tiktoken's GPT-2 encoding built
-# offline) on the opening of the training split.
+# offline) on the opening of the training split. Chapters 2-4 work with GPT-2's tokenizer and its
+# 50,257-token vocabulary; from chapter 5 on, the course trains with a smaller tokenizer of its own
+# (8,192 tokens), made by chapter 1's trainer from these speeches (the end of chapter 4 says why).
 
 # %%
 enc = gpt2_encoding()
@@ -181,15 +185,15 @@ plt.show()
 # %% [markdown]
 # How many windows does a text give? Starts run `0, stride, 2·stride, …` as long as
 # `start + context_length + 1 <= n_tokens`, so there are `⌊(n − c − 1) / s⌋ + 1` of them when
-# `n > c`, and none otherwise (exercise 1 asks you to write this).
+# `n > c`, and none otherwise.
 
 # %% [markdown]
 # ## 4. A Dataset and a DataLoader
 #
 # PyTorch separates *what one example is* (`Dataset`: `__len__` and `__getitem__`) from *how
 # examples are batched and shuffled* (`DataLoader`). Our dataset keeps the ids as **one** tensor
-# and slices a window out on demand: a corpus of two million tokens costs two million ids, not a
-# copy per window (with `stride=1` that would be `context_length` times the corpus).
+# and slices a window out on demand: a corpus costs one id per token, not a copy per window (with
+# `stride=1` that would be `context_length` copies of the corpus).
 
 # %%
 class WindowDataset(Dataset):
@@ -336,16 +340,24 @@ plt.show()
 # "how far apart" is visible from the start. A fresh learned table is just noise (each position is
 # similar only to itself); pretraining has to discover the same kind of structure. The upside is
 # flexibility; the price is that a learned table has no row for positions beyond
-# `context_length`, which is why GPT-2 cannot read more than 1,024 tokens at once.
+# `context_length`, which is why GPT-2 cannot read more than 1,024 tokens at once (its context is
+# 1,024 tokens: Radford et al., 2019, §2.3).
 #
-# Does pretraining find that structure? The course ships a **reference model** (chapter 5 trains it
-# the same way: 4 layers, 256 dimensions, 128 positions, trained on 20M tokens of State of the Union
-# prose, with its own 8,192-token tokenizer). Here is its learned position table, compared the same way:
+# Does pretraining find that structure? The course ships a **reference model**, pretrained by the
+# course's own code on about 20M tokens of the speeches (chapter 5 shows how; the cell below prints its
+# size and exactly how much text it read). Here is its learned position table, compared the same way:
 
 # %%
-from gpt2_core.reference import load_reference
+from IPython.display import Markdown, display
+
+from gpt2_core.reference import load_reference, reference_info
 
 ref_model, ref_tok = load_reference("cpu")
+ref_cfg, ref_trained = ref_model.cfg, reference_info()["trained"]
+display(Markdown(f"The reference model: {ref_cfg.n_layers} layers, {ref_cfg.emb_dim} dimensions, "
+                 f"{ref_cfg.context_length} positions, {ref_model.num_parameters() / 1e6:.1f}M parameters, "
+                 f"with its own {ref_tok.n_vocab:,}-token tokenizer; trained on "
+                 f"{ref_trained['tokens'] / 1e6:.1f}M tokens of State of the Union addresses."))
 fig, ax = plt.subplots(figsize=(5.6, 4.6))
 im = ax.imshow(cosine_similarity_matrix(ref_model.pos_emb.weight.detach()), cmap="viridis", vmin=-0.2, vmax=1)
 ax.set(xlabel="position", ylabel="position", title="Figure 4: learned position table after pretraining\n(reference model)")
@@ -355,8 +367,8 @@ plt.show()
 # %% [markdown]
 # Compared with the fresh table, structure has appeared: positions near each other now tend to have
 # more similar vectors (the lighter band around the diagonal), learned from nothing but next-token
-# prediction. It is far rougher than the sinusoids: 20M tokens teach a small model only an
-# approximate sense of distance.
+# prediction. It is far rougher than the sinusoids: the reference model's pretraining taught this
+# small model only an approximate sense of distance.
 #
 # The **token** table learns too. Tokens used in similar contexts end up with similar vectors. For a
 # few words, the tokens whose vectors are closest (cosine similarity) in the reference model. Look for
@@ -391,17 +403,18 @@ vectors = torch.cat([ref_model.tok_emb.weight.detach()[ids] for ids in ids_by_gr
 centred = vectors - vectors.mean(0)
 _, _, components = torch.linalg.svd(centred, full_matrices=False)
 xy = centred @ components[:2].T
-fig, ax = plt.subplots(figsize=(6.5, 5))
+fig, ax = plt.subplots(figsize=(7.5, 5.5))
 start = 0
 for g, words in groups.items():
     part = xy[start:start + len(words)]
     ax.scatter(part[:, 0], part[:, 1], label=g)
-    for (x, y), w in zip(part.tolist(), words, strict=True):
-        ax.annotate(w.strip(), (x, y), fontsize=8, xytext=(3, 3), textcoords="offset points")
     start += len(words)
+ax.margins(0.15)  # room for the labels at the edges
 ax.set(xlabel="principal component 1", ylabel="principal component 2",
        title="Figure 5: token embeddings of the reference model, projected to 2-D")
-ax.legend()
+ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1))
+fig.subplots_adjust(right=0.78)  # the legend sits right of the plot, away from the points
+label_points(ax, xy.tolist(), [w.strip() for words in groups.values() for w in words])  # labels that do not collide
 plt.show()
 
 # %% [markdown]
@@ -463,7 +476,8 @@ tok_emb = nn.Embedding(cfg.vocab_size, cfg.emb_dim)
 pos_emb = nn.Embedding(cfg.context_length, cfg.emb_dim)
 h = tok_emb(x) + pos_emb(torch.arange(x.shape[1]))
 print(f"batch {tuple(x.shape)} -> input embeddings {tuple(h.shape)}  "
-      f"({cfg.vocab_size * cfg.emb_dim + cfg.context_length * cfg.emb_dim:,} embedding weights)")
+      f"({cfg.vocab_size * cfg.emb_dim + cfg.context_length * cfg.emb_dim:,} embedding weights with GPT-2's "
+      f"{cfg.vocab_size:,}-token vocabulary)")
 
 # %% [markdown]
 # ## Results
@@ -486,8 +500,9 @@ print(write_results(2, ch02).name, ch02)
 #   One window of `c` tokens gives `c` predictions to learn from.
 # - `stride` sets the overlap between windows; we pretrain with `stride = context_length`.
 # - `gpt2_core.text.windows.GPTDataset` keeps the ids as one tensor and slices windows on demand, so it
-#   scales to the whole corpus and works with any sampler (chapter 5 uses a `DistributedSampler`
-#   for multi-GPU training); `create_dataloader` adds tokenizing, seeded shuffling and batching.
+#   scales to the whole corpus and serves windows in any order (chapter 5 picks each step's windows by
+#   index, and shares them out between GPUs); `create_dataloader` adds tokenizing, seeded shuffling and
+#   batching.
 # - A token embedding is a learned lookup table, equal to one-hot × weight matrix.
 # - GPT-2 adds a learned absolute position embedding (the original Transformer used fixed
 #   sinusoids), giving the `(batch, tokens, emb_dim)` tensor that the transformer blocks consume.
@@ -498,21 +513,11 @@ print(write_results(2, ch02).name, ch02)
 # ## Exercises
 #
 # Each cell runs as is and says "not attempted" until you replace `raise NotImplementedError`.
-# Exercise 1 rebuilds a piece of this chapter; 2 and 3 ask what the windows leave out and how they
-# can leak. Reference solutions are in `gpt2_core/exercises/solutions/ch02.py`, for after you have tried.
+# Exercises 1 and 2 ask what the windows leave out and how they can leak; 3 asks what the fixed
+# sinusoids of section 6 make easy. Reference solutions are in `gpt2_core/exercises/solutions/ch02.py`,
+# for after you have tried.
 #
-# **1. Count the windows.** Return how many (input, target) windows a text of `num_tokens` tokens
-# gives for `context_length` and `stride` — without building them. Mind texts too short for one.
-
-# %%
-def count_windows(num_tokens: int, context_length: int, stride: int) -> int:
-    raise NotImplementedError
-
-
-_ = check_exercise("ch02.count_windows", count_windows)
-
-# %% [markdown]
-# **2. Tokens that are never predicted.** Write `never_targets(num_tokens, context_length, stride)`
+# **1. Tokens that are never predicted.** Write `never_targets(num_tokens, context_length, stride)`
 # returning, in order, the positions `0 … num_tokens − 1` of the token sequence that are *not* the
 # target of any window: the model is never trained to predict those tokens. Think of the very first
 # token, of the gaps that `stride > context_length` leaves (the picture in section 3), and of the tail
@@ -526,7 +531,7 @@ def never_targets(num_tokens: int, context_length: int, stride: int) -> list[int
 _ = check_exercise("ch02.never_targets", never_targets)
 
 # %% [markdown]
-# **3. A validation split that does not leak.** With overlapping windows (`stride < context_length`),
+# **2. A validation split that does not leak.** With overlapping windows (`stride < context_length`),
 # taking the first windows for training and the rest for validation leaks: the first validation
 # windows ask the model to predict tokens that training windows already taught it. Write
 # `first_val_window(num_train_windows, context_length, stride)`: training uses windows
@@ -542,3 +547,23 @@ def first_val_window(num_train_windows: int, context_length: int, stride: int) -
 
 
 _ = check_exercise("ch02.first_val_window", first_val_window)
+
+# %% [markdown]
+# **3. Relative positions in the sinusoids.** Section 6 said that with fixed sinusoids "how far apart"
+# is visible from the start. Vaswani et al. chose them for a stronger reason (*Attention Is All You
+# Need*, §3.5): for any fixed offset `k`, the encoding of position `pos + k` is a *linear* function of
+# the encoding of `pos`. So there is one matrix `M`, which depends on `k` but not on `pos`, with
+# `sinusoidal(pos + k) = sinusoidal(pos) @ M` for every position, and a layer can learn "look `k`
+# tokens back" once for all positions. Write `shift_matrix(k, dim)` returning that `(dim, dim)` tensor
+# for this chapter's `sinusoidal` (sine in dimension `2i`, cosine in `2i + 1`, frequency
+# `w_i = 10000 ** (-2i / dim)`); `k` may be negative. Hint: each pair of dimensions `(2i, 2i + 1)` is a
+# point `(sin(pos·w_i), cos(pos·w_i))` on a circle; what do the angle-sum formulas of sine and cosine
+# do to it? Try yours first: `sinusoidal(20, 8)[:15] @ shift_matrix(5, 8)` should equal
+# `sinusoidal(20, 8)[5:]`.
+
+# %%
+def shift_matrix(k: int, dim: int) -> torch.Tensor:
+    raise NotImplementedError
+
+
+_ = check_exercise("ch02.shift_matrix", shift_matrix)

@@ -50,6 +50,7 @@ notebook_start = time.perf_counter()  # the notebook's wall time goes into resul
 import matplotlib.pyplot as plt
 import torch
 import torch.nn.functional as F
+from IPython.display import Markdown, display
 from torch import nn
 
 from gpt2_core.profile import describe, get_device, pick, seed_everything
@@ -189,11 +190,14 @@ for d in (4, 64, 512):
 print(f"{'d':>4} {'var(q.k)':>9} {'var(q.k/sqrt d)':>16} {'max weight':>11} {'scaled':>7}")
 for d, raw, scaled, peak, peak_scaled in rows:
     print(f"{d:>4} {raw:>9.1f} {scaled:>16.2f} {peak:>11.2f} {peak_scaled:>7.2f}")
+peak_64, scaled_64 = rows[1][3], rows[1][4]
+display(Markdown(f"Without scaling, the softmax over 8 keys puts on average {peak_64:.0%} of its mass on one "
+                 f"key at $d=64$ (a uniform softmax would put {1 / 8:.1%}); with scaling, {scaled_64:.0%}, "
+                 f"and its peakiness no longer depends on $d$ ({rows[0][4]:.0%} at $d=4$, {rows[2][4]:.0%} at "
+                 f"$d=512$). This is the \"scaled\" in *scaled dot-product attention*."))
 
 # %% [markdown]
-# Without scaling, the softmax over 8 keys already puts most of its mass on one key at $d=64$; with
-# scaling, its peakiness does not depend on $d$. This is the "scaled" in *scaled dot-product
-# attention*. As a module:
+# As a module:
 
 # %%
 class SelfAttention(nn.Module):
@@ -295,9 +299,11 @@ print(ca.to(torch.float64).mask.dtype, "(bool buffers keep their dtype; .to(devi
 # %% [markdown]
 # ## 5. Dropout on the attention weights
 #
-# During training GPT-2 randomly zeroes 10% of the attention weights, so no token can rely on a
-# single other token. `nn.Dropout` zeroes each entry with probability $p$ and scales the survivors
-# by $1/(1-p)$, so the *expected* weights are unchanged; in `eval()` mode it does nothing.
+# During training GPT-2 randomly zeroes 10% of the attention weights (`attn_pdrop = 0.1` in the
+# configuration OpenAI released with its weights; the course's `GPTConfig.drop_rate` defaults to the
+# same), so no token can rely on a single other token. `nn.Dropout` zeroes each entry with
+# probability $p$ and scales the survivors by $1/(1-p)$, so the *expected* weights are unchanged; in
+# `eval()` mode it does nothing.
 
 # %%
 torch.manual_seed(123)
@@ -357,8 +363,9 @@ with torch.no_grad():
 from gpt2_core.figures import flow_diagram
 
 fig = flow_diagram(["x", "qkv = x W\n(one Linear,\nd → 3d)", "split heads:\nq, k, v", "scores =\nq kᵀ / √d_h",
-                    "causal mask,\nsoftmax", "weights · v", "merge heads,\nout_proj"],
-                   ["(B, T, d)", "(B, T, 3d)", "(B, h, T, d_h)", "(B, h, T, T)", "(B, h, T, T)", "(B, h, T, d_h)"],
+                    "causal mask,\nsoftmax", "weights · v", "merge heads,\nout_proj", "output"],
+                   ["(B, T, d)", "(B, T, 3d)", "(B, h, T, d_h)", "(B, h, T, T)", "(B, h, T, T)", "(B, h, T, d_h)",
+                    "(B, T, d)"],
                    "Figure 4: multi-head causal attention, batched")
 plt.show()
 
@@ -375,6 +382,34 @@ print(heads[0, 0], heads[0, 1], sep="\n")  # head 0 got columns 0-1 of every tok
 print("contiguous after transpose?", heads.is_contiguous())
 merged = heads.transpose(1, 2).contiguous().view(1, 3, 4)
 print(torch.equal(merged, x))
+
+# %% [markdown]
+# The fused projection gives every token one row of `3 × d_out` numbers: the queries of all heads,
+# then their keys, then their values. The module below splits that row with
+# `view(b, t, 3, heads, head_dim).permute(2, 0, 3, 1, 4)`. Step by step, on a toy we can read by eye:
+# one sequence of 3 tokens, `d_out = 4` (2 heads of size 2), and a stand-in for the output of `qkv`
+# whose entries say where they sit: 100 × the token + the column.
+
+# %%
+n_tok, n_heads, head_size = 3, 2, 2  # d_out = n_heads * head_size = 4, so qkv gives 3 * 4 = 12 columns
+qkv_out = 100 * torch.arange(n_tok)[None, :, None] + torch.arange(3 * n_heads * head_size)  # (1, 3, 12)
+print("qkv output", tuple(qkv_out.shape), "(batch, tokens, 3 * d_out):")
+print(qkv_out[0])
+split = qkv_out.view(1, n_tok, 3, n_heads, head_size)
+print("after view:   ", tuple(split.shape), "= (batch, tokens, q/k/v, heads, head_dim), nothing moved")
+moved = split.permute(2, 0, 3, 1, 4)
+print("after permute:", tuple(moved.shape), "= (q/k/v, batch, heads, tokens, head_dim)")
+q_toy, k_toy, v_toy = moved  # unpacking walks the first axis
+for name, part in (("q", q_toy), ("k", k_toy), ("v", v_toy)):
+    for head in range(n_heads):
+        columns = part[0, head, 0].tolist()  # token 0's entries are its column numbers
+        print(f"{name} of head {head}: columns {columns[0]}-{columns[-1]} of every token:", part[0, head].tolist())
+
+# %% [markdown]
+# So column `part × d_out + head × head_dim + j` of the fused output is entry `j` of that head's query
+# (part 0), key (1) or value (2), and after the permute each of `q`, `k`, `v` has shape
+# `(batch, heads, tokens, head_dim)`: one matrix of `tokens × head_dim` per head, ready for `q @ kᵀ`.
+# This is the order in which the comparison with the wrapper (below) copies each head's weights.
 
 
 # %%
@@ -421,56 +456,72 @@ with torch.no_grad():
     print("batched == wrapper:", torch.allclose(batched(batch), wrapper(batch), atol=1e-6))
 
 # %% [markdown]
-# Each head produces its own attention pattern. Here are both heads of a freshly initialised
-# module on our sentence (untrained, so the patterns are arbitrary, but each is causal):
+# Each head produces its own attention pattern. Figure 5 shows both heads of a freshly initialised
+# module on our sentence: untrained, so the patterns are arbitrary, but each is causal. One thing is
+# not as in real use: we feed the module **our inputs multiplied by 3**. An untrained module's scores
+# are small, so its softmax is close to uniform and the heatmaps would look almost flat; larger inputs
+# give larger scores (queries and keys both grow with the input) and patterns sharp enough to see. The
+# sharpness in Figure 5 comes from that scaling, not from anything learned (the line under the figure
+# measures both).
 
 # %%
 torch.manual_seed(0)
 mha_demo = BatchedMultiHeadAttention(d_in, 8, context_length=16, dropout=0.0, num_heads=2)
 with torch.no_grad():
-    # inputs scaled by 3: an untrained module's scores are tiny, so its softmax would be nearly uniform
-    # and the heatmaps blank; larger inputs make the (arbitrary) patterns visible
-    _, w = mha_demo(inputs.unsqueeze(0) * 3, return_weights=True)
+    _, w_plain = mha_demo(inputs.unsqueeze(0), return_weights=True)
+    _, w = mha_demo(inputs.unsqueeze(0) * 3, return_weights=True)  # the inputs multiplied by 3
 fig, axes = plt.subplots(1, 2, figsize=(9, 4))
 for h, ax in enumerate(axes):
     show_weights(w[0, h], tokens, f"head {h}", ax)
-fig.suptitle("Figure 5: the two heads of an untrained module")
+fig.suptitle("Figure 5: the two heads of an untrained module (inputs multiplied by 3)")
 plt.tight_layout()
 plt.show()
+print(f"largest weight of each row, on average: {w_plain.amax(-1).mean():.2f} with the inputs as they are, "
+      f"{w.amax(-1).mean():.2f} with the inputs multiplied by 3")
 
 # %% [markdown]
 # ### The heads of a trained model
 #
 # Untrained heads look anywhere. What do heads look at after pretraining? The course ships a small
-# pretrained GPT, the **reference model** (4 layers of 4 heads; chapter 5 trains one like it).
-# `GPTModel.attention_maps` returns the softmax weights of every head for one sentence; Figures 6–9 show them,
-# one layer at a time (row = the token that looks, column = the token it looks at).
+# pretrained GPT, the **reference model** (the cell below prints its shape; chapter 5 trains one like it).
+# `GPTModel.attention_maps` returns the softmax weights of every head for one sentence; Figures 6–9 show
+# them, one layer at a time (row = the token that looks, column = the token it looks at).
 
 # %%
+from gpt2_core.figures import plot_attention_heads
 from gpt2_core.reference import load_reference
 
 ref_model, ref_tok = load_reference("cpu")
+print(f"reference model: {ref_model.cfg.n_layers} layers of {ref_model.cfg.n_heads} heads, "
+      f"{ref_model.cfg.emb_dim} dimensions, {ref_tok.n_vocab:,}-token vocabulary")
 sentence = "The Congress shall have power to lay and collect taxes, and to pay the debts of the United States."
 ref_ids = torch.tensor([ref_tok.encode(sentence)])
 ref_labels = [ref_tok.decode([i]) for i in ref_ids[0].tolist()]
 maps = ref_model.attention_maps(ref_ids)
 for layer, layer_maps in enumerate(maps):
-    fig, axes = plt.subplots(1, len(layer_maps), figsize=(4.2 * len(layer_maps), 4.4))
-    for h, ax in enumerate(axes):
-        show_weights(layer_maps[h], ref_labels, f"layer {layer + 1}, head {h + 1}", ax)
-    fig.suptitle(f"Figure {6 + layer}: the heads of layer {layer + 1} of the trained reference model")
-    plt.tight_layout()
+    fig = plot_attention_heads(layer_maps, ref_labels,
+                               f"Figure {6 + layer}: the heads of layer {layer + 1} of the trained reference model")
     plt.show()
+
+# %%
+congress = ref_labels.index(" Congress")
+looks_at = maps[2][0].argmax(-1)  # layer 3, head 1: the key each token gives its largest weight
+after = slice(congress + 1, None)  # the tokens after "Congress" (the earlier ones cannot see it)
+print(f"layer 3, head 1: {int((looks_at[after] == congress).sum())} of the {len(ref_labels) - congress - 1} tokens "
+      f"after ' Congress' give it their largest weight")
+print(f"layer 1, head 3: {int((maps[0][2].argmax(-1) >= torch.arange(len(ref_labels)) - 1).sum())} of "
+      f"{len(ref_labels)} tokens give their largest weight to themselves or the token just before")
 
 # %% [markdown]
 # Three kinds of head are easy to spot. Some keep to the diagonal: each token looks at itself and the
-# token just before it (layer 1, head 3), the local context that every later layer builds on. Many
-# park much of their weight on the first token or two, a resting place when nothing else in the
-# sentence matters to them. And some reach back to one particular earlier word: in layer 3, head 1
-# sends most tokens to *Congress*, the subject of the sentence. None of this was programmed; it is
-# what predicting the next token taught the model. (Heads of a 4-layer model trained on 20M tokens are
-# cruder than GPT-2's, but the same kinds appear there; see Clark et al., 2019, *What Does BERT Look
-# At?*, for a study of such patterns.)
+# token just before it (layer 1, head 3; the second line above counts it), the local context that every
+# later layer builds on. Many park much of their weight on the first token or two, a resting place when
+# nothing else in the sentence matters to them. And some reach back to one particular earlier word: in
+# layer 3, head 1, most tokens give their largest weight to *Congress*, the subject of the sentence (the
+# first line above counts them). None of this was programmed; it is what predicting the next token
+# taught the model. (Heads of a small model trained on 20M tokens of speeches are cruder than GPT-2's,
+# but the same kinds appear there; see Clark et al., 2019, *What Does BERT Look At?*, for a study of such
+# patterns.)
 
 # %% [markdown]
 # ## 7. PyTorch's fused kernel: `scaled_dot_product_attention`
@@ -637,22 +688,34 @@ print(write_results(3, ch03).name, ch03)
 # ## Exercises
 #
 # Fill in each function and run its cell; the checker compares your function with the reference on
-# a few inputs. (Until you do, the cell reports "not attempted".) Exercise 1 rebuilds a piece of this
-# chapter, 2 and 3 change the mask, and 4 is an experiment. Reference solutions are in
-# `gpt2_core/exercises/solutions/ch03.py`, for after you have tried.
+# a few inputs. (Until you do, the cell reports "not attempted".) Each of exercises 1-3 changes
+# something the chapter built: who shares keys, which keys a query sees, and what padding does; 4 is an
+# experiment. Reference solutions are in `gpt2_core/exercises/solutions/ch03.py`, for after you have
+# tried.
 #
-# **1.** Causal attention for tensors of shape `(..., tokens, head_dim)`: scale, mask, softmax,
-# weighted sum. No `scaled_dot_product_attention` allowed!
+# **1. Grouped-query attention.** The KV cache (section 9) stores a key and a value per head, per
+# layer, per token; for long texts and large batches it can outgrow the weights (chapter 4's exercise
+# 3 puts a number on it). Many recent models (the largest Llama 2, Touvron et al., 2023; Mistral's
+# first model, Jiang et al., 2023) therefore give several query heads *one shared* key/value head: grouped-query
+# attention (Ainslie et al., 2023, *GQA: Training Generalized Multi-Query Transformer Models from
+# Multi-Head Checkpoints*). Write `grouped_query_attention(q, k, v)` for `q` of shape
+# `(batch, heads, tokens, head_dim)` and `k`, `v` of shape `(batch, groups, tokens, head_dim)`, where
+# `groups` divides `heads`: causal attention in which query heads `0 … heads/groups − 1` all use key/value
+# head 0, the next `heads/groups` use head 1, and so on. With `groups == heads` it is the chapter's
+# multi-head attention; with `groups == 1`, multi-query attention. You may call
+# `F.scaled_dot_product_attention` once each query head has the right keys. Hint: print
+# `torch.arange(2).repeat(3)` and `torch.arange(2).repeat_interleave(3)`; which order do the groups need?
+# Then: by what factor does the cache shrink?
 
 # %%
 from gpt2_core.exercises import check_exercise
 
 
-def causal_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+def grouped_query_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     raise NotImplementedError  # your code here
 
 
-_ = check_exercise("ch03.causal_attention", causal_attention)
+_ = check_exercise("ch03.grouped_query_attention", grouped_query_attention)
 
 
 # %% [markdown]
@@ -700,5 +763,8 @@ _ = check_exercise("ch03.padded_attention", padded_attention)
 # - D. Bahdanau, K. Cho, Y. Bengio (2015). *Neural Machine Translation by Jointly Learning to Align
 #   and Translate.* ICLR. https://arxiv.org/abs/1409.0473
 # - A. Vaswani et al. (2017). *Attention Is All You Need.* NeurIPS. https://arxiv.org/abs/1706.03762
+# - J. Ainslie, J. Lee-Thorp, M. de Jong, Y. Zemlyanskiy, F. Lebrón, S. Sanghai (2023). *GQA: Training
+#   Generalized Multi-Query Transformer Models from Multi-Head Checkpoints.* EMNLP.
+#   https://arxiv.org/abs/2305.13245
 # - T. Dao, D. Y. Fu, S. Ermon, A. Rudra, C. Ré (2022). *FlashAttention: Fast and Memory-Efficient
 #   Exact Attention with IO-Awareness.* NeurIPS. https://arxiv.org/abs/2205.14135

@@ -42,6 +42,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import torch
 import torch.nn.functional as F
+from IPython.display import Markdown, display
 from torch import nn
 
 from gpt2_core.model.attention import MultiHeadAttention
@@ -124,8 +125,11 @@ with torch.no_grad():
 # (Hendrycks & Gimpel, 2016, *Gaussian Error Linear Units (GELUs)*): $\mathrm{GELU}(x) = x\,\Phi(x)$,
 # where $\Phi$ is the standard normal CDF. It is ReLU made smooth: close to $x$ for large $x$, close
 # to 0 for very negative $x$, but with a small negative dip. Unlike ReLU, whose gradient is exactly 0
-# for every negative input, GELU's gradient vanishes only at one point, the bottom of the dip near
-# $x \approx -0.75$, so negative pre-activations still pass a learning signal, which helps optimisation. GPT-2 was trained with a cheaper **tanh approximation**:
+# for every negative input, GELU's gradient is exactly 0 only at the bottom of the dip (near
+# $x \approx -0.75$) and stays clearly non-zero for moderately negative inputs, so they still pass a
+# learning signal. Far below zero GELU flattens out like ReLU: its gradient is close to 0 there too
+# (Figure 1 below; the line under it prints a few values). GPT-2 was trained with a cheaper **tanh
+# approximation**:
 #
 # $$\mathrm{GELU}(x) \approx \tfrac12 x \left(1 + \tanh\left[\sqrt{2/\pi}\,(x + 0.044715\,x^3)\right]\right)$$
 #
@@ -166,16 +170,26 @@ fig.suptitle("Figure 1: GELU against ReLU, and their slopes")
 plt.tight_layout()
 plt.show()
 
+# %%
+slope_at = torch.tensor([-4.0, -3.0, -2.0, -1.0, -0.5], requires_grad=True)
+(slopes,) = torch.autograd.grad(GELU()(slope_at).sum(), slope_at)
+print("GELU's slope at", ", ".join(f"x = {x:g}: {g:+.4f}" for x, g in zip(slope_at.tolist(), slopes.tolist(),
+                                                                         strict=True)))
+
 # %% [markdown]
 # The two GELUs overlap at this scale. Note the derivative: ReLU's jumps from 0 to 1 and is exactly
-# 0 for every negative input (a "dead" unit gets no gradient), GELU's is smooth.
+# 0 for every negative input (a "dead" unit gets no gradient). GELU's is smooth and, as the line above
+# prints, clearly non-zero at $x = -1$ and $-2$ (it is exactly 0 only at the bottom of the dip), but
+# close to 0 from about $-3$ down: a unit pushed far into the negative side learns almost as little as
+# a dead ReLU.
 #
 # ## 3. The feed-forward network
 #
 # After attention has mixed information *between* tokens, each token is processed on its own by a
 # small MLP: widen to 4× the embedding size, GELU, project back. The wide middle gives the model
 # room to compute: with weights of 4d² (attention) against 8d² (feed-forward), two thirds of each
-# block's weights live here (section 7 counts where all of GPT-2's parameters live).
+# block's weights live here (the cell below counts them, biases included; section 7 counts where all
+# of GPT-2's parameters live).
 
 # %%
 class FeedForward(nn.Module):
@@ -191,7 +205,11 @@ class FeedForward(nn.Module):
 
 ff = FeedForward(cfg)
 x = torch.randn(2, 3, cfg.emb_dim)
-print(ff(x).shape, f"parameters: {sum(p.numel() for p in ff.parameters()):,}")
+ff_params = sum(p.numel() for p in ff.parameters())
+att_params = sum(p.numel() for p in MultiHeadAttention(cfg.emb_dim, cfg.emb_dim, cfg.context_length, 0.0,
+                                                          cfg.n_heads, cfg.qkv_bias).parameters())
+print(ff(x).shape, f"feed-forward parameters: {ff_params:,}; attention's: {att_params:,}; "
+      f"the feed-forward network's share: {ff_params / (ff_params + att_params):.1%}")
 
 # %% [markdown]
 # ## 4. Shortcut connections
@@ -236,10 +254,12 @@ ax.set_title("Figure 2: gradient reaching each layer")
 ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0))
 plt.tight_layout()
 plt.show()
+first_over_last = grads.iloc[0] / grads.iloc[-1]
+display(Markdown(f"Without shortcuts the gradient reaching layer 1 is {first_over_last['without shortcut']:.1e} "
+                 f"times the gradient at layer 12: the first layers barely learn. With shortcuts the ratio is "
+                 f"{first_over_last['with shortcut']:.2f}: the gradient stays at the same scale throughout."))
 
 # %% [markdown]
-# Without shortcuts the gradient reaching the first layers is orders of magnitude smaller than at
-# the last: those layers barely learn. With shortcuts it stays at the same scale throughout.
 #
 # ## 5. The transformer block
 #
@@ -249,18 +269,23 @@ plt.show()
 # keeps the shortcut path a pure sum, which makes deep stacks train more stably: post-norm
 # Transformers need a careful learning-rate warm-up to train at all, while pre-norm ones tolerate
 # larger rates and shorter warm-ups (Xiong et al., 2020, *On Layer Normalization in the Transformer
-# Architecture*). GPT-2, and chapter 5, still warm up briefly.
+# Architecture*). GPT-1 still warmed up over its first 2,000 updates (Radford et al., 2018, *Improving
+# Language Understanding by Generative Pre-Training*, §4.1), and chapter 5 warms up briefly too.
 #
 # Attention is the `gpt2_core` module we proved equal to our own in chapter 3. The block keeps the
-# shape `(batch, tokens, emb_dim)`, so blocks stack. The diagram follows one block (B = batch,
-# T = tokens, d = `emb_dim`; the two "+ x" boxes are the shortcut additions, orange = weights that train):
+# shape `(batch, tokens, emb_dim)`, so blocks stack. Figure 3 follows one block (B = batch, T = tokens,
+# d = `emb_dim`; orange = layers with weights that train). The line through the middle is the
+# **residual stream**: each sublayer reads a normalised copy of it, and its output is *added* back at a
+# "+", while the shortcut above carries `x` itself past the sublayer. So the block computes
+# `x = x + attn(norm(x))`, then `x = x + ff(norm(x))`, and nothing on the shortcut ever rescales `x`.
 
 # %%
-from gpt2_core.figures import flow_diagram
+from gpt2_core.figures import flow_diagram, residual_diagram
 
-fig = flow_diagram(["x", "LayerNorm", "multi-head\nattention", "dropout,\n+ x", "LayerNorm",
-                    "feed-forward\nd → 4d → d", "dropout,\n+ x"],
-                   ["(B, T, d)"] * 6, "Figure 3: one GPT-2 transformer block (pre-norm)", highlight=[1, 2, 4, 5])
+fig = residual_diagram([["LayerNorm", "multi-head\nattention,\ndropout"],
+                        ["LayerNorm", "feed-forward\nd → 4d → d,\ndropout"]],
+                       "Figure 3: one GPT-2 transformer block (pre-norm): two sublayers, each added back to x",
+                       highlight=[0, 1, 2, 3], sums=["x + attn(norm(x))", "x + ff(norm(x))"])
 plt.show()
 
 # %%
@@ -396,7 +421,7 @@ total = sum(share.values())
 fig, ax = plt.subplots(figsize=(7, 3))
 ax.barh(list(share), [v / 1e6 for v in share.values()])
 for i, v in enumerate(share.values()):
-    ax.text(v / 1e6, i, f" {v / 1e6:.1f}M ({v / total:.0%})", va="center")
+    ax.text(v / 1e6, i, f" {v / 1e6:.1f}M ({v / total:.0%})" if v >= 1e5 else f" {v:,} ({v / total:.2%})", va="center")
 ax.set(xlabel="parameters (millions)", title=f"Figure 5: where GPT-2 small's {total / 1e6:.1f}M parameters live",
        xlim=(0, max(share.values()) / 1e6 * 1.35))
 ax.invert_yaxis()
@@ -424,10 +449,10 @@ print(f"gpt2: {small['parameters']:,} with tying, {small['untied']:,} without "
 
 # %% [markdown]
 # `model.parameters()` lists a shared tensor once, which is why `num_parameters()` counts it once.
-# The profile's model has this many:
+# The profile's model, with GPT-2's vocabulary as in this chapter, has this many:
 
 # %%
-print(f"{profile_name()} profile: {core_model.num_parameters():,} parameters "
+print(f"{profile_name()} profile, {cfg.vocab_size:,}-token vocabulary: {core_model.num_parameters():,} parameters "
       f"({core_model.num_parameters() * 4 / 2**20:.1f} MiB in fp32)")
 
 # %% [markdown]
@@ -459,7 +484,8 @@ print(f"{out.shape[1] - start.shape[1]} new tokens in {time.perf_counter() - t0:
 print(repr(enc.decode(out[0].tolist())))
 
 # %% [markdown]
-# Gibberish, as expected: the weights are random. Chapter 5 trains them.
+# Gibberish, as expected: the weights are random. Chapter 5 trains a model of this architecture (with a
+# smaller vocabulary, section 11 says why).
 #
 # ## 10. Hugging Face checkpoints: the same model, other weights
 #
@@ -523,6 +549,66 @@ else:
     print(f"profile {profile_name()!r}: skipping OpenAI's weights (set GPT2_COURSE_PROFILE=gpt2 to try them)")
 
 # %% [markdown]
+# ## 11. Before chapter 5: two tokenizers, two sizes
+#
+# Chapters 1-4 used GPT-2's tokenizer (50,257 tokens) throughout, and GPT-2's own sizes wherever a
+# number was checked against OpenAI's: tiktoken's token ids, the parameter counts of the four released
+# models, `transformers`' logits. Chapters 5-8 train and fine-tune on a laptop CPU, and there two things
+# change. The model has the profile's size (the `default` profile is the laptop size), and the
+# vocabulary is the **course tokenizer**: 8,192 tokens learned by chapter 1's `BPETokenizer.train` on
+# the training split of the speeches. (Under the `gpt2` profile chapter 5 keeps GPT-2's tokenizer and
+# size.)
+#
+# Why a smaller vocabulary? The output layer multiplies every position's vector by the whole
+# `vocab_size × emb_dim` matrix. For a small model with a large vocabulary that is most of the work; the
+# table counts the output layer's share of the training FLOPs with each vocabulary (as
+# `gpt2_core.flops` counts them for MFU):
+
+# %%
+from collections import Counter
+
+from gpt2_core.flops import training_flops_per_token
+from gpt2_core.pretraining.recipes import course_recipe, course_tokenizer
+from gpt2_core.text.corpus import sotu_text
+
+course_tok = course_tokenizer()
+recipe = course_recipe()
+rows = []
+for vocab in sorted({cfg.vocab_size, course_tok.n_vocab}, reverse=True):
+    shape = recipe.model_config(vocab)
+    with torch.device("meta"):
+        n = GPTModel(shape).num_parameters()
+    head = 6 * shape.vocab_size * shape.emb_dim  # the output layer's training FLOPs per token
+    rows.append({"vocabulary": vocab, "parameters": n,
+                 "output layer's share of training FLOPs": head / training_flops_per_token(shape,
+                                                                                          shape.context_length, n)})
+two = pd.DataFrame(rows).set_index("vocabulary")
+print(f"chapter 5's model under the {profile_name()!r} profile ({recipe.preset} shape, "
+      f"{recipe.context_length}-token context), with each vocabulary:")
+print(two.to_string(formatters={"parameters": "{:,}".format,
+                                "output layer's share of training FLOPs": "{:.0%}".format}))
+seen = Counter(enc.encode(sotu_text("train"), allowed_special="all"))  # GPT-2's tokens in the speeches
+print(f"of GPT-2's {enc.n_vocab:,} tokens, {enc.n_vocab - len(seen):,} never occur in the training split of the "
+      f"speeches, and {sum(count < 10 for count in seen.values()):,} more occur fewer than 10 times")
+if course_tok.n_vocab != cfg.vocab_size:
+    display(Markdown(f"So chapter 5 trains a {two.loc[course_tok.n_vocab, 'parameters'] / 1e6:.1f}M-parameter "
+                     f"model with the {course_tok.n_vocab:,}-token course tokenizer, not the "
+                     f"{two.loc[cfg.vocab_size, 'parameters'] / 1e6:.1f}M-parameter one that GPT-2's vocabulary "
+                     f"would give the same shape."))
+else:
+    display(Markdown(f"Under this profile chapter 5 keeps GPT-2's tokenizer: a "
+                     f"{two.loc[cfg.vocab_size, 'parameters'] / 1e6:.1f}M-parameter model."))
+
+# %% [markdown]
+# With GPT-2's vocabulary, the output layer would take the larger share of every training step (the
+# table above), and most of its 50,257 tokens, built for web text, are rare in these speeches or absent
+# from them (the line under the table counts them). The course measured the trade at an equal CPU
+# budget: validation loss of **1.80 bits per byte with the 8,192-token tokenizer against 1.89 with
+# GPT-2's** (bits per byte, unlike loss per token, can compare two tokenizers; the measurement is
+# described in the docstring of `gpt2_core/reference.py`). The course's reference model, which chapters
+# 5-7 compare with or start from, uses the same tokenizer and the `default` shape.
+
+# %% [markdown]
 # ## Results
 #
 # The chapter's headline numbers, computed above in this run, go to `results/ch04.json`:
@@ -550,9 +636,13 @@ print(write_results(4, ch04).name, ch04)
 # - GPT-2 small has 124,439,808 parameters and weight tying saves 38.6M of them (counted in
 #   sections 7 and 8); AdamW training needs about 16 bytes per parameter before activations.
 #
+# - Chapters 1-4 used GPT-2's tokenizer and sizes; chapters 5-8 use the course's 8,192-token
+#   tokenizer and the profile's (laptop) size, because a large vocabulary's output layer would be most
+#   of a small model's work (section 11).
+#
 # **Next:** the model is complete but its weights are random, so it writes gibberish (section 9).
-# Chapter 5 trains it: the loss, the optimizer and its schedule, a training loop with checkpoints,
-# and a comparison with the course's reference model.
+# Chapter 5 trains one of this architecture with the course tokenizer: the loss, the optimizer and its
+# schedule, a training loop with checkpoints, and a comparison with the course's reference model.
 #
 # ## Exercises
 #
@@ -561,7 +651,8 @@ print(write_results(4, ch04).name, ch04)
 # `gpt2_core/exercises/solutions/ch04.py`, for after you have tried.
 #
 # **1.** Count the parameters of a `GPTConfig` by formula (remember the tied head, and that
-# `qkv_bias=False` removes the q/k/v biases). The checker compares with the real model.
+# `qkv_bias=False` removes the q/k/v biases). The checker compares with the real model and, when your
+# count is off, says which part it thinks you left out or counted twice.
 
 # %%
 from gpt2_core.exercises import check_exercise

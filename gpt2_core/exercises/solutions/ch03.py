@@ -18,6 +18,18 @@ def causal_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch
     return torch.softmax(scores.masked_fill(future, float("-inf")), dim=-1) @ v
 
 
+def grouped_query_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """Give each query head its group's keys and values, then attend as usual.
+
+    ``repeat_interleave`` repeats each key/value head in place (0, 0, 1, 1, ... for groups of two), so query
+    head ``i`` meets key/value head ``i // (heads // groups)``. Only the small k, v are stored (a KV cache
+    holds ``groups`` heads, not ``heads``); the repetition is a view of them in the computation.
+    """
+    per_group = q.shape[1] // k.shape[1]
+    k, v = k.repeat_interleave(per_group, dim=1), v.repeat_interleave(per_group, dim=1)
+    return causal_attention(q, k, v)
+
+
 def local_causal_mask(num_queries: int, num_keys: int, window: int) -> torch.Tensor:
     """True where ``0 <= query position - key position < window``; query i sits at ``num_keys - num_queries + i``."""
     query_pos = torch.arange(num_keys - num_queries, num_keys)[:, None]
@@ -38,6 +50,7 @@ def padded_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, lengths:
 
 SOLUTIONS = {
     "ch03.causal_attention": causal_attention,
+    "ch03.grouped_query_attention": grouped_query_attention,
     "ch03.local_causal_mask": local_causal_mask,
     "ch03.padded_attention": padded_attention,
 }
