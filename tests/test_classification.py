@@ -378,7 +378,7 @@ def test_lm_step_errors():
         lm_loss(_model(), batch)  # the LM step comes before add_classification_head
 
 
-def test_classify_errors_and_truncation_warning():
+def test_classify_errors_and_reading_a_long_text_whole():
     model = _model()
     tok = ByteTokenizer()
     with pytest.raises(ValueError, match="empty"):
@@ -389,8 +389,64 @@ def test_classify_errors_and_truncation_warning():
         clf.classify(model, tok, None)
     with pytest.raises(ValueError, match="3 label names"):
         clf.classify(model, tok, "hi", labels=("a", "b", "c"))
-    with pytest.warns(UserWarning, match="only its first 12"):
-        long_label = clf.classify(model, tok, "x" * 40)
-    assert long_label == clf.classify(model, tok, "x" * 12)
-    with pytest.warns(UserWarning, match="only its first 5"):
-        clf.classify(model, tok, "x" * 40, max_length=5)
+    text = "spam! " * 3 + "hello there, friend" * 2  # 56 bytes: 5 windows of the 12-token context
+    windows = cdata.split_windows(tok.encode_ordinary(text), 12)
+    with torch.no_grad():
+        logits = torch.cat([clf.class_logits(model, torch.tensor([w]), torch.tensor([len(w) - 1])) for w in windows])
+    for how, pooled in [("mean", logits.mean(0)), ("max", logits.max(0).values), ("first", logits[0])]:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # read whole: nothing is truncated, nothing to warn about
+            assert clf.classify(model, tok, text, how=how) == ("ham", "spam")[int(pooled.argmax())]
+    assert clf.classify(model, tok, text, max_length=5) in ("ham", "spam")
+
+
+def test_split_windows_cuts_consecutive_windows():
+    assert cdata.split_windows(range(7), 3) == [[0, 1, 2], [3, 4, 5], [6]]
+    assert cdata.split_windows([1, 2], 3) == [[1, 2]]
+    assert cdata.split_windows(range(6), 3) == [[0, 1, 2], [3, 4, 5]]
+    with pytest.raises(ValueError, match="window"):
+        cdata.split_windows([1], 0)
+
+
+def test_windowed_texts_make_every_window_an_example_with_its_texts_label():
+    tok = ByteTokenizer()
+    texts = cdata.WindowedTexts(["abcdefg", "hi", "0123456789"], [1, 0, 1], tok, window=4)
+    assert texts.n_texts == 3 and texts.windows_per_text() == [2, 1, 3] and len(texts) == 6
+    assert texts.owner == [0, 0, 1, 2, 2, 2]
+    assert texts[1] == (list(b"efg"), 1) and texts[2] == (list(b"hi"), 0)
+    part = texts.subset([2, 0])
+    assert part.labels == [1, 1] and part.windows_per_text() == [3, 2] and part.owner == [0, 0, 0, 1, 1]
+    first = texts.first_windows()
+    assert first.windows_per_text() == [1, 1, 1] and first[0] == (list(b"abcd"), 1)
+    input_ids, labels, last_index = next(iter(texts.loader(batch_size=6)))
+    assert input_ids.shape == (6, 4) and labels.tolist() == [1, 1, 0, 1, 1, 1]
+    assert last_index.tolist() == [3, 2, 1, 3, 3, 1]
+    with pytest.raises(ValueError, match="one label per text"):
+        cdata.WindowedTexts(["a"], [0, 1], tok, 4)
+
+
+def test_pool_windows_by_hand():
+    logits = torch.tensor([[1.0, 0.0], [3.0, 4.0], [0.0, 2.0], [5.0, -1.0]])
+    owner = [0, 0, 1, 1]
+    assert clf.pool_windows(logits, owner, 2, "mean").tolist() == [[2.0, 2.0], [2.5, 0.5]]
+    assert clf.pool_windows(logits, owner, 2, "max").tolist() == [[3.0, 4.0], [5.0, 2.0]]
+    assert clf.pool_windows(logits, owner, 2, "first").tolist() == [[1.0, 0.0], [0.0, 2.0]]
+    with pytest.raises(ValueError, match="how"):
+        clf.pool_windows(logits, owner, 2, "median")
+    with pytest.raises(ValueError, match="at least one window"):
+        clf.pool_windows(logits, owner, 3)
+
+
+def test_evaluate_windows_equals_evaluate_when_every_text_fits_in_one_window():
+    model, tok = _model(pooling="mean"), ByteTokenizer()
+    texts, labels = ["free money", "lunch?", "win big now"], [1, 0, 1]
+    whole = clf.evaluate_windows(model, cdata.WindowedTexts(texts, labels, tok, 12))
+    cut = clf.evaluate(model, cdata.ClassificationDataset(texts, labels, tok, 12).loader(2))
+    assert whole["predictions"] == cut["predictions"] and whole["accuracy"] == cut["accuracy"]
+    assert whole["loss"] == pytest.approx(cut["loss"], abs=1e-5)
+    long = cdata.WindowedTexts(["free money " * 5, "lunch?"], [1, 0], tok, 12)
+    logits = clf.window_logits(model, long)
+    assert logits.shape == (len(long), 2)
+    for how in ("mean", "max", "first"):
+        expected = clf.pool_windows(logits, long.owner, 2, how).argmax(-1).tolist()
+        assert clf.evaluate_windows(model, long, how, logits=logits)["predictions"] == expected

@@ -248,3 +248,14 @@ def test_real_corpus_groups_and_balanced_splits():
     assert (sources["hard ham"] > 0).all()  # hard ham is in every split
     share = sources["hard ham"] / sources["total"]
     assert share.max() - share.min() < 0.01  # ... in the same share
+
+
+def test_whole_email_splits_keep_the_rows_and_read_more_of_each():
+    short = spam.spam_splits()
+    whole = spam.spam_splits(read_chars=spam.READ_CHARS)
+    for a, b in zip(short, whole, strict=True):
+        assert a[["group", "name", "label"]].equals(b[["group", "name", "label"]])  # the same e-mails, in order
+        assert all(long.startswith(cut[:1000]) for cut, long in zip(a.text, b.text, strict=True))
+        assert (b.text.str.len() >= a.text.str.len()).all() and (b.text.str.len() > spam.MAX_CHARS).any()
+    with pytest.raises(ValueError, match="read_chars"):
+        spam.spam_splits(read_chars=100)

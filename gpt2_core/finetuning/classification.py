@@ -16,7 +16,6 @@ is the ``loss_fn`` for :func:`gpt2_core.finetuning.loop.finetune`.
 from __future__ import annotations
 
 import os
-import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -28,10 +27,11 @@ from torch.utils.data import DataLoader
 from ..checks import check_bool, check_choice, check_int
 from ..model.gpt import GPTModel, eval_mode
 from ..pretraining.checkpoint import checkpoint_info, load_checkpoint
-from .classification_data import _check_text
+from .classification_data import WindowedTexts, _check_text, pad_collate
 from .loop import FinetuneConfig, FinetuneHistory, finetune
 
 POOLINGS = ("last", "mean", "both")
+WINDOW_POOLINGS = ("mean", "max", "first")
 
 
 class ClassificationHead(nn.Linear):
@@ -140,6 +140,60 @@ def pool_logits(logits: torch.Tensor, last_index: torch.Tensor, pooling: str = "
     return mean if pooling == "mean" else (last + mean) / 2
 
 
+def pool_windows(logits: torch.Tensor, owner: Sequence[int] | torch.Tensor, n_texts: int,
+                 how: str = "mean") -> torch.Tensor:
+    """One row of class logits per text from per-window logits (windows, classes); window ``i`` belongs to
+    text ``owner[i]``. ``mean``: the average over the text's windows (every part votes); ``max``: for each
+    class its largest window logit (the text is as spammy as its spammiest window, and as hammy as its
+    hammiest); ``first``: the first window's (what a reader that truncates sees)."""
+    check_choice(how, "how", WINDOW_POOLINGS)
+    owner = torch.as_tensor(owner, dtype=torch.long, device=logits.device)
+    if logits.dim() != 2 or owner.shape != logits.shape[:1]:
+        raise ValueError(f"need (windows, classes) logits and one owner per window, got {tuple(logits.shape)} "
+                         f"and {tuple(owner.shape)}")
+    if torch.bincount(owner, minlength=n_texts).eq(0).any() or owner.max() >= n_texts:
+        raise ValueError(f"every text 0..{n_texts - 1} needs at least one window, and no window another owner")
+    classes = logits.shape[1]
+    if how == "mean":
+        total = logits.new_zeros(n_texts, classes).index_add_(0, owner, logits)
+        return total / torch.bincount(owner, minlength=n_texts).to(logits.dtype)[:, None]
+    if how == "max":
+        return logits.new_full((n_texts, classes), float("-inf")).scatter_reduce(
+            0, owner[:, None].expand(-1, classes), logits, reduce="amax")
+    first = torch.ones_like(owner, dtype=torch.bool)
+    first[1:] = owner[1:] != owner[:-1]
+    return logits[first]
+
+
+@torch.no_grad()
+def window_logits(model: GPTModel, texts: WindowedTexts, batch_size: int = 128) -> torch.Tensor:
+    """Class logits (windows, classes) of every window of ``texts``, in eval mode, batched by length."""
+    _head(model)
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i][0]))  # similar lengths: little padding
+    out = torch.empty(len(texts), model.out_head.out_features)
+    with eval_mode(model):
+        for start in range(0, len(order), batch_size):
+            chunk = order[start:start + batch_size]
+            input_ids, _, last_index = pad_collate([texts[i] for i in chunk], texts.pad_id)
+            out[chunk] = class_logits(model, input_ids, last_index).float().cpu()
+    return out
+
+
+def evaluate_windows(model: GPTModel, texts: WindowedTexts, how: str = "mean", positive: int = 1,
+                     logits: torch.Tensor | None = None) -> dict:
+    """:func:`evaluate` for texts read whole: every window is run, and their logits pooled per text (``how``).
+
+    Pass ``logits`` (from :func:`window_logits`) to pool one run several ways without running it again.
+    """
+    logits = window_logits(model, texts) if logits is None else logits
+    pooled = pool_windows(logits, texts.owner, texts.n_texts, how)
+    labels = torch.tensor(texts.labels)
+    y_pred = pooled.argmax(-1).tolist()
+    cm = confusion_matrix(texts.labels, y_pred, pooled.shape[1])
+    return {"loss": F.cross_entropy(pooled, labels).item(), **metrics_from_confusion(cm, positive),
+            "confusion": cm, "n": texts.n_texts, "predictions": y_pred}
+
+
 def class_logits(model: GPTModel, input_ids: torch.Tensor, last_index: torch.Tensor) -> torch.Tensor:
     """Class logits (batch, num_classes), pooled the way the model's head says."""
     return _head(model).pool(model(input_ids.to(model.device)), last_index)
@@ -225,17 +279,13 @@ def evaluate(model: GPTModel, loader: DataLoader, positive: int = 1, max_batches
 
 @torch.no_grad()
 def classify(model: GPTModel, tokenizer: Any, text: str, max_length: int | None = None,
-             labels: Sequence[str] = ("ham", "spam")) -> str:
-    """The label the fine-tuned ``model`` gives ``text`` (truncated, with a warning, if too long)."""
+             labels: Sequence[str] = ("ham", "spam"), how: str = "mean") -> str:
+    """The label the fine-tuned ``model`` gives ``text``, read whole: a text longer than ``max_length``
+    tokens (default and at most: the model's context) is cut into windows whose logits are pooled (``how``)."""
     head = _head(model)
     _check_text(text, "text")
     if len(labels) != head.out_features:
         raise ValueError(f"got {len(labels)} label names for a head with {head.out_features} classes")
     limit = min(max_length or model.cfg.context_length, model.cfg.context_length)
-    ids = tokenizer.encode_ordinary(text)
-    if len(ids) > limit:
-        warnings.warn(f"the text has {len(ids)} tokens; only its first {limit} were classified", stacklevel=2)
-        ids = ids[:limit]
-    with eval_mode(model):
-        logits = class_logits(model, torch.tensor([ids], dtype=torch.long), torch.tensor([len(ids) - 1]))
-    return labels[int(logits.argmax(-1))]
+    texts = WindowedTexts([text], [0], tokenizer, limit)
+    return labels[int(evaluate_windows(model, texts, how)["predictions"][0])]

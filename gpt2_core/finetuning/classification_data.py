@@ -1,4 +1,9 @@
-"""Texts for a classifier (chapter 6): encoded, truncated, batched with padding, and language-model windows.
+"""Texts for a classifier (chapter 6): encoded, truncated or cut into windows, batched with padding, and
+language-model windows.
+
+A text longer than the model's context can still be read whole: :class:`WindowedTexts` cuts each one into
+windows of at most ``window`` tokens, and every window becomes an example carrying its text's label (the
+classifier's :func:`~gpt2_core.finetuning.classification.evaluate_windows` pools them back into one answer).
 
 Batches are right-padded with the tokenizer's ``<|endoftext|>`` id and carry each text's last index.
 Right padding is harmless under causal attention: positions before the pad never attend to it, so the
@@ -91,6 +96,75 @@ class ClassificationDataset(Dataset):
         """A DataLoader over this dataset using :meth:`collate` (seeded shuffling)."""
         gen = torch.Generator().manual_seed(seed)
         return DataLoader(self, batch_size=batch_size, shuffle=shuffle, collate_fn=self.collate, generator=gen)
+
+
+def split_windows(ids: Sequence[int], window: int) -> list[list[int]]:
+    """``ids`` cut into consecutive windows of ``window`` tokens (the last one shorter); one window if it fits."""
+    check_int(window, "window (tokens per window, at most the model's context)", low=1)
+    ids = list(ids)
+    return [ids[start:start + window] for start in range(0, max(len(ids), 1), window)]
+
+
+class WindowedTexts(Dataset):
+    """Texts read whole: each is encoded and cut into windows of at most ``window`` tokens.
+
+    Item ``i`` is window ``i`` with its text's label, ``(ids, label)``; ``owner[i]`` says which text it
+    comes from, ``windows[t]`` holds text ``t``'s windows, ``ids[t]`` its tokens, ``labels[t]`` its label.
+    Training on every window, each with its text's label, is the simplest way to learn from whole texts.
+    """
+
+    def __init__(self, texts: Sequence[str], labels: Sequence[int], tokenizer: Any, window: int,
+                 pad_id: int | None = None) -> None:
+        texts, labels = list(texts), [int(y) for y in labels]
+        if len(texts) != len(labels) or not texts:
+            raise ValueError(f"got {len(texts)} texts and {len(labels)} labels; give one label per text (at least one)")
+        self.pad_id = _check_pad_id(check_tokenizer(tokenizer).eot_token if pad_id is None else pad_id)
+        self.window = check_int(window, "window (tokens per window, at most the model's context)", low=1)
+        self.ids = [tokenizer.encode_ordinary(_check_text(t, f"text {i}")) for i, t in enumerate(texts)]
+        self.labels = labels
+        self._cut()
+
+    def _cut(self) -> None:
+        self.windows = [split_windows(ids, self.window) for ids in self.ids]
+        self.owner = [t for t, ws in enumerate(self.windows) for _ in ws]
+        self._flat = [w for ws in self.windows for w in ws]
+
+    @property
+    def n_texts(self) -> int:
+        return len(self.ids)
+
+    def windows_per_text(self) -> list[int]:
+        return [len(ws) for ws in self.windows]
+
+    def __len__(self) -> int:
+        return len(self._flat)
+
+    def __getitem__(self, i: int) -> tuple[list[int], int]:
+        return self._flat[i], self.labels[self.owner[i]]
+
+    def subset(self, indices: Sequence[int]) -> WindowedTexts:
+        """The texts at ``indices``, with their windows (nothing is tokenized again)."""
+        indices = [int(i) for i in indices]
+        if not indices:
+            raise ValueError("indices is empty; a dataset needs at least one text")
+        out = object.__new__(WindowedTexts)
+        out.pad_id, out.window = self.pad_id, self.window
+        out.ids, out.labels = [self.ids[i] for i in indices], [self.labels[i] for i in indices]
+        out._cut()
+        return out
+
+    def first_windows(self) -> WindowedTexts:
+        """Each text's first window only: the text as a truncating reader sees it."""
+        out = self.subset(range(self.n_texts))
+        out.ids = [ws[0] for ws in self.windows]
+        out._cut()
+        return out
+
+    def loader(self, batch_size: int = 16, shuffle: bool = False, seed: int = 123) -> DataLoader:
+        """Batches of windows as ``(input_ids, labels, last_index)`` (:func:`pad_collate`), seeded shuffling."""
+        generator = torch.Generator().manual_seed(seed)
+        return DataLoader(self, batch_size=batch_size, shuffle=shuffle,
+                          collate_fn=lambda b: pad_collate(b, self.pad_id), generator=generator)
 
 
 def pad_collate(batch: Sequence[tuple[Sequence[int], int]], pad_id: int,
