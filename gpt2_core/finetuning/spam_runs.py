@@ -1,0 +1,281 @@
+"""Chapter 6's classifier runs as functions, and the command that measures what one notebook run cannot.
+
+One run of the chapter fine-tunes a few models once. Whether a gap between two of them is real needs
+several seeds, and choosing the recipe needs many runs; both take longer than a notebook should. So
+they are measured here, by a command that writes JSON the notebook reads and labels with its date:
+
+    python -m gpt2_core.finetuning.spam_runs learning-curve --out results/ch06-learning-curve.json
+    python -m gpt2_core.finetuning.spam_runs recipe-search --out results/ch06-recipe-search.json
+
+The notebook's own runs call the same functions (:func:`start_model`, :func:`domain_lm_step`,
+:func:`fine_tune`), so its single-seed numbers are one draw of the distributions measured here.
+
+A seed changes the labelled subset (for fewer labels than all), the classification head's
+initialisation and the order of the batches. The e-mail language-model step is run once (seed 123)
+and shared: it reads the unlabelled training e-mails, which do not change with the labels.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import dataclasses
+import datetime
+import json
+import statistics
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+
+from ..files import write_file_atomically
+from ..model.gpt import GPTModel
+from ..pretraining.step import lm_loss
+from ..profile import get_device, pick, profile_name, seed_everything
+from . import classification as clf
+from . import spam
+from .baselines import NaiveBayes
+from .classification_data import WindowedTexts, lm_loader
+from .loop import FinetuneConfig, FinetuneHistory, finetune
+
+METHODS = ("pretrained + e-mail LM step", "pretrained only", "random init", "Naive Bayes")
+
+
+@dataclass(frozen=True)
+class SpamRecipe:
+    """How the chapter fine-tunes its classifier. Steps: ``window_epochs`` passes over the training windows,
+    at least ``min_steps`` (so that a handful of labelled e-mails is still seen several times)."""
+
+    window: int = 128  # tokens per window: the reference model's context
+    batch_size: int = 16
+    window_epochs: float = 0.5
+    min_steps: int = 40
+    lr: float = 3e-4
+    warmup: float = 0.1
+    pooling: str = "mean"  # within a window: the mean over its tokens' logits
+    window_pooling: str = "mean"  # across an e-mail's windows
+    train_on: str = "all windows"  # or "first window": the e-mail cut to its first window
+    trainable_blocks: int | None = None  # None: every block trains
+    train_embeddings: bool = True
+    domain_lm_steps: int = 150
+    domain_lr: float = 5e-4
+
+    def steps(self, n_windows: int) -> int:
+        return max(self.min_steps, round(self.window_epochs * n_windows / self.batch_size))
+
+
+def tiny_recipe() -> SpamRecipe:
+    """The recipe shrunk for the ``tiny`` profile (CI): the same code, seconds instead of minutes."""
+    return SpamRecipe(window=64, min_steps=4, window_epochs=0.2, lr=1e-3, domain_lm_steps=4, domain_lr=1e-3)
+
+
+def profile_recipe() -> SpamRecipe:
+    return pick(tiny=tiny_recipe(), default=SpamRecipe())
+
+
+def domain_lm_step(model: GPTModel, tokenizer: Any, texts: Sequence[str], recipe: SpamRecipe, progress: bool = True
+                   ) -> FinetuneHistory:
+    """ULMFiT's middle step: next-token training on the (unlabelled) training e-mails, in place."""
+    loader = lm_loader(list(texts), tokenizer, model.cfg.context_length, batch_size=32)
+    config = FinetuneConfig(steps=recipe.domain_lm_steps, lr=recipe.domain_lr,
+                            warmup_steps=max(1, recipe.domain_lm_steps // 10), desc="language model on e-mails",
+                            progress=progress)
+    return finetune(model, loader, lm_loss, config)
+
+
+def start_model(cfg: Any, state: dict | None, recipe: SpamRecipe, seed: int, device: torch.device | str) -> GPTModel:
+    """A classifier ready to fine-tune: ``state`` loaded (``None``: random weights, seeded), a fresh head
+    (seeded), frozen as the recipe says."""
+    seed_everything(seed)
+    model = GPTModel(cfg).to(device)
+    if state is not None:
+        model.load_state_dict(state)
+    clf.add_classification_head(model, 2, recipe.pooling)
+    clf.freeze_for_finetuning(model, recipe.trainable_blocks, recipe.train_embeddings)
+    return model
+
+
+def training_windows(train: WindowedTexts, recipe: SpamRecipe) -> WindowedTexts:
+    return train if recipe.train_on == "all windows" else train.first_windows()
+
+
+def fine_tune(model: GPTModel, train: WindowedTexts, recipe: SpamRecipe, seed: int,
+              evaluate: Any = None, eval_every: int = 0, desc: str = "fine-tuning", progress: bool = True
+              ) -> FinetuneHistory:
+    """Fine-tune the classifier on ``train``'s windows (every one, with its e-mail's label), seeded."""
+    windows = training_windows(train, recipe)
+    steps = recipe.steps(len(windows))
+    config = FinetuneConfig(steps=steps, lr=recipe.lr, warmup_steps=round(recipe.warmup * steps), seed=seed,
+                            eval_every=eval_every, desc=desc, progress=progress)
+    return finetune(model, windows.loader(recipe.batch_size, shuffle=True, seed=seed), clf.classification_loss,
+                    config, evaluate)
+
+
+def scores(result: dict, table: pd.DataFrame) -> dict:
+    """Accuracy overall and on hard ham (the legitimate mail that looks like spam) of one evaluation."""
+    by_source = spam.accuracy_by_source(table, result["predictions"])["accuracy"]
+    return {"accuracy": result["accuracy"], "hard_ham": float(by_source.get("hard ham", float("nan")))}
+
+
+def naive_bayes_scores(train: WindowedTexts, test: WindowedTexts, test_df: pd.DataFrame, vocab_size: int) -> dict:
+    """Naive Bayes reading every token of each e-mail (its bag of words is the whole e-mail)."""
+    nb = NaiveBayes(vocab_size).fit(train.ids, train.labels)
+    predictions = nb.predict(test.ids)
+    return scores({"accuracy": sum(p == y for p, y in zip(predictions, test.labels, strict=True)) / len(predictions),
+                   "predictions": predictions}, test_df)
+
+
+@dataclass
+class SpamData:
+    """The chapter's split, read whole, encoded once."""
+
+    train_df: pd.DataFrame
+    val_df: pd.DataFrame
+    test_df: pd.DataFrame
+    train: WindowedTexts
+    val: WindowedTexts
+    test: WindowedTexts
+
+    @classmethod
+    def load(cls, tokenizer: Any, window: int, per_class: int | None = None) -> SpamData:
+        tables = spam.spam_splits(per_class=per_class, read_chars=spam.READ_CHARS)
+        return cls(*tables, *(WindowedTexts(t.text, t.label, tokenizer, window) for t in tables))
+
+    def labelled(self, n: int, seed: int) -> tuple[WindowedTexts, pd.DataFrame]:
+        """A stratified sample of ``n`` labelled training e-mails (all of them when ``n`` is their number)."""
+        if n >= self.train.n_texts:
+            return self.train, self.train_df
+        rows = spam.stratified_sample(self.train_df.assign(row=range(len(self.train_df))), n, seed)["row"].tolist()
+        return self.train.subset(rows), self.train_df.iloc[rows]
+
+
+def _setup(recipe: SpamRecipe, per_class: int | None, progress: bool
+           ) -> tuple[SpamData, Any, dict[str, dict | None], Any, str]:
+    """The data, the model's config, the three starting states (after the LM step, before it, random),
+    the tokenizer and the base model's name."""
+    from ..reference import load_base_model  # the reference model is only needed by the command
+
+    base, tokenizer, name = load_base_model(get_device())
+    data = SpamData.load(tokenizer, recipe.window, per_class)
+    pretrained = copy.deepcopy(base.state_dict())
+    domain_lm_step(base, tokenizer, data.train_df.text, recipe, progress)
+    states = {METHODS[0]: copy.deepcopy(base.state_dict()), METHODS[1]: pretrained, METHODS[2]: None}
+    return data, base.cfg, states, tokenizer, name
+
+
+def learning_curve(labels: Sequence[int], seeds: Sequence[int], recipe: SpamRecipe, per_class: int | None = None,
+                   progress: bool = False) -> dict:
+    """Test accuracy (and hard-ham accuracy) of every method at every label count and seed."""
+    device, start = get_device(), time.perf_counter()
+    data, cfg, states, tokenizer, name = _setup(recipe, per_class, progress)
+    labels = [min(n, data.train.n_texts) for n in labels]
+    runs: dict[str, dict[str, list[list[float]]]] = {m: {"accuracy": [], "hard_ham": []} for m in METHODS}
+    for n in labels:
+        per_seed: dict[str, list[dict]] = {m: [] for m in METHODS}
+        for seed in seeds:
+            train, _ = data.labelled(n, seed)
+            per_seed[METHODS[3]].append(naive_bayes_scores(train, data.test, data.test_df, tokenizer.n_vocab))
+            for method, state in states.items():
+                model = start_model(cfg, state, recipe, seed, device)
+                fine_tune(model, train, recipe, seed, desc=f"{method}, {n} labels, seed {seed}", progress=progress)
+                per_seed[method].append(scores(clf.evaluate_windows(model, data.test, recipe.window_pooling),
+                                               data.test_df))
+            print(f"{n:>5} labels, seed {seed}: " + ", ".join(f"{m} {per_seed[m][-1]['accuracy']:.1%}"
+                                                              for m in METHODS), flush=True)
+        for method in METHODS:
+            for key in ("accuracy", "hard_ham"):
+                runs[method][key].append([s[key] for s in per_seed[method]])
+    methods = {m: {**r, "mean": [statistics.fmean(a) for a in r["accuracy"]],
+                   "std": [statistics.stdev(a) if len(a) > 1 else 0.0 for a in r["accuracy"]]}
+               for m, r in runs.items()}
+    return {"labels": labels, "seeds": list(seeds), "methods": methods, "base_model": name,
+            "recipe": dataclasses.asdict(recipe), "test_emails": data.test.n_texts,
+            "seconds": round(time.perf_counter() - start, 1)}
+
+
+# One change at a time from the recipe (name, the change, whether to start without the e-mail LM step).
+VARIANTS: tuple[tuple[str, dict, bool], ...] = (
+    ("the recipe", {}, False),
+    ("without the e-mail LM step", {}, True),
+    ("trained and read on the first window only (the e-mail cut to 128 tokens)",
+     {"train_on": "first window", "window_pooling": "first"}, False),
+    ("windows pooled by max instead of mean", {"window_pooling": "max"}, False),
+    ("last-token pooling within a window instead of the mean", {"pooling": "last"}, False),
+    ("token and position embeddings frozen", {"train_embeddings": False}, False),
+    ("only the top 2 blocks train (embeddings frozen)", {"trainable_blocks": 2, "train_embeddings": False}, False),
+)
+
+
+def recipe_search(n_labels: int, seeds: Sequence[int], recipe: SpamRecipe, per_class: int | None = None,
+                  progress: bool = False) -> dict:
+    """Validation and test accuracy of each :data:`VARIANTS` change, on ``n_labels`` labelled e-mails."""
+    device, start = get_device(), time.perf_counter()
+    data, cfg, states, _, name = _setup(recipe, per_class, progress)
+    rows = []
+    for label, change, no_lm_step in VARIANTS:
+        variant = dataclasses.replace(recipe, **change)
+        state = states[METHODS[1] if no_lm_step else METHODS[0]]
+        found: dict[str, list[float]] = {"validation": [], "test": [], "test_hard_ham": []}
+        for seed in seeds:
+            train, _ = data.labelled(n_labels, seed)
+            model = start_model(cfg, state, variant, seed, device)
+            fine_tune(model, train, variant, seed, desc=label, progress=progress)
+            val, test = (data.val, data.test) if variant.window_pooling != "first" else \
+                (data.val.first_windows(), data.test.first_windows())
+            how = "mean" if variant.window_pooling == "first" else variant.window_pooling
+            found["validation"].append(clf.evaluate_windows(model, val, how)["accuracy"])
+            test_scores = scores(clf.evaluate_windows(model, test, how), data.test_df)
+            found["test"].append(test_scores["accuracy"])
+            found["test_hard_ham"].append(test_scores["hard_ham"])
+        rows.append({"variant": label, "change": change, "without_lm_step": no_lm_step, **found})
+        print(f"{label}: validation {statistics.fmean(found['validation']):.1%}, "
+              f"test {statistics.fmean(found['test']):.1%}", flush=True)
+    return {"labels": min(n_labels, data.train.n_texts), "seeds": list(seeds), "rows": rows, "base_model": name,
+            "recipe": dataclasses.asdict(recipe), "seconds": round(time.perf_counter() - start, 1)}
+
+
+def read_measurement(path: str | Path) -> dict:
+    """A measurement written by this command, with ``measured`` (its date) and ``command``; a clear error
+    when it is missing."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path} is missing; measure it with the command at the top of "
+                                "gpt2_core/finetuning/spam_runs.py")
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m gpt2_core.finetuning.spam_runs",
+                                     description=__doc__.split("\n")[0])
+    parser.add_argument("what", choices=("learning-curve", "recipe-search"))
+    parser.add_argument("--out", required=True, help="the JSON file to write")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[123, 7, 2024])
+    parser.add_argument("--labels", type=int, nargs="+", default=[16, 64, 256, 10**6],
+                        help="label counts of the learning curve (more than there are: all), or the one of the search")
+    parser.add_argument("--per-class", type=int, default=None, help="e-mails per class (default: all)")
+    parser.add_argument("--progress", action="store_true")
+    args = parser.parse_args(argv)
+    recipe = profile_recipe()
+    if args.what == "learning-curve":
+        result = learning_curve(args.labels, args.seeds, recipe, args.per_class, args.progress)
+    else:
+        result = recipe_search(args.labels[0], args.seeds, recipe, args.per_class, args.progress)
+    given, kept = sys.argv[1:] if argv is None else list(argv), []
+    for i, arg in enumerate(given):  # the command without --out: where the file goes is the caller's business
+        if not (arg.startswith("--out") or (i and given[i - 1] == "--out")):
+            kept.append(arg)
+    command = " ".join(["python -m gpt2_core.finetuning.spam_runs", *kept])
+    result = {"measured": datetime.date.today().isoformat(), "command": command, "profile": profile_name(),
+              "torch_threads": torch.get_num_threads(), **result}
+    write_file_atomically(Path(args.out), (json.dumps(result, indent=1) + "\n").encode("utf-8"))
+    print(f"wrote {args.out} in {result['seconds']:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
