@@ -121,7 +121,8 @@ def _row(chapter: int, r: dict) -> str:
                 f"reference course model {r['reference_val_bits_per_byte']:.3f} bits/byte; "
                 f"unigram baseline {r.get('unigram_bits_per_byte', float('nan')):.3f} bits/byte")
     elif chapter == 6:
-        text = (f"spam test accuracy **{_pct(r['test_accuracy'])}** (F1 {r['f1']:.3f}) from the reference model; "
+        text = (f"spam test accuracy **{_pct(r['test_accuracy'])}** (F1 {r['f1']:.3f}, hard ham "
+                f"{_pct(r['hard_ham_accuracy'])}) from the reference model, e-mails read whole; "
                 f"random init {_pct(r['random_init_test_accuracy'])}, "
                 f"Naive Bayes {_pct(r['naive_bayes_test_accuracy'])}")
     elif chapter == 7:

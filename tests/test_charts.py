@@ -26,6 +26,8 @@ def test_figures_have_titles_and_axis_labels():
     h = FinetuneHistory(steps=[1, 2, 3], losses=[0.7, 0.5, 0.4], lrs=[1e-4, 2e-4, 1e-4])
     _labelled(plots.plot_finetune({"run": h}, smooth=2))
     _labelled(plots.plot_learning_curve([16, 64], {"a": [0.6, 0.8], "b": [0.7, 0.9]}))
+    _labelled(plots.plot_learning_curve([16, 64], {"a": [0.6, 0.8]}, spread={"a": [0.05, 0.01]}))
+    _labelled(plots.plot_lengths({"ham": [10, 50, 300], "spam": [5, 129, 2000]}, 128))
 
 
 def test_label_points_keeps_labels_apart():
@@ -113,3 +115,15 @@ def test_plot_errors():
     with pytest.raises(ValueError, match="label counts"):
         plots.plot_learning_curve([], {})
     plt.close("all")
+
+
+def test_runs_sharing_a_schedule_share_one_learning_rate_line():
+    from types import SimpleNamespace
+    a = SimpleNamespace(steps=[1, 2, 3], losses=[3.0, 2.0, 1.0], lrs=[1e-4, 2e-4, 1e-4])
+    b = SimpleNamespace(steps=[1, 2, 3], losses=[3.5, 2.5, 2.0], lrs=[1e-4, 2e-4, 1e-4])
+    c = SimpleNamespace(steps=[1, 2], losses=[1.0, 0.5], lrs=[1e-3, 1e-3])
+    fig = plots.plot_finetune({"a": a, "b": b})
+    ax_loss, ax_lr = fig.axes
+    assert len(ax_loss.lines) == 2 and [line.get_label() for line in ax_lr.lines] == ["all runs"]
+    fig = plots.plot_finetune({"a": a, "b": b, "c": c})
+    assert [line.get_label() for line in fig.axes[1].lines] == ["a, b", "c"]

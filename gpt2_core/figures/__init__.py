@@ -12,7 +12,7 @@
 Every drawing function returns a new ``Figure`` with a title; ``plt.show()`` displays it in a notebook.
 """
 
-from .charts import label_points, plot_confusion, plot_finetune, plot_learning_curve
+from .charts import label_points, plot_confusion, plot_finetune, plot_learning_curve, plot_lengths
 from .diagrams import (
     allowed_keys,
     cycle_diagram,
@@ -27,4 +27,5 @@ from .probabilities import plot_attention_heads, plot_sampling
 
 __all__ = ["allowed_keys", "cycle_diagram", "flow_diagram", "kv_cache_diagram", "label_points", "lora_diagram",
            "loss_mask_diagram", "mask_diagram", "plot_attention_heads", "plot_confusion", "plot_finetune",
-           "plot_learning_curve", "plot_sampling", "pooling_diagram", "residual_diagram", "shift_diagram"]
+           "plot_learning_curve", "plot_lengths", "plot_sampling", "pooling_diagram", "residual_diagram",
+           "shift_diagram"]

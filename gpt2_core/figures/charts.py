@@ -94,6 +94,7 @@ def plot_finetune(histories: Mapping[str, Any], smooth: int = 10) -> Figure:
     if not histories:
         raise ValueError("give at least one named FinetuneHistory, e.g. {'pretrained': history}")
     fig, (ax_loss, ax_lr) = plt.subplots(1, 2, figsize=(11, 3.6))
+    schedules: dict[tuple, list[str]] = {}  # runs that share a schedule get one line, not several on top of each other
     for name, h in histories.items():
         if not all(hasattr(h, field) for field in ("steps", "losses", "lrs")):
             raise TypeError(f"{name!r} is a {type(h).__name__}, not a FinetuneHistory (steps, losses, lrs)")
@@ -101,7 +102,10 @@ def plot_finetune(histories: Mapping[str, Any], smooth: int = 10) -> Figure:
         avg = [sum(h.losses[max(0, i - k + 1):i + 1]) / len(h.losses[max(0, i - k + 1):i + 1])
                for i in range(len(h.losses))]
         ax_loss.plot(h.steps, avg, label=name)
-        ax_lr.plot(h.steps, h.lrs, label=name)
+        schedules.setdefault((tuple(h.steps), tuple(h.lrs)), []).append(name)
+    for (steps, lrs), names in schedules.items():
+        shared = "all runs" if len(names) == len(histories) > 1 else ", ".join(names)
+        ax_lr.plot(steps, lrs, label=shared)
     ax_loss.set(xlabel="optimizer step", ylabel=f"training loss (mean of {smooth} steps)",
                 title="fine-tuning loss")
     ax_lr.set(xlabel="optimizer step", ylabel="learning rate", title="schedule: linear warmup, then cosine decay")
@@ -111,20 +115,49 @@ def plot_finetune(histories: Mapping[str, Any], smooth: int = 10) -> Figure:
     return fig
 
 
-def plot_learning_curve(sizes: Sequence[int], curves: Mapping[str, Sequence[float]], title: str = "") -> Figure:
-    """Test accuracy against the number of labelled training e-mails (log scale), one line per method."""
+def plot_lengths(lengths: Mapping[str, Sequence[int]], window: int, title: str = "") -> Figure:
+    """How long the texts are: a histogram of tokens per text for each named group (log scale), with the
+    model's ``window`` marked, so what a reader that stops there misses can be seen."""
+    if not lengths or any(not v for v in lengths.values()):
+        raise ValueError("give at least one named, non-empty list of lengths")
+    longest = max(max(v) for v in lengths.values())
+    edges = [2 ** (k / 3) for k in range(3 * math.ceil(math.log2(max(longest, 2))) + 1)]
+    fig, ax = plt.subplots(figsize=(8, 3.8))
+    for name, values in lengths.items():
+        beyond = sum(n > window for n in values) / len(values)
+        ax.hist(values, bins=edges, histtype="step", linewidth=1.8, density=True,
+                label=f"{name} ({len(values):,} texts, {beyond:.0%} longer than {window})")
+    ax.axvline(window, color="black", linestyle="--", linewidth=1)
+    ax.annotate(f" {window} tokens:\n the context", (window, 0.97), xycoords=("data", "axes fraction"),
+                va="top", fontsize=9)
+    ax.set_xscale("log", base=2)
+    ax.set(xlabel="tokens per text (log scale)", ylabel="share of texts (density)",
+           title=title or "how long the texts are")
+    ax.legend(loc="upper right", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def plot_learning_curve(sizes: Sequence[int], curves: Mapping[str, Sequence[float]], title: str = "",
+                        spread: Mapping[str, Sequence[float]] | None = None) -> Figure:
+    """Test accuracy against the number of labelled training e-mails (log scale), one line per method; with
+    ``spread`` (a standard deviation per point, e.g. over seeds) a band of mean +- spread around each line."""
     if not sizes or not curves:
         raise ValueError("give the label counts and at least one named curve")
     fig, ax = plt.subplots(figsize=(7, 4.2))
     for (name, acc), marker in zip(curves.items(), "osd^vx*", strict=False):
         if len(acc) != len(sizes):
             raise ValueError(f"curve {name!r} has {len(acc)} points for {len(sizes)} label counts")
-        ax.plot(sizes, [100 * a for a in acc], marker=marker, label=name)
+        line, = ax.plot(sizes, [100 * a for a in acc], marker=marker, label=name)
+        if spread is not None and name in spread:
+            low = [100 * (a - s) for a, s in zip(acc, spread[name], strict=True)]
+            high = [100 * (a + s) for a, s in zip(acc, spread[name], strict=True)]
+            ax.fill_between(sizes, low, high, color=line.get_color(), alpha=0.15, linewidth=0)
     ax.set_xscale("log", base=2)
     ax.set_xticks(list(sizes), [str(s) for s in sizes])
     ax.set(xlabel="labelled training e-mails", ylabel="test accuracy (%)",
            title=title or "learning curve: what pretraining buys with few labels")
     ax.grid(alpha=0.3)
-    ax.legend()
+    ax.legend(title="mean and +-1 std over seeds" if spread else None)
     fig.tight_layout()
     return fig

@@ -71,7 +71,7 @@ class SpamRecipe:
 
 def tiny_recipe() -> SpamRecipe:
     """The recipe shrunk for the ``tiny`` profile (CI): the same code, seconds instead of minutes."""
-    return SpamRecipe(window=64, min_steps=4, window_epochs=0.2, lr=1e-3, domain_lm_steps=4, domain_lr=1e-3)
+    return SpamRecipe(window=64, min_steps=4, window_epochs=0.05, lr=1e-3, domain_lm_steps=2, domain_lr=1e-3)
 
 
 def profile_recipe() -> SpamRecipe:
