@@ -80,6 +80,32 @@ def write_results(chapter: int, values: dict, profile: str | None = None) -> Pat
     return write_file_atomically(path, (json.dumps(data, indent=2, sort_keys=True) + "\n").encode("utf-8"))
 
 
+def write_measurement(path: str | Path, prog: str, argv: list[str] | None, result: dict) -> dict:
+    """Write a measuring command's ``result`` as JSON at ``path``, stamped with the date, the profile, the
+    torch threads and the command that reproduces it (``prog`` and its arguments, without ``--out``: where
+    the file goes is the caller's business). Returns what was written."""
+    import datetime
+
+    import torch
+
+    given = sys.argv[1:] if argv is None else list(argv)
+    kept = [a for i, a in enumerate(given) if not (a.startswith("--out") or (i and given[i - 1] == "--out"))]
+    data = {"measured": datetime.date.today().isoformat(), "profile": profile_name(),
+            "command": " ".join([f"python -m {prog}", *kept]), "torch_threads": torch.get_num_threads(), **result}
+    _check(data, str(path))
+    write_file_atomically(Path(path), (json.dumps(data, indent=1) + "\n").encode("utf-8"))
+    return data
+
+
+def read_measurement(path: str | Path) -> dict:
+    """A measurement written by :func:`write_measurement`; a clear error naming the fix when it is missing."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path} is missing; the notebook cell that reads it names the command that "
+                                "measures it (a `python -m gpt2_core...` line)")
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
 def read_results(folder: Path | None = None) -> dict[int, dict]:
     """{chapter: values} from every ``chNN.json`` in ``folder`` (default: ``results/``)."""
     folder = folder or committed_results_dir()

@@ -10,6 +10,7 @@ from conftest import tiny_model, tiny_tokenizer
 
 import gpt2_core.reference
 from gpt2_core.finetuning import spam, spam_runs
+from gpt2_core.results import read_measurement
 
 HAM = ["Hi Tom, lunch at noon? The meeting is moved to Thursday.", "We the people of the United States."]
 SPAM = ["Free money!!! Click here to claim your prize.", "Click here: free prize money, claim it!!!"]
@@ -56,9 +57,9 @@ def test_recipe_search_command_runs_every_variant(tiny_course, tmp_path):
     result = json.loads(out.read_text())
     assert [row["variant"] for row in result["rows"]] == [v[0] for v in spam_runs.VARIANTS]
     assert all(len(row["validation"]) == len(row["test"]) == 1 for row in result["rows"])
-    assert spam_runs.read_measurement(out) == result
-    with pytest.raises(FileNotFoundError, match="spam_runs"):
-        spam_runs.read_measurement(tmp_path / "missing.json")
+    assert read_measurement(out) == result
+    with pytest.raises(FileNotFoundError, match="python -m gpt2_core"):
+        read_measurement(tmp_path / "missing.json")
 
 
 def test_labelled_samples_change_with_the_seed_and_all_means_all(tiny_course):

@@ -20,23 +20,19 @@ from __future__ import annotations
 import argparse
 import copy
 import dataclasses
-import datetime
-import json
 import statistics
-import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import torch
 
-from ..files import write_file_atomically
 from ..model.gpt import GPTModel
 from ..pretraining.step import lm_loss
-from ..profile import get_device, pick, profile_name, seed_everything
+from ..profile import get_device, pick, seed_everything
+from ..results import write_measurement
 from . import classification as clf
 from . import spam
 from .baselines import NaiveBayes
@@ -239,16 +235,6 @@ def recipe_search(n_labels: int, seeds: Sequence[int], recipe: SpamRecipe, per_c
             "recipe": dataclasses.asdict(recipe), "seconds": round(time.perf_counter() - start, 1)}
 
 
-def read_measurement(path: str | Path) -> dict:
-    """A measurement written by this command, with ``measured`` (its date) and ``command``; a clear error
-    when it is missing."""
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"{path} is missing; measure it with the command at the top of "
-                                "gpt2_core/finetuning/spam_runs.py")
-    return json.loads(path.read_text(encoding="utf-8"))
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m gpt2_core.finetuning.spam_runs",
                                      description=__doc__.split("\n")[0])
@@ -265,14 +251,7 @@ def main(argv: list[str] | None = None) -> int:
         result = learning_curve(args.labels, args.seeds, recipe, args.per_class, args.progress)
     else:
         result = recipe_search(args.labels[0], args.seeds, recipe, args.per_class, args.progress)
-    given, kept = sys.argv[1:] if argv is None else list(argv), []
-    for i, arg in enumerate(given):  # the command without --out: where the file goes is the caller's business
-        if not (arg.startswith("--out") or (i and given[i - 1] == "--out")):
-            kept.append(arg)
-    command = " ".join(["python -m gpt2_core.finetuning.spam_runs", *kept])
-    result = {"measured": datetime.date.today().isoformat(), "command": command, "profile": profile_name(),
-              "torch_threads": torch.get_num_threads(), **result}
-    write_file_atomically(Path(args.out), (json.dumps(result, indent=1) + "\n").encode("utf-8"))
+    write_measurement(args.out, "gpt2_core.finetuning.spam_runs", argv, result)
     print(f"wrote {args.out} in {result['seconds']:.0f} s")
     return 0
 

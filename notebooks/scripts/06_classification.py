@@ -66,7 +66,7 @@ from gpt2_core.finetuning.baselines import NaiveBayes, majority_class  # noqa: E
 from gpt2_core.pretraining.step import lm_loss  # noqa: E402
 from gpt2_core.profile import describe, get_device, pick, profile_name, seed_everything  # noqa: E402
 from gpt2_core.reference import BASE_MODEL_ENV, load_base_model  # noqa: E402
-from gpt2_core.results import committed_results_dir, write_results  # noqa: E402
+from gpt2_core.results import committed_results_dir, read_measurement, write_results  # noqa: E402
 
 print(describe())
 seed_everything(123)
@@ -552,7 +552,7 @@ comparison
 
 # %%
 MEASURED = committed_results_dir()
-search = spam_runs.read_measurement(MEASURED / "ch06-recipe-search.json")
+search = read_measurement(MEASURED / "ch06-recipe-search.json")
 
 
 def mean_std(values):
@@ -589,7 +589,7 @@ display(Markdown("On validation, against the recipe: " + "; ".join(
 # Naive Bayes on the same samples. Each point is the mean over the seeds, and the band its spread.
 
 # %%
-curve = spam_runs.read_measurement(MEASURED / "ch06-learning-curve.json")
+curve = read_measurement(MEASURED / "ch06-learning-curve.json")
 display(Markdown(
     f"Measured separately on {curve['measured']} ({curve['base_model']} model, seeds "
     f"{', '.join(map(str, curve['seeds']))}, {curve['seconds'] / 60:.0f} minutes); reproduce with "
