@@ -152,12 +152,20 @@ def _row(chapter: int, r: dict) -> str:
                 f"random init {_pct(r['random_init_test_accuracy'])}, "
                 f"Naive Bayes {_pct(r['naive_bayes_test_accuracy'])}")
     elif chapter == 7:
-        text = (f"exact match on text-supported families **{_pct(r['exact_match_supported'])}** "
+        text = (f"exact match on text-supported families **{_pct(r['exact_match_supported'])}**, on held-out "
+                f"words {_pct(r['heldout_words_exact_match_supported'])} "
                 f"(full fine-tuning {_pct(r['full_exact_match_supported'])}, LoRA "
                 f"{_pct(r['lora_exact_match_supported'])}, fresh-seed records "
                 f"{_pct(r['fresh_seed_exact_match_supported'])}); random init "
                 f"{_pct(r['random_init_exact_match_supported'])}, most common answer "
                 f"{_pct(r['majority_baseline_supported'])}; format compliance {_pct(r['format_compliance'])}")
+    elif chapter == 8:
+        text = (f"exact match on supported families from chapter 7's {_pct(r['start_exact_match_supported'])}: "
+                f"GRPO **{_pct(r['grpo_exact_match_supported'])}**, best-of-{r['k']} "
+                f"{_pct(r['best_of_k_exact_match_supported'])}, DPO {_pct(r['dpo_exact_match_supported'])}, "
+                f"the same budget of supervised fine-tuning {_pct(r['sft_more_exact_match_supported'])}; "
+                f"pass@1 {_pct(r['pass_at_1_before'])} -> {_pct(r['pass_at_1_after'])}, pass@{r['k']} "
+                f"{_pct(r['pass_at_k_before'])} -> {_pct(r['pass_at_k_after'])}")
     else:
         text = ", ".join(f"{k} {v}" for k, v in r.items() if k not in ("profile", "seconds"))
     return f"| {chapter} | {text} | {r['seconds'] / 60:.1f} min |"

@@ -399,27 +399,19 @@ print(f"passes over the training split: reference {ref_meta['trained']['tokens']
 #   probabilities add up to $p$, so the candidate set shrinks when the model is sure and grows when
 #   it is not.
 #
-# First, what temperature does to one next-token distribution of the reference model:
+# First, what the three rules do to one next-token distribution of the reference model (Figure 5):
+# temperature on the most likely tokens, what top-k and top-p keep of them at $T = 1$, and how much
+# probability the most likely tokens hold over the whole vocabulary.
 
 # %%
+from gpt2_core.figures import plot_sampling
 from gpt2_core.model.generation import generate, generate_text, text_to_ids
 
 prompt = "The state of the Union is"
 with torch.no_grad():
     next_logits = ref_model(text_to_ids(prompt, ref_tok).to(device))[0, -1]
-top = torch.topk(next_logits, 8).indices
-temps = (0.5, 1.0, 2.0)
-probs = {t: torch.softmax(next_logits / t, -1)[top].tolist() for t in temps}
-labels = [repr(ref_tok.decode([i])) for i in top.tolist()]
-fig, ax = plt.subplots(figsize=(8, 3.5))
-width = 0.27
-for k, t in enumerate(temps):
-    ax.bar([i + (k - 1) * width for i in range(len(labels))], probs[t], width, label=f"T = {t}")
-ax.set_xticks(range(len(labels)), labels, rotation=30)
-ax.set(xlabel=f"the 8 most likely next tokens after {prompt!r}", ylabel="probability",
-       title="Figure 5: temperature sharpens (T < 1) or flattens (T > 1) the next-token distribution")
-ax.legend()
-fig.tight_layout()
+fig = plot_sampling(next_logits, lambda i: repr(ref_tok.decode([i])), temperatures=(0.5, 1.0, 2.0), top_k=5, top_p=0.9,
+                    title=f"Figure 5: temperature, top-k and top-p on the next token after {prompt!r}")
 plt.show()
 
 # %% [markdown]
