@@ -127,3 +127,17 @@ def test_runs_sharing_a_schedule_share_one_learning_rate_line():
     assert len(ax_loss.lines) == 2 and [line.get_label() for line in ax_lr.lines] == ["all runs"]
     fig = plots.plot_finetune({"a": a, "b": b, "c": c})
     assert [line.get_label() for line in fig.axes[1].lines] == ["a, b", "c"]
+
+
+def test_family_scores_mark_a_zero_bar_and_keep_the_legend_clear_of_the_bars():
+    scores = {"a": {"x": 0.5, "y": 0.0, "z": 0.9}, "b": {"x": 0.7, "y": 0.2, "z": 0.0}}
+    fig = plots.plot_family_scores(scores, ["x", "y", "z"], divider_after="y", title="t")
+    ax = fig.axes[0]
+    assert len(ax.patches) == 6
+    zero_marks = [line for line in ax.lines if line.get_marker() == "_"]
+    assert sorted(len(line.get_xdata()) for line in zero_marks) == [1, 1]  # one zero bar per run
+    fig.canvas.draw()
+    legend = ax.get_legend().get_window_extent()
+    assert all(not legend.overlaps(p.get_window_extent()) for p in ax.patches)
+    with pytest.raises(ValueError, match="at least one"):
+        plots.plot_family_scores({}, ["x"])

@@ -12,7 +12,14 @@
 Every drawing function returns a new ``Figure`` with a title; ``plt.show()`` displays it in a notebook.
 """
 
-from .charts import label_points, plot_confusion, plot_finetune, plot_learning_curve, plot_lengths
+from .charts import (
+    label_points,
+    plot_confusion,
+    plot_family_scores,
+    plot_finetune,
+    plot_learning_curve,
+    plot_lengths,
+)
 from .diagrams import (
     allowed_keys,
     cycle_diagram,
@@ -26,6 +33,6 @@ from .finetuning import lora_diagram, loss_mask_diagram, pooling_diagram
 from .probabilities import plot_attention_heads, plot_sampling
 
 __all__ = ["allowed_keys", "cycle_diagram", "flow_diagram", "kv_cache_diagram", "label_points", "lora_diagram",
-           "loss_mask_diagram", "mask_diagram", "plot_attention_heads", "plot_confusion", "plot_finetune",
-           "plot_learning_curve", "plot_lengths", "plot_sampling", "pooling_diagram", "residual_diagram",
-           "shift_diagram"]
+           "loss_mask_diagram", "mask_diagram", "plot_attention_heads", "plot_confusion", "plot_family_scores",
+           "plot_finetune", "plot_learning_curve", "plot_lengths", "plot_sampling", "pooling_diagram",
+           "residual_diagram", "shift_diagram"]

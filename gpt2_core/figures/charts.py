@@ -115,6 +115,35 @@ def plot_finetune(histories: Mapping[str, Any], smooth: int = 10) -> Figure:
     return fig
 
 
+def plot_family_scores(scores: Mapping[str, Mapping[str, float]], families: Sequence[str],
+                       divider_after: str | None = None, ylabel: str = "exact match", title: str = "") -> Figure:
+    """Grouped bars: one group per family (in ``families``' order), one bar per named run (``scores[run]
+    [family]``, fractions). A run that scores 0 on a family gets a small mark at 0, so it is not mistaken for
+    a missing bar; ``divider_after`` draws a dashed line after that family (e.g. between supported and
+    knowledge families). The legend sits above the axes, clear of every bar."""
+    if not scores or not families:
+        raise ValueError("give at least one named run and one family")
+    runs = list(scores)
+    width = 0.8 / len(runs)
+    fig, ax = plt.subplots(figsize=(max(8.0, 0.9 * len(families) + 3), 4.2))
+    for k, run in enumerate(runs):
+        xs = [i + (k - (len(runs) - 1) / 2) * width for i in range(len(families))]
+        values = [float(scores[run].get(f, float("nan"))) for f in families]
+        bars = ax.bar(xs, values, width, label=run)
+        zeros = [x for x, v in zip(xs, values, strict=True) if v == 0]
+        if zeros:
+            ax.plot(zeros, [0.01] * len(zeros), linestyle="none", marker="_", markersize=8, markeredgewidth=2,
+                    color=bars.patches[0].get_facecolor())
+    if divider_after is not None:
+        ax.axvline(list(families).index(divider_after) + 0.5, color="black", linestyle="--", linewidth=1)
+    ax.set_xticks(range(len(families)), list(families), rotation=25, ha="right")
+    ax.set(ylabel=ylabel, ylim=(0, 1.02), title=title)
+    ax.legend(loc="lower center", bbox_to_anchor=(0.5, 1.08), ncols=min(len(runs), 5), fontsize=8, frameon=False)
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
 def plot_lengths(lengths: Mapping[str, Sequence[int]], window: int, title: str = "") -> Figure:
     """How long the texts are: a histogram of tokens per text for each named group (log scale), with the
     model's ``window`` marked, so what a reader that stops there misses can be seen."""
