@@ -9,17 +9,17 @@ import pytest
 
 from gpt2_core.exercises import check_exercise
 from gpt2_core.exercises.solutions import ch07 as solution
-from gpt2_core.finetuning.instruction_data import corpus_words
 from gpt2_core.finetuning.instruction_prompts import format_alpaca, format_prompt
+from gpt2_core.finetuning.instruction_vocab import vocabulary_split
 
 
 def _first_word_record(rng: random.Random) -> dict:  # answers the first word, not the second
-    words = rng.sample(corpus_words(), rng.randint(3, 5))
+    words = rng.sample(vocabulary_split().train.words, rng.randint(3, 5))
     return {"instruction": "What is the second word?", "input": " ".join(words), "output": words[0]}
 
 
 def _fixed_length_record(rng: random.Random) -> dict:  # always three words
-    words = rng.sample(corpus_words(), 3)
+    words = rng.sample(vocabulary_split().train.words, 3)
     return {"instruction": "What is the second word?", "input": " ".join(words), "output": words[1]}
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 import re
 
-from ...finetuning.instruction_data import corpus_words
+from ...finetuning.instruction_vocab import vocabulary_split
 from ...finetuning.lora import lora_parameter_count
 from ...model.config import GPTConfig
 
@@ -30,8 +30,8 @@ def leaked_words(train_records: list[dict], held_out: set[str]) -> set[str]:
 
 
 def second_word_record(rng: random.Random) -> dict:
-    """A new family: 3-5 corpus words, answer the second one."""
-    words = rng.sample(corpus_words(), rng.randint(3, 5))
+    """A new family: 3-5 words of the training vocabulary (no held-out word leaks), answer the second one."""
+    words = rng.sample(vocabulary_split().train.words, rng.randint(3, 5))
     return {"instruction": "What is the second word?", "input": " ".join(words), "output": words[1],
             "family": "second_word"}
 
