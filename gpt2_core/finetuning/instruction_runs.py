@@ -1,0 +1,230 @@
+"""Chapter 7's instruction-tuning runs as functions, the chapter model chapter 8 starts from, and the command
+that measures the seed spread:
+
+    python -m gpt2_core.finetuning.instruction_runs seed-spread --out results/ch07-seed-spread.json
+
+The chapter model is the pretrained course model fully fine-tuned with its **token embedding frozen**.
+The embedding is tied to the output layer, so training it would push down the logits of every token that
+never occurs as a training answer (the held-out words among them), and weight decay would shrink them
+further: the model would learn to answer with training words only (measured in the chapter).
+
+:func:`chapter_model` is what chapter 8 calls: chapter 7's saved model when it exists for this profile and
+recipe (``data/outputs/ch07-model-<profile>``), else the same function trains it again and saves it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..model.gpt import GPTModel
+from ..pretraining.checkpoint import checkpoint_info, load_checkpoint, save_checkpoint
+from ..pretraining.step import lm_loss
+from ..profile import data_dir, get_device, pick, profile_name, seed_everything
+from ..results import write_measurement
+from .instruction_data import course_instructions
+from .instruction_eval import generate_answers, score_answers, summarise
+from .instruction_prompts import InstructionDataset, instruction_loader
+from .loop import FinetuneConfig, FinetuneHistory, finetune
+from .lora import inject_lora
+
+SETS = ("test", "heldout", "fresh")  # what a chapter model is scored on
+
+
+@dataclass(frozen=True)
+class InstructionRecipe:
+    """How chapter 7 fine-tunes: ``steps`` of ``batch_size`` examples, warmup then cosine decay."""
+
+    steps: int = 1000
+    batch_size: int = 32
+    lr: float = 1e-3
+    weight_decay: float = 0.1
+    warmup: float = 0.05
+    freeze_token_embedding: bool = True
+    lora_lr: float = 3e-3
+    lora_rank: int = 16
+    lora_targets: tuple[str, ...] = ("att.qkv", "att.out_proj", "ff.fc", "ff.proj")
+    train_records: int | None = None  # None: every training record (a number: the first n, for tiny runs)
+    eval_every: int = 1  # score every n-th record of each evaluation set
+
+    def to_dict(self) -> dict:
+        return {**dataclasses.asdict(self), "lora_targets": list(self.lora_targets)}
+
+
+def profile_recipe() -> InstructionRecipe:
+    return pick(tiny=InstructionRecipe(steps=12, train_records=256, eval_every=20), default=InstructionRecipe())
+
+
+def instruction_sets(recipe: InstructionRecipe) -> dict[str, list[dict]]:
+    """The course's instruction sets (:func:`~gpt2_core.finetuning.instruction_data.course_instructions`),
+    shrunk as the recipe says."""
+    sets = course_instructions()
+    if recipe.train_records is not None:
+        sets["train"] = sets["train"][:recipe.train_records]
+    for name in SETS:
+        sets[name] = sets[name][::recipe.eval_every]
+    return sets
+
+
+def max_new_tokens(tokenizer: Any, records: Sequence[dict]) -> int:
+    """Enough new tokens for the longest expected answer, plus its end-of-text."""
+    return max(len(tokenizer.encode_ordinary(" " + r["output"])) for r in records) + 1
+
+
+def freeze_token_embedding(model: GPTModel) -> int:
+    """Freeze the token embedding (and with it the tied output layer); returns the trainable parameters left."""
+    model.requires_grad_(True)
+    model.tok_emb.weight.requires_grad_(False)
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def fine_tune(model: nn.Module, tokenizer: Any, records: Sequence[dict], recipe: InstructionRecipe, seed: int,
+              lr: float | None = None, weight_decay: float | None = None,
+              evaluate: Callable[[nn.Module], dict] | None = None, eval_every: int = 0, desc: str = "fine-tuning",
+              progress: bool = True) -> FinetuneHistory:
+    """``recipe.steps`` steps of the instruction loss (answers only) on ``records``, seeded."""
+    seed_everything(seed)
+    device = next(model.parameters()).device
+    data = InstructionDataset(records, tokenizer, model.cfg.context_length)
+    loader = instruction_loader(data, recipe.batch_size, seed=seed, device=device)
+    config = FinetuneConfig(steps=recipe.steps, lr=recipe.lr if lr is None else lr,
+                            warmup_steps=max(1, round(recipe.warmup * recipe.steps)),
+                            weight_decay=recipe.weight_decay if weight_decay is None else weight_decay,
+                            eval_every=eval_every, seed=seed, desc=desc, progress=progress)
+    return finetune(model, loader, lm_loss, config, evaluate)
+
+
+def full_fine_tune(model: GPTModel, tokenizer: Any, records: Sequence[dict], recipe: InstructionRecipe,
+                   seed: int = 123, **kwargs: Any) -> FinetuneHistory:
+    """The chapter's recipe: every weight trains but the (tied) token embedding."""
+    if recipe.freeze_token_embedding:
+        freeze_token_embedding(model)
+    return fine_tune(model, tokenizer, records, recipe, seed, **kwargs)
+
+
+def lora_fine_tune(model: GPTModel, tokenizer: Any, records: Sequence[dict], recipe: InstructionRecipe,
+                   seed: int = 123, **kwargs: Any) -> FinetuneHistory:
+    """LoRA on the recipe's layers (everything else frozen), at LoRA's rate and without weight decay."""
+    inject_lora(model, rank=recipe.lora_rank, alpha=2 * recipe.lora_rank, targets=recipe.lora_targets)
+    return fine_tune(model, tokenizer, records, recipe, seed, lr=recipe.lora_lr, weight_decay=0.0, **kwargs)
+
+
+def full_fine_tune_with_embedding(model: GPTModel, tokenizer: Any, records: Sequence[dict], recipe: InstructionRecipe,
+                                  seed: int = 123, **kwargs: Any) -> FinetuneHistory:
+    """Full fine-tuning with the token embedding (and the tied output layer) trained too: what the chapter
+    measures against its recipe."""
+    model.requires_grad_(True)
+    return fine_tune(model, tokenizer, records, recipe, seed, **kwargs)
+
+
+METHODS: dict[str, Callable[..., FinetuneHistory]] = {
+    "full fine-tuning": full_fine_tune,
+    "LoRA": lora_fine_tune,
+    "full fine-tuning, embedding trained": full_fine_tune_with_embedding,
+}
+
+
+def score_sets(model: nn.Module, tokenizer: Any, sets: dict[str, list[dict]], names: Sequence[str] = SETS,
+               max_new: int | None = None) -> dict[str, dict]:
+    """Greedy answers to each named set: ``{name: {"table": per-family DataFrame, **summarise(table)}}``."""
+    out = {}
+    for name in names:
+        records = sets[name]
+        answers = generate_answers(model, tokenizer, records, max_new or max_new_tokens(tokenizer, records))
+        table = score_answers(records, answers)
+        out[name] = {"table": table, **summarise(table)}
+    return out
+
+
+def chapter_model_dir(profile: str | None = None) -> Path:
+    """Where chapter 7 saves its model for chapter 8: ``data/outputs/ch07-model-<profile>``."""
+    return data_dir() / "outputs" / f"ch07-model-{profile or profile_name()}"
+
+
+def save_chapter_model(model: GPTModel, tokenizer: Any, recipe: InstructionRecipe, base_name: str,
+                       scores: dict | None = None) -> Path:
+    """Save the chapter model (checkpoint format, with its tokenizer and the recipe that made it)."""
+    info = {"chapter": 7, "recipe": recipe.to_dict(), "base_model": base_name, "scores": scores or {}}
+    return save_checkpoint(chapter_model_dir(), model, tokenizer=tokenizer, info=info)
+
+
+def _saved_matches(recipe: InstructionRecipe, base_name: str) -> bool:
+    try:
+        meta = checkpoint_info(chapter_model_dir())["meta"]
+    except (FileNotFoundError, ValueError):
+        return False
+    return meta.get("recipe") == recipe.to_dict() and meta.get("base_model") == base_name  # info= lands in config.json
+
+
+def chapter_model(device: torch.device | str | None = None, recipe: InstructionRecipe | None = None,
+                  progress: bool = True) -> tuple[GPTModel, Any, str]:
+    """(model, tokenizer, where it came from): chapter 7's saved model when it matches this profile's recipe
+    and base model, else trained again here (a few minutes at the default profile) and saved."""
+    from ..reference import base_model_name, load_base_model
+
+    device = torch.device(device) if device is not None else get_device()
+    recipe = recipe or profile_recipe()
+    if _saved_matches(recipe, base_model_name()):
+        loaded = load_checkpoint(chapter_model_dir(), restore_rng=False, map_location=device)
+        return loaded["model"].eval(), loaded["tokenizer"], f"loaded from {chapter_model_dir()}"
+    model, tokenizer, base_name = load_base_model(device)
+    print(f"no saved chapter-7 model for this profile and recipe in {chapter_model_dir()}; training it again")
+    full_fine_tune(model, tokenizer, instruction_sets(recipe)["train"], recipe, progress=progress,
+                   desc="chapter 7's model")
+    model.requires_grad_(True)
+    save_chapter_model(model, tokenizer, recipe, base_name)
+    return model.eval(), tokenizer, "trained again (chapter 7's recipe)"
+
+
+def seed_spread(seeds: Sequence[int], recipe: InstructionRecipe, progress: bool = False) -> dict:
+    """Each of :data:`METHODS` once per seed; exact match on the supported families of each set, per seed,
+    with mean and standard deviation."""
+    from ..reference import load_base_model
+
+    start = time.perf_counter()
+    base, tokenizer, name = load_base_model(get_device())
+    state = {k: v.clone() for k, v in base.state_dict().items()}
+    sets = instruction_sets(recipe)
+    runs: dict[str, dict[str, list[float]]] = {}
+    for method, train in METHODS.items():
+        runs[method] = {name_: [] for name_ in (*SETS, "format_compliance")}
+        for seed in seeds:
+            model = GPTModel(base.cfg).to(base.device)
+            model.load_state_dict(state)
+            train(model, tokenizer, sets["train"], recipe, seed, progress=progress, desc=f"{method}, seed {seed}")
+            scores = score_sets(model, tokenizer, sets)
+            for set_name in SETS:
+                runs[method][set_name].append(scores[set_name]["supported"])
+            runs[method]["format_compliance"].append(scores["test"]["format_compliance"])
+            print(f"{method}, seed {seed}: " + ", ".join(f"{s} {scores[s]['supported']:.1%}" for s in SETS), flush=True)
+    summary = {m: {k: {"values": v, "mean": statistics.fmean(v), "std": statistics.stdev(v) if len(v) > 1 else 0.0}
+                   for k, v in r.items()} for m, r in runs.items()}
+    return {"seeds": list(seeds), "methods": summary, "base_model": name, "recipe": recipe.to_dict(),
+            "seconds": round(time.perf_counter() - start, 1)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m gpt2_core.finetuning.instruction_runs",
+                                     description="Measure chapter 7's seed spread.")
+    parser.add_argument("what", choices=("seed-spread",))
+    parser.add_argument("--out", required=True, help="the JSON file to write")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[123, 7, 2024])
+    parser.add_argument("--progress", action="store_true")
+    args = parser.parse_args(argv)
+    result = seed_spread(args.seeds, profile_recipe(), args.progress)
+    write_measurement(args.out, "gpt2_core.finetuning.instruction_runs", argv, result)
+    print(f"wrote {args.out} in {result['seconds']:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,68 @@
+"""Chapter 7's runs: the chapter model saved for chapter 8 (or made again), and the seed-spread command."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from conftest import tiny_model, tiny_tokenizer
+
+import gpt2_core.reference
+from gpt2_core.finetuning import instruction_runs as runs
+
+RECIPE = runs.InstructionRecipe(steps=2, batch_size=4, train_records=12, eval_every=200)
+
+
+@pytest.fixture
+def tiny_base(monkeypatch, tmp_path):
+    monkeypatch.setenv("GPT2_COURSE_DATA", str(tmp_path))
+    monkeypatch.setattr(runs, "profile_recipe", lambda: RECIPE)
+    monkeypatch.setattr(gpt2_core.reference, "base_model_name", lambda: "tiny")
+    monkeypatch.setattr(gpt2_core.reference, "load_base_model", lambda device=None, name=None: (
+        tiny_model(context_length=256, drop_rate=0.0).eval(), tiny_tokenizer(), "tiny"))
+    return tmp_path
+
+
+def test_the_chapter_model_is_saved_then_loaded_and_remade_when_the_recipe_changes(tiny_base, capsys):
+    model, tokenizer, source = runs.chapter_model("cpu")
+    assert source.startswith("trained again") and "training it again" in capsys.readouterr().out
+    assert runs.chapter_model_dir().is_relative_to(tiny_base) and runs.chapter_model_dir().exists()
+    again, tokenizer2, source2 = runs.chapter_model("cpu")
+    assert source2.startswith("loaded from") and tokenizer2.n_vocab == tokenizer.n_vocab
+    for (name, a), b in zip(model.state_dict().items(), again.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name
+    _, _, source3 = runs.chapter_model("cpu", recipe=runs.InstructionRecipe(steps=3, batch_size=4, train_records=12,
+                                                                             eval_every=200))
+    assert source3.startswith("trained again")
+
+
+def test_full_fine_tuning_keeps_the_token_embedding_and_moves_the_rest():
+    model = tiny_model(context_length=256, drop_rate=0.0)
+    embedding, block = model.tok_emb.weight.detach().clone(), model.blocks[0].ff.fc.weight.detach().clone()
+    sets = runs.instruction_sets(RECIPE)
+    runs.full_fine_tune(model, tiny_tokenizer(), sets["train"], RECIPE, progress=False)
+    assert torch.equal(model.tok_emb.weight, embedding) and model.out_head.weight is model.tok_emb.weight
+    assert not torch.equal(model.blocks[0].ff.fc.weight, block)
+
+
+def test_instruction_sets_shrink_as_the_recipe_says():
+    sets = runs.instruction_sets(RECIPE)
+    assert len(sets["train"]) == 12
+    full = runs.instruction_sets(runs.InstructionRecipe())
+    for name in runs.SETS:
+        assert sets[name] == full[name][::200]
+
+
+def test_seed_spread_command_writes_every_method_and_seed(tiny_base, tmp_path):
+    out = tmp_path / "spread.json"
+    assert runs.main(["seed-spread", "--out", str(out), "--seeds", "1", "2"]) == 0
+    result = json.loads(out.read_text())
+    assert result["command"] == "python -m gpt2_core.finetuning.instruction_runs seed-spread --seeds 1 2"
+    assert result["seeds"] == [1, 2] and result["recipe"]["steps"] == 2
+    assert set(result["methods"]) == set(runs.METHODS)
+    for method in result["methods"].values():
+        for key in (*runs.SETS, "format_compliance"):
+            values = method[key]["values"]
+            assert len(values) == 2 and all(0 <= v <= 1 for v in values)
+            assert method[key]["mean"] == pytest.approx(sum(values) / 2)
