@@ -55,7 +55,8 @@ def test_recipe_search_command_runs_every_variant(tiny_course, tmp_path):
     out = tmp_path / "search.json"
     spam_runs.main(["recipe-search", "--out", str(out), "--labels", "8", "--seeds", "3"])
     result = json.loads(out.read_text())
-    assert [row["variant"] for row in result["rows"]] == [v[0] for v in spam_runs.VARIANTS]
+    assert [row["variant"] for row in result["rows"]] == [label for *_, readings in spam_runs.VARIANTS
+                                                          for label, _ in readings]
     assert all(len(row["validation"]) == len(row["test"]) == 1 for row in result["rows"])
     assert read_measurement(out) == result
     with pytest.raises(FileNotFoundError, match="python -m gpt2_core"):
