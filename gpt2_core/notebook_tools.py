@@ -11,6 +11,8 @@ do not back (the rules: :mod:`gpt2_core.prose`).
 
 from __future__ import annotations
 
+import json
+import re
 import sys
 from pathlib import Path
 
@@ -35,6 +37,47 @@ def pairing_problems(notebook: Path) -> list[str]:
     if formats != FORMATS:
         return [f"{notebook}: not set up for pairing (jupytext formats={formats!r}); use {FORMATS}"]
     return []
+
+
+WORDS_PER_MINUTE, LINES_PER_MINUTE = 200, 20  # reading prose; following code (3 s a line, not writing it)
+_OPEN = re.compile(r"\((?:open)\)", re.IGNORECASE)
+
+
+def reading_stats(notebook: Path) -> dict:
+    """What a learner reads in ``notebook``: words of prose (markdown cells, code spans and formulas
+    included), lines of code (non-empty, comments left out), exercises (``check_exercise`` calls) and open
+    exercises (marked "(Open)"), and the reading time in minutes, rounded up to 5."""
+    cells = json.loads(notebook.read_text(encoding="utf-8"))["cells"]
+    prose_text = "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "markdown")
+    code = ["".join(c["source"]) for c in cells if c["cell_type"] == "code"]
+    lines = sum(1 for cell in code for line in cell.splitlines() if line.strip() and not line.strip().startswith("#"))
+    words = len(prose_text.split())
+    minutes = words / WORDS_PER_MINUTE + lines / LINES_PER_MINUTE
+    return {"words": words, "lines": lines, "minutes": 5 * max(1, -(-round(minutes) // 5)),
+            "exercises": sum(len(re.findall(r"check_exercise\(\s*[\"']", cell)) for cell in code),
+            "open": len(_OPEN.findall(prose_text))}
+
+
+def reading_table(notebooks: list[Path], compute_minutes: dict[int, float]) -> str:
+    """The README's learner's-map table, one row per notebook and a total (markdown)."""
+    rows = ["| # | chapter | prose | code | reading time | exercises | compute (default, 2 CPU cores) |",
+            "| --- | --- | ---: | ---: | ---: | ---: | ---: |"]
+    total = {"words": 0, "lines": 0, "minutes": 0, "exercises": 0, "open": 0}
+    for nb in sorted(notebooks):
+        n = int(nb.stem[:2])
+        stats = reading_stats(nb)
+        for key in total:
+            total[key] += stats[key]
+        exercises = f"{stats['exercises']}" + (f" + {stats['open']} open" if stats["open"] else "")
+        compute = f"{compute_minutes[n]:.1f} min" if n in compute_minutes else "not run"
+        name = nb.stem[3:].replace("_", " ")
+        rows.append(f"| {n} | {name} | {stats['words']:,} words | {stats['lines']:,} lines | {stats['minutes']} min "
+                    f"| {exercises} | {compute} |")
+    hours = total["minutes"] / 60
+    rows.append(f"| | **all {len(notebooks)}** | {total['words']:,} words | {total['lines']:,} lines | "
+                f"**about {hours:.1f} h** | {total['exercises']} + {total['open']} open | "
+                f"**{sum(compute_minutes.values()):.0f} min** |")
+    return "\n".join(rows)
 
 
 def main(argv: list[str]) -> int:

@@ -11,7 +11,7 @@ NOTEBOOKS = sorted((Path(__file__).resolve().parent.parent / "notebooks").glob("
 
 
 def test_every_notebook_is_paired_with_a_script_in_the_subfolder():
-    assert len(NOTEBOOKS) == 7
+    assert len(NOTEBOOKS) == 8
     for nb in NOTEBOOKS:
         assert (nb.parent / SCRIPTS / f"{nb.stem}.py").is_file()
         assert pairing_problems(nb) == []
@@ -29,3 +29,21 @@ def test_a_stale_or_missing_script_is_reported(tmp_path, capsys):
     assert "differs" in pairing_problems(nb)[0]
     assert main(["check-pairing", str(nb)]) == 1 and "0/1 notebooks in sync" in capsys.readouterr().out
     assert main(["nonsense"]) == 2
+
+
+def test_reading_stats_count_prose_code_and_exercises(tmp_path):
+    import json
+
+    from gpt2_core.notebook_tools import reading_stats, reading_table
+
+    cells = [{"cell_type": "markdown", "source": ["# Title\n", "one two three four"]},
+             {"cell_type": "code", "source": ["x = 1\n", "# a comment\n", "\n", "y = 2"]},
+             {"cell_type": "markdown", "source": ["**3. (Open)** try more"]},
+             {"cell_type": "code", "source": ["_ = check_exercise(\"ch01.a\", f)\n", "_ = check_exercise('ch01.b', g)"]}]
+    nb = tmp_path / "01_demo.ipynb"
+    nb.write_text(json.dumps({"cells": cells}), encoding="utf-8")
+    stats = reading_stats(nb)
+    assert stats == {"words": 10, "lines": 4, "minutes": 5, "exercises": 2, "open": 1}
+    table = reading_table([nb], {1: 0.25})
+    assert "| 1 | demo | 10 words | 4 lines | 5 min | 2 + 1 open | 0.2 min |" in table
+    assert table.splitlines()[-1].startswith("| | **all 1** |")
