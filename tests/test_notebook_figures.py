@@ -33,5 +33,5 @@ def test_each_chapter_has_at_least_four_titled_figures(path):
 
 
 def test_the_course_has_at_least_35_figures():
-    assert len(NOTEBOOKS) == 7
+    assert len(NOTEBOOKS) == 8
     assert sum(n for path in NOTEBOOKS for _, n in _figure_cells(path)) >= 35
