@@ -18,6 +18,7 @@ The losses run with dropout off: the log-probabilities must be those of the poli
 
 from __future__ import annotations
 
+import math
 import random
 import time
 from collections.abc import Callable, Sequence
@@ -285,6 +286,9 @@ def train_grpo(policy: nn.Module, reference: nn.Module | None, tokenizer: Any, r
                 for _ in range(config.updates):
                     losses.append(train_step(policy, optimizer, [batch], loss_fn=loss_fn, autocast=autocast,
                                              grad_clip=config.grad_clip, scheduler=scheduler))
+                    if not math.isfinite(losses[-1]):
+                        raise FloatingPointError(f"the GRPO loss became {losses[-1]} at step {step}, so its update "
+                                                 f"was not applied; lower lr (now {lr:.2e})")
             history.steps.append(step)
             history.lrs.append(lr)
             history.losses.append(sum(losses) / len(losses) if losses else float("nan"))
