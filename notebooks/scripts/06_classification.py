@@ -791,7 +791,7 @@ _ = check_exercise("ch06.ulmfit_groups", my_ulmfit_groups)
 # test_scores, test_labels = spam_scores(model, test_set)
 # ```
 #
-# How much recall does a budget of one false alarm on validation cost, next to the threshold 0.5? How many
+# How much recall does a budget of one false alarm on validation cost, next to the threshold `0.5`? How many
 # test ham e-mails score above the same threshold: does the budget hold on e-mails the threshold was not
 # chosen on, and why might it not?
 
