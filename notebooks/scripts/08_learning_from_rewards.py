@@ -48,6 +48,7 @@ NOTEBOOK_START = time.perf_counter()  # the wall time written to results/ch08.js
 
 import copy  # noqa: E402
 import math  # noqa: E402
+from collections import Counter  # noqa: E402
 
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
@@ -56,7 +57,7 @@ import torch.nn.functional as F  # noqa: E402
 from IPython.display import Markdown, display  # noqa: E402
 
 from gpt2_core.finetuning import instruction_runs as runs  # noqa: E402
-from gpt2_core.finetuning.instruction_data import KNOWLEDGE, SUPPORTED  # noqa: E402
+from gpt2_core.finetuning.instruction_data import KNOWLEDGE, SUPPORTED, extra_training_records  # noqa: E402
 from gpt2_core.finetuning.instruction_eval import Answer, normalise_answer, sample_answers  # noqa: E402
 from gpt2_core.finetuning.instruction_prompts import format_prompt  # noqa: E402
 from gpt2_core.finetuning.loop import FinetuneConfig, finetune  # noqa: E402
@@ -208,14 +209,18 @@ display(Markdown(f"Mean over the supported families: pass@1 {pass1_before:.1%}, 
 #
 # ## 3. Best-of-k fine-tuning: keep what worked
 #
-# The simplest way to learn from a reward: sample $k$ answers to each training question, **keep the right
-# ones**, and fine-tune on them with the ordinary instruction loss. (Rejection sampling, or *expert
+# Every method of this chapter trains on the same **new training questions**: drawn from the training
+# vocabulary like chapter 7's, but none of them asked before (not in training, not in any test). The
+# families with few possible questions (years, sums) have none left, so the pool is mostly words and
+# numbers, where the headroom is. The simplest way to learn from a reward: sample $k$ answers to each
+# question, **keep the right ones**, and fine-tune on them with the ordinary instruction loss. (Rejection sampling, or *expert
 # iteration*; STaR did it with reasoning chains.) Unlike chapter 7's data, the kept answers are the
 # model's *own* tokens, and only questions the model can already answer sometimes contribute.
 
 # %%
-pool = [r for r in sets["train"] if r["family"] in SUPPORTED]
-pool = pool[:: max(1, len(pool) // POOL)][:POOL]
+everything_asked = [r for records in runs.instruction_sets(runs.InstructionRecipe()).values() for r in records]
+pool = [r for r in extra_training_records(everything_asked, n=2 * POOL, seed=31) if r["family"] in SUPPORTED][:POOL]
+print(f"{len(pool):,} new training questions:", dict(Counter(r["family"] for r in pool)))
 t0 = time.perf_counter()
 pool_answers = sample_answers(start_model, tokenizer, pool, K, TEMPERATURE, MAX_NEW,
                               generator=torch.Generator(device=device).manual_seed(2))
@@ -424,7 +429,7 @@ plt.show()
 # ## 7. A fair comparison: the same budget spent on more supervised fine-tuning
 #
 # Every method above trained on the same number of sequences (the budget printed at the top). Would the
-# same budget spent on chapter 7's supervised loss, with the ground-truth answers of the same training
+# same budget spent on chapter 7's supervised loss, with the ground-truth answers of the same new
 # questions, do as well? That is the baseline a reward method has to beat.
 
 # %%
