@@ -39,7 +39,8 @@ def test_reading_stats_count_prose_code_and_exercises(tmp_path):
     cells = [{"cell_type": "markdown", "source": ["# Title\n", "one two three four"]},
              {"cell_type": "code", "source": ["x = 1\n", "# a comment\n", "\n", "y = 2"]},
              {"cell_type": "markdown", "source": ["**3. (Open)** try more"]},
-             {"cell_type": "code", "source": ["_ = check_exercise(\"ch01.a\", f)\n", "_ = check_exercise('ch01.b', g)"]}]
+             {"cell_type": "code",
+              "source": ["_ = check_exercise(\"ch01.a\", f)\n", "_ = check_exercise('ch01.b', g)"]}]
     nb = tmp_path / "01_demo.ipynb"
     nb.write_text(json.dumps({"cells": cells}), encoding="utf-8")
     stats = reading_stats(nb)

@@ -622,7 +622,7 @@ pd.Series(ch05)
 # (AdamW also shrinks it by its weight decay; leave that out here).
 #
 # **Predict first:** in the very first step, which weight moves further, one whose gradient is 10 or one
-# whose gradient is 0.001? Then write `my_adamw_first_step(grad, lr, betas, eps)`: how much every weight
+# whose gradient is `0.001`? Then write `my_adamw_first_step(grad, lr, betas, eps)`: how much every weight
 # changes (new minus old) in AdamW's first step, worked out by hand, with no optimizer. The checker runs
 # `torch.optim.AdamW` on the same gradients and compares.
 #
@@ -648,13 +648,13 @@ _ = check_exercise("ch05.adamw_first_step", my_adamw_first_step)
 # Write `my_nucleus(logits, temperature, top_p)`: the set of token ids (positions in the 1-D `logits`) that
 # can still be drawn.
 #
-# **Predict first:** for the probabilities 0.5, 0.3, 0.1, 0.06, 0.04 and `top_p=0.85`, how many tokens are
-# kept at temperature 1? At temperature 0.5?
+# **Predict first:** for the probabilities `[0.5, 0.3, 0.1, 0.06, 0.04]` and `top_p=0.85`, how many tokens
+# are kept at `temperature=1`? At `temperature=0.5`?
 #
 # Once it passes, measure on a real distribution: `len(my_nucleus(next_logits.cpu(), t, 0.9))` for `t` in
-# 0.5, 1 and 2, where `next_logits` are the reference model's logits after "The state of the Union is"
-# (Figure 5). Does top-p 0.9 keep "90% of the choices"? What does the temperature do to the size of the
-# nucleus, and what does that predict about text sampled at T = 2 with top-p 0.9?
+# `(0.5, 1, 2)`, where `next_logits` are the reference model's logits after "The state of the Union is"
+# (Figure 5). Does `top_p=0.9` keep nine in ten of the choices? What does the temperature do to the size of
+# the nucleus, and what does that predict about text sampled at `temperature=2, top_p=0.9`?
 
 # %%
 def my_nucleus(logits: torch.Tensor, temperature: float, top_p: float) -> set[int]:
