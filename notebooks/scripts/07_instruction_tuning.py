@@ -451,15 +451,17 @@ print("same outputs before and after merging:", torch.allclose(merged_logits, lo
 # block, rank `RECIPE.lora_rank`, 1,000 steps of 32, 20,000 extra training records, the token embedding
 # frozen) was chosen by measurement on a validation split carved from the training records, one change at
 # a time. One run is one seed: the seed decides the order of the batches and LoRA's random $A$, and it moves
-# exact match by a few points. So a command in the repository fine-tunes each method with three seeds and
+# exact match by a few points. So a command in the repository fine-tunes each method with several seeds and
 # scores each set; this cell reads what it wrote, and says when and how to reproduce it.
 
 # %%
 spread = read_measurement(committed_results_dir() / "ch07-seed-spread.json")
 display(Markdown(
     f"Measured separately on {spread['measured']} ({spread['base_model']} model, seeds "
-    f"{', '.join(map(str, spread['seeds']))}, {spread['seconds'] / 60:.0f} minutes); reproduce with "
-    f"`{spread['command']}`. Exact match on the supported families, mean ± standard deviation over the seeds:"))
+    f"{', '.join(map(str, spread['seeds']))}, {spread['seconds'] / 60:.0f} minutes"
+    + (f" in all, as {' and '.join(spread['measured_in'])}" if "measured_in" in spread else "")
+    + f"); reproduce with `{spread['command']}`. Exact match on the supported families, mean ± standard "
+    "deviation over the seeds:"))
 set_names = {"test": "test", "heldout": "held-out words", "fresh": "fresh records"}
 pd.DataFrame({method: {label: f"{m[key]['mean']:.1%} ± {m[key]['std']:.1%}" for key, label in set_names.items()}
               for method, m in spread["methods"].items()}).T
@@ -573,13 +575,19 @@ test_s = scored[chapter_name]["test"]["supported"]
 held_s = scored[chapter_name]["heldout"]["supported"]
 fresh_s = scored[chapter_name]["fresh"]["supported"]
 full_spread = sm["full fine-tuning"]
+supported_rows = words_table.loc[[f for f in words_table.index if f in SUPPORTED]]
+carry = (supported_rows["held-out words"] - supported_rows["test"]).dropna()  # what a family loses on new words
 display(Markdown(
     f"On the supported families the chapter model scores {test_s:.1%} on test questions and {held_s:.1%} on "
     f"held-out words (fresh records: {fresh_s:.1%}). The gap of {test_s - held_s:.1%} is "
     f"{'larger' if test_s - held_s > max(full_spread['test']['std'], full_spread['heldout']['std']) else 'no larger'} "
     "than the seed spread: part of what it learned is a procedure that carries to new words, part is an "
-    "answer for the words it saw. The families that copy (first and last word) carry best; the ones that "
-    "must reproduce a number or a year never seen as an answer carry worst (the table above)."))
+    "answer for the words it saw. "
+    + (f"Per family (the table above), held-out words keep most of the test score in *{carry.idxmax()}* "
+       f"({words_table.loc[carry.idxmax(), 'held-out words']:.0%} against "
+       f"{words_table.loc[carry.idxmax(), 'test']:.0%}) and least in *{carry.idxmin()}* "
+       f"({words_table.loc[carry.idxmin(), 'held-out words']:.0%} against "
+       f"{words_table.loc[carry.idxmin(), 'test']:.0%})." if len(carry) > 1 else "")))
 
 # %% [markdown]
 # A few answers of the chapter's model, one per family:
