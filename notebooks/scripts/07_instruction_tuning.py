@@ -451,7 +451,7 @@ print("same outputs before and after merging:", torch.allclose(merged_logits, lo
 # block, rank `RECIPE.lora_rank`, 1,000 steps of 32, 20,000 extra training records, the token embedding
 # frozen) was chosen by measurement on a validation split carved from the training records, one change at
 # a time. One run is one seed: the seed decides the order of the batches and LoRA's random $A$, and it moves
-# exact match by a few points. So a command in the repository fine-tunes each method with several seeds and
+# exact match by a point or a few. So a command in the repository fine-tunes each method with several seeds and
 # scores each set; this cell reads what it wrote, and says when and how to reproduce it.
 
 # %%
