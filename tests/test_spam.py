@@ -219,6 +219,7 @@ def test_spamassassin_offline_without_cache_says_what_to_do(tmp_path, monkeypatc
 
 def test_a_parsed_cache_cut_short_is_parsed_again(tmp_path, monkeypatch, capsys):
     """A cache file cut at a line boundary still reads as a table: it is checked by its count, not trusted."""
+    spam.load_spamassassin()  # parses the corpus into its cache when this test runs first (a fresh clone)
     real_cache = spam.spamassassin_archive().parent
     (tmp_path / "cache").mkdir()
     (tmp_path / "cache" / spam.SPAM_FILENAME).symlink_to(real_cache / spam.SPAM_FILENAME)
