@@ -184,9 +184,14 @@ def readme_with_table(readme: str, table: str) -> str:
     """``readme`` with the text between the results markers replaced by ``table``."""
     if README_BEGIN not in readme or README_END not in readme:
         raise ValueError(f"README.md lacks the markers {README_BEGIN!r} ... {README_END!r}")
-    head, rest = readme.split(README_BEGIN, 1)
-    _, tail = rest.split(README_END, 1)
-    return f"{head}{README_BEGIN}\n{table}\n{README_END}{tail}"
+    return _with_block(readme, README_BEGIN, README_END, table)
+
+
+def _with_block(readme: str, begin: str, end: str, body: str) -> str:
+    """``readme`` with the text between the marker lines ``begin`` and ``end`` replaced by ``body``."""
+    head, rest = readme.split(begin, 1)
+    _, tail = rest.split(end, 1)
+    return f"{head}{begin}\n{body}\n{end}{tail}"
 
 
 def _ratio(ratio: float | None) -> str:
@@ -231,9 +236,7 @@ def readme_with_bench(readme: str, folder: Path | None = None) -> str:
         else:  # say so in the README rather than leave an empty block
             table = (f"Not measured yet: `python -m gpt2_core.bench{' --device cuda' if name == 'cuda' else ''} "
                      f"--write results/{path.name}` on an idle machine writes it.")
-        head, rest = readme.split(begin, 1)
-        _, tail = rest.split(end, 1)
-        readme = f"{head}{begin}\n{table}\n{end}{tail}"
+        readme = _with_block(readme, begin, end, table)
     return readme
 
 
@@ -251,14 +254,13 @@ def readme_with_map(readme: str, results: dict[int, dict] | None = None) -> str:
     results = results if results is not None else read_results()
     notebooks = sorted((data_dir().parent / "notebooks").glob("[0-9][0-9]_*.ipynb"))
     table = reading_table(notebooks, {n: r["seconds"] / 60 for n, r in results.items()})
-    head, rest = readme.split(MAP_BEGIN, 1)
-    _, tail = rest.split(MAP_END, 1)
-    return f"{head}{MAP_BEGIN}\n{table}\n{MAP_END}{tail}"
+    return _with_block(readme, MAP_BEGIN, MAP_END, table)
 
 
 def readme_generated(readme: str, results: dict[int, dict] | None = None, folder: Path | None = None) -> str:
     """``readme`` with all its generated blocks brought up to date: the results table, the learner's map and
     the benchmark tables."""
+    results = read_results() if results is None else results  # read once for the table and the map
     return readme_with_bench(readme_with_map(readme_with_table(readme, results_table(results)), results), folder)
 
 
