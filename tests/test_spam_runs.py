@@ -71,3 +71,47 @@ def test_labelled_samples_change_with_the_seed_and_all_means_all(tiny_course):
     assert data.labelled(100, seed=1)[0] is data.train
     recipe = spam_runs.SpamRecipe()
     assert recipe.steps(15_812) == 494 and recipe.steps(10) == recipe.min_steps
+
+
+def _curve(labels: list[int], seeds: list[int], command: str, seconds: float, **changes) -> dict:
+    """A learning curve as the command writes it; each accuracy encodes its label count, method and seed."""
+    methods = {m: {"accuracy": [[n + k / 10 + s / 1000 for s in seeds] for n in labels],
+                   "hard_ham": [[n / 100 for _ in seeds] for n in labels],
+                   "mean": [n + k / 10 for n in labels], "std": [float(k) for _ in labels]}
+               for k, m in enumerate(spam_runs.METHODS)}
+    return {"measured": "2026-11-30", "profile": "default", "command": command, "torch_threads": 1,
+            "labels": labels, "seeds": seeds, "methods": methods, "base_model": "reference",
+            "recipe": {"window": 128}, "test_emails": 713, "seconds": seconds, **changes}
+
+
+def test_merged_curve_reads_as_one_command_over_every_label_count(tmp_path):
+    low = _curve([16, 256], [1, 2], "python -m x learning-curve --labels 16 256", 60.0)
+    high = _curve([64, 2501], [1, 2], "python -m x learning-curve --labels 64 100000", 90.0, torch_threads=2,
+                  measured="2026-12-01")
+    for path, part in (("low.json", low), ("high.json", high)):
+        (tmp_path / path).write_text(json.dumps(part))
+    out = tmp_path / "curve.json"
+    assert spam_runs.main(["merge-curves", "--parts", str(tmp_path / "low.json"), str(tmp_path / "high.json"),
+                           "--out", str(out)]) == 0
+    merged = read_measurement(out)
+    assert merged["labels"] == [16, 64, 256, 2501] and merged["seeds"] == [1, 2]
+    assert merged["command"] == ("python -m gpt2_core.finetuning.spam_runs learning-curve --labels 16 64 256 2501 "
+                                 "--seeds 1 2")
+    assert merged["measured"] == "2026-12-01" and merged["seconds"] == 150.0 and merged["torch_threads"] == 2
+    assert [m.split(" (")[0] for m in merged["measured_in"]] == [low["command"], high["command"]]
+    for k, method in enumerate(spam_runs.METHODS):  # every value went to its own label count and method
+        assert merged["methods"][method]["mean"] == [n + k / 10 for n in (16, 64, 256, 2501)]
+        assert merged["methods"][method]["accuracy"][1] == [64 + k / 10 + 0.001, 64 + k / 10 + 0.002]
+        assert merged["methods"][method]["hard_ham"][3] == [25.01, 25.01]
+
+
+def test_merging_curves_refuses_pieces_that_do_not_fit():
+    base = _curve([16], [1, 2], "a", 1.0)
+    with pytest.raises(ValueError, match="different seeds"):
+        spam_runs.merge_curves([base, _curve([64], [1, 3], "b", 1.0)])
+    with pytest.raises(ValueError, match="different recipe"):
+        spam_runs.merge_curves([base, _curve([64], [1, 2], "b", 1.0, recipe={"window": 64})])
+    with pytest.raises(ValueError, match="16 labels are measured in two"):
+        spam_runs.merge_curves([base, _curve([16, 64], [1, 2], "b", 1.0)])
+    with pytest.raises(ValueError, match="at least 2"):
+        spam_runs.merge_curves([base])

@@ -7,6 +7,10 @@ they are measured here, by a command that writes JSON the notebook reads and lab
     python -m gpt2_core.finetuning.spam_runs learning-curve --out results/ch06-learning-curve.json
     python -m gpt2_core.finetuning.spam_runs recipe-search --out results/ch06-recipe-search.json
 
+A long curve can be measured in pieces (label counts run at different times) and joined into one file:
+
+    python -m gpt2_core.finetuning.spam_runs merge-curves --parts a.json b.json --out results/ch06-learning-curve.json
+
 The notebook's own runs call the same functions (:func:`start_model`, :func:`domain_lm_step`,
 :func:`fine_tune`), so its single-seed numbers are one draw of the distributions measured here.
 
@@ -32,7 +36,7 @@ import torch
 from ..model.gpt import GPTModel
 from ..pretraining.step import lm_loss
 from ..profile import get_device, pick, seed_everything
-from ..results import write_measurement
+from ..results import read_measurement, write_measurement
 from . import classification as clf
 from . import spam
 from .baselines import NaiveBayes
@@ -194,6 +198,39 @@ def learning_curve(labels: Sequence[int], seeds: Sequence[int], recipe: SpamReci
             "seconds": round(time.perf_counter() - start, 1)}
 
 
+def merge_curves(parts: Sequence[dict]) -> dict:
+    """One learning curve from pieces measured apart: the same seeds, recipe, base model, profile and test set,
+    different label counts. The result reads as the one command that would measure it all at once
+    (``command``), and ``measured_in`` keeps each piece's own command, date, threads and time."""
+    if len(parts) < 2:
+        raise ValueError(f"merge-curves needs at least 2 learning curves, got {len(parts)}")
+    first = parts[0]
+    for part in parts[1:]:
+        for key in ("seeds", "recipe", "base_model", "test_emails", "profile"):
+            if part.get(key) != first.get(key):
+                raise ValueError(f"cannot merge learning curves measured with different {key}: "
+                                 f"{first.get(key)!r} and {part.get(key)!r}; re-run the piece with the same {key}")
+    where: dict[int, tuple[dict, int]] = {}
+    for part in parts:
+        for i, n in enumerate(part["labels"]):
+            if n in where:
+                raise ValueError(f"{n} labels are measured in two of the pieces; merge pieces with different label "
+                                 "counts")
+            where[n] = (part, i)
+    labels = sorted(where)
+    methods = {m: {key: [where[n][0]["methods"][m][key][where[n][1]] for n in labels]
+                   for key in ("accuracy", "hard_ham", "mean", "std")} for m in METHODS}
+    return {"measured": max(p["measured"] for p in parts), "profile": first["profile"],
+            "command": (f"python -m gpt2_core.finetuning.spam_runs learning-curve --labels {' '.join(map(str, labels))}"
+                        f" --seeds {' '.join(map(str, first['seeds']))}"),
+            "torch_threads": max(p["torch_threads"] for p in parts),
+            "measured_in": [f"{p['command']} ({p['measured']}, torch threads: {p['torch_threads']}, "
+                            f"{p['seconds']:.0f} s)" for p in parts],
+            "labels": labels, "seeds": first["seeds"], "methods": methods, "base_model": first["base_model"],
+            "recipe": first["recipe"], "test_emails": first["test_emails"],
+            "seconds": round(sum(p["seconds"] for p in parts), 1)}
+
+
 # One change at a time from the recipe: (the change, whether to start without the e-mail LM step, and the rows
 # it gives: a name and how the windows' logits are pooled; two poolings of one model cost one fine-tune).
 VARIANTS: tuple[tuple[dict, bool, tuple[tuple[str, str], ...]], ...] = (
@@ -242,14 +279,22 @@ def recipe_search(n_labels: int, seeds: Sequence[int], recipe: SpamRecipe, per_c
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m gpt2_core.finetuning.spam_runs",
                                      description=__doc__.split("\n")[0])
-    parser.add_argument("what", choices=("learning-curve", "recipe-search"))
+    parser.add_argument("what", choices=("learning-curve", "recipe-search", "merge-curves"))
     parser.add_argument("--out", required=True, help="the JSON file to write")
     parser.add_argument("--seeds", type=int, nargs="+", default=[123, 7, 2024])
     parser.add_argument("--labels", type=int, nargs="+", default=[16, 64, 256, 10**6],
                         help="label counts of the learning curve (more than there are: all), or the one of the search")
     parser.add_argument("--per-class", type=int, default=None, help="e-mails per class (default: all)")
+    parser.add_argument("--parts", nargs="+", default=[], help="merge-curves: the learning-curve files to join")
     parser.add_argument("--progress", action="store_true")
     args = parser.parse_args(argv)
+    if args.what == "merge-curves":
+        if len(args.parts) < 2:
+            parser.error(f"merge-curves needs --parts with at least 2 learning-curve files, got {len(args.parts)}")
+        merged = merge_curves([read_measurement(p) for p in args.parts])
+        write_measurement(args.out, "gpt2_core.finetuning.spam_runs", argv, merged)  # merged's stamps win
+        print(f"wrote {args.out}: {merged['command']}")
+        return 0
     recipe = profile_recipe()
     if args.what == "learning-curve":
         result = learning_curve(args.labels, args.seeds, recipe, args.per_class, args.progress)
