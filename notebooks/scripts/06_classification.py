@@ -631,6 +631,8 @@ for i, n in enumerate(sizes):
                  (spam_runs.METHODS[0], spam_runs.METHODS[1])]:
         gap, noise, verdict = lead(a, b, i)
         lines.append(f"- {n} labels: *{a}* vs *{b}*: {gap:+.1%} (spread {noise:.1%}), {verdict}")
+
+
 def listed(counts):
     names = [f"{n:,}" for n in counts]
     return " and ".join([", ".join(names[:-1]), names[-1]]) if len(names) > 1 else "".join(names)
