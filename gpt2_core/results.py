@@ -182,13 +182,13 @@ def results_table(results: dict[int, dict] | None = None) -> str:
 
 def readme_with_table(readme: str, table: str) -> str:
     """``readme`` with the text between the results markers replaced by ``table``."""
-    if README_BEGIN not in readme or README_END not in readme:
-        raise ValueError(f"README.md lacks the markers {README_BEGIN!r} ... {README_END!r}")
     return _with_block(readme, README_BEGIN, README_END, table)
 
 
 def _with_block(readme: str, begin: str, end: str, body: str) -> str:
     """``readme`` with the text between the marker lines ``begin`` and ``end`` replaced by ``body``."""
+    if begin not in readme or end not in readme.split(begin, 1)[-1]:
+        raise ValueError(f"README.md lacks the markers {begin!r} ... {end!r} (in that order)")
     head, rest = readme.split(begin, 1)
     _, tail = rest.split(end, 1)
     return f"{head}{begin}\n{body}\n{end}{tail}"

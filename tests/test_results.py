@@ -77,6 +77,10 @@ def test_table_and_readme_markers():
     assert readme_with_table(readme, "NEW") == f"intro\n{results.README_BEGIN}\nNEW\n{results.README_END}\noutro\n"
     with pytest.raises(ValueError, match="markers"):
         readme_with_table("no markers", "NEW")
+    with pytest.raises(ValueError, match="in that order"):  # an end marker before its begin is no block
+        readme_with_table(f"{results.README_END}\n{results.README_BEGIN}\n", "NEW")
+    with pytest.raises(ValueError, match="map:end"):  # the map's begin without its end
+        results.readme_with_map(f"{results.MAP_BEGIN}\nold\n", {})
 
 
 def test_readme_results_table_matches_the_committed_results():
