@@ -43,6 +43,7 @@ from .baselines import NaiveBayes
 from .classification_data import WindowedTexts, lm_loader
 from .loop import FinetuneConfig, FinetuneHistory, finetune
 
+PROG = "gpt2_core.finetuning.spam_runs"  # run as `python -m PROG`
 METHODS = ("pretrained + e-mail LM step", "pretrained only", "random init", "Naive Bayes")
 
 
@@ -221,7 +222,7 @@ def merge_curves(parts: Sequence[dict]) -> dict:
     methods = {m: {key: [where[n][0]["methods"][m][key][where[n][1]] for n in labels]
                    for key in ("accuracy", "hard_ham", "mean", "std")} for m in METHODS}
     return {"measured": max(p["measured"] for p in parts), "profile": first["profile"],
-            "command": (f"python -m gpt2_core.finetuning.spam_runs learning-curve --labels {' '.join(map(str, labels))}"
+            "command": (f"python -m {PROG} learning-curve --labels {' '.join(map(str, labels))}"
                         f" --seeds {' '.join(map(str, first['seeds']))}"),
             "torch_threads": max(p["torch_threads"] for p in parts),
             "measured_in": [f"{p['command']} ({p['measured']}, torch threads: {p['torch_threads']}, "
@@ -277,7 +278,7 @@ def recipe_search(n_labels: int, seeds: Sequence[int], recipe: SpamRecipe, per_c
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m gpt2_core.finetuning.spam_runs",
+    parser = argparse.ArgumentParser(prog=f"python -m {PROG}",
                                      description=__doc__.split("\n")[0])
     parser.add_argument("what", choices=("learning-curve", "recipe-search", "merge-curves"))
     parser.add_argument("--out", required=True, help="the JSON file to write")
@@ -292,7 +293,7 @@ def main(argv: list[str] | None = None) -> int:
         if len(args.parts) < 2:
             parser.error(f"merge-curves needs --parts with at least 2 learning-curve files, got {len(args.parts)}")
         merged = merge_curves([read_measurement(p) for p in args.parts])
-        write_measurement(args.out, "gpt2_core.finetuning.spam_runs", argv, merged)  # merged's stamps win
+        write_measurement(args.out, PROG, argv, merged)  # merged's stamps win
         print(f"wrote {args.out}: {merged['command']}")
         return 0
     recipe = profile_recipe()
@@ -300,7 +301,7 @@ def main(argv: list[str] | None = None) -> int:
         result = learning_curve(args.labels, args.seeds, recipe, args.per_class, args.progress)
     else:
         result = recipe_search(args.labels[0], args.seeds, recipe, args.per_class, args.progress)
-    write_measurement(args.out, "gpt2_core.finetuning.spam_runs", argv, result)
+    write_measurement(args.out, PROG, argv, result)
     print(f"wrote {args.out} in {result['seconds']:.0f} s")
     return 0
 
