@@ -556,7 +556,8 @@ chapter_model = full_model
 words_table = pd.DataFrame({"test": scored[chapter_name]["test"]["table"]["exact_match"],
                             "held-out words": scored[chapter_name]["heldout"]["table"]["exact_match"],
                             "fresh": scored[chapter_name]["fresh"]["table"]["exact_match"]})
-words_table.loc[[f for f in words_table.index if f in SUPPORTED]]
+supported_rows = words_table.loc[[f for f in words_table.index if f in SUPPORTED]]
+supported_rows
 
 # %%
 heldout_answers = generate_answers(chapter_model, tokenizer, heldout_records, MAX_NEW)
@@ -575,7 +576,6 @@ test_s = scored[chapter_name]["test"]["supported"]
 held_s = scored[chapter_name]["heldout"]["supported"]
 fresh_s = scored[chapter_name]["fresh"]["supported"]
 full_spread = sm["full fine-tuning"]
-supported_rows = words_table.loc[[f for f in words_table.index if f in SUPPORTED]]
 learned = supported_rows[supported_rows["test"] >= 0.2].dropna()  # a family near zero on the test has nothing to keep
 kept = learned["held-out words"] / learned["test"]  # the share of its test score a family keeps on new words
 display(Markdown(

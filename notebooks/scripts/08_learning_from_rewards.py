@@ -509,7 +509,7 @@ display(Markdown(
     f"{len(seed_spread['seeds'])} seeds, `results/ch07-seed-spread.json`), so the best method's lead over the "
     f"start, {scores[best]['test']['supported'] - start_s:+.1%}, is "
     f"{'larger' if scores[best]['test']['supported'] - start_s > seed_std else 'no larger'} than the seed "
-    "spread, and GRPO's change, " f"{grpo_s - start_s:+.1%}, "
+    f"spread, and GRPO's change, {grpo_s - start_s:+.1%}, "
     f"{'larger' if abs(grpo_s - start_s) > seed_std else 'no larger'} (one seed of each method: a second "
     "seed would tell more)."))
 
