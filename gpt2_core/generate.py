@@ -3,6 +3,7 @@
     python -m gpt2_core.generate --checkpoint runs/sotu --prompt "The Congress of the United States"
     python -m gpt2_core.generate --reference --temperature 0.8 --top-k 40
     python -m gpt2_core.generate --pretrained gpt2            # OpenAI's weights (downloads once)
+    python -m gpt2_core.generate --reference --prompt-file my_prompt.txt   # a long prompt, from a UTF-8 file
 
 Every model is read with its own tokenizer: a course checkpoint records the one it was trained with (and
 one that records none is refused), the reference model ships with its own, and GPT-2's weights use
@@ -14,6 +15,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import torch
 
@@ -51,7 +53,10 @@ def build_parser() -> argparse.ArgumentParser:
     source.add_argument("--reference", action="store_true", help="the shipped reference course model")
     source.add_argument("--hf", metavar="DIR", help="a Hugging Face GPT-2 directory (config.json + weights)")
     source.add_argument("--pretrained", metavar="NAME", help="OpenAI weights by name, e.g. gpt2 (downloads once)")
-    parser.add_argument("--prompt", default="The Congress of the United States", help="text to continue")
+    prompt = parser.add_mutually_exclusive_group()
+    prompt.add_argument("--prompt", default="The Congress of the United States", help="text to continue")
+    prompt.add_argument("--prompt-file", metavar="PATH",
+                        help="read the text to continue from a UTF-8 text file (for long or multi-line prompts)")
     parser.add_argument("--max-new-tokens", type=_number(int, 0), default=50, help="how many tokens to add")
     parser.add_argument("--temperature", type=_number(float, 0), default=0.0,
                         help="0 = greedy (default); > 0 samples, higher is more random")
@@ -63,6 +68,28 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--compile", action="store_true",
                         help="torch.compile the one-token step (slow first call; CUDA graphs on a GPU)")
     return parser
+
+
+def read_prompt_file(path: str) -> str:
+    """The text of the prompt file at ``path``, less the one line break an editor adds at its end; ValueError,
+    in one line, for a file that is missing, a folder, unreadable, not UTF-8 text or empty."""
+    file = Path(path)
+    if not file.exists():
+        raise ValueError(f"--prompt-file {path}: no such file; check the path")
+    if file.is_dir():
+        raise ValueError(f"--prompt-file {path} is a folder; give a text file")
+    try:
+        data = file.read_bytes()
+    except OSError as err:
+        raise ValueError(f"--prompt-file {path} cannot be read ({err.strerror})") from None
+    try:
+        text = data.decode("utf-8-sig")  # a byte-order mark (some Windows editors write one) is not prompt text
+    except UnicodeDecodeError as err:
+        raise ValueError(f"--prompt-file {path} is not UTF-8 text (byte {err.start} is {data[err.start]:#04x}); "
+                         "save it as UTF-8 and try again") from None
+    if not text.strip():
+        raise ValueError(f"--prompt-file {path} is empty; write the text to continue in it")
+    return text.removesuffix("\n").removesuffix("\r")
 
 
 def _load(args: argparse.Namespace, device: torch.device):  # noqa: ANN202 - (model, tokenizer)
@@ -90,6 +117,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not (args.checkpoint or args.reference or args.hf or args.pretrained):
         parser.error("no model given: pass --checkpoint DIR (a course checkpoint), --reference (the course's "
                      "model), --hf DIR (a Hugging Face GPT-2 directory) or --pretrained gpt2 (downloads)")
+    if args.prompt_file is not None:
+        try:
+            args.prompt = read_prompt_file(args.prompt_file)
+        except ValueError as err:
+            parser.error(str(err))
     if not args.prompt:
         parser.error("--prompt is empty; give some text to continue (or '<|endoftext|>' to start from nothing)")
     if args.compile and args.no_cache:

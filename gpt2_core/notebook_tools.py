@@ -7,12 +7,18 @@ to fix). The scripts live in a subfolder so that a learner's file browser shows 
 ``python -m gpt2_core.notebook_tools check-prose notebooks/*.ipynb README.md`` lists every number in
 the notebooks' markdown (and the README) that the run's outputs, a facts list or a reproducing command
 do not back (the rules: :mod:`gpt2_core.prose`).
+
+``python -m gpt2_core.notebook_tools committed-runs FOLDER notebooks/*.ipynb`` prints the notebooks for
+``make nbval`` to re-execute: each one, or the committed copy (written into FOLDER) where the working tree's
+differs from it in outputs only. A learner's saved run, or one saved with its outputs cleared, holds no
+reference outputs for nbval to compare with; the committed run does.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import subprocess
 import sys
 from pathlib import Path
 
@@ -37,6 +43,40 @@ def pairing_problems(notebook: Path) -> list[str]:
     if formats != FORMATS:
         return [f"{notebook}: not set up for pairing (jupytext formats={formats!r}); use {FORMATS}"]
     return []
+
+
+def committed_bytes(path: Path) -> bytes | None:
+    """``path`` as git's HEAD holds it; None where git cannot say (no git, not a repository, a new file)."""
+    path = Path(path).resolve()
+    try:
+        top = subprocess.run(["git", "-C", str(path.parent), "rev-parse", "--show-toplevel"], capture_output=True,
+                             text=True, timeout=60)
+        if top.returncode != 0:
+            return None
+        relative = path.relative_to(Path(top.stdout.strip()).resolve()).as_posix()
+        done = subprocess.run(["git", "-C", top.stdout.strip(), "show", f"HEAD:{relative}"], capture_output=True,
+                              timeout=60)
+    except (OSError, ValueError, subprocess.TimeoutExpired):
+        return None
+    return done.stdout if done.returncode == 0 else None
+
+
+def committed_runs(notebooks: list[Path], folder: Path) -> list[Path]:
+    """Each notebook, or HEAD's copy of it written into ``folder`` where the two differ in outputs (and metadata)
+    only: what nbval should re-execute and compare with. A notebook whose code or prose differs is someone's
+    work in progress and is kept."""
+    chosen = []
+    for notebook in notebooks:
+        head = committed_bytes(notebook)
+        if head is not None and head != notebook.read_bytes():
+            ours = jupytext.writes(jupytext.read(notebook), fmt="py:percent")
+            theirs = jupytext.writes(jupytext.reads(head.decode("utf-8"), fmt="ipynb"), fmt="py:percent")
+            if ours == theirs:
+                folder.mkdir(parents=True, exist_ok=True)
+                (folder / notebook.name).write_bytes(head)
+                notebook = folder / notebook.name
+        chosen.append(notebook)
+    return chosen
 
 
 WORDS_PER_MINUTE, LINES_PER_MINUTE = 200, 20  # reading prose; following code (3 s a line, not writing it)
@@ -83,9 +123,13 @@ def reading_table(notebooks: list[Path], compute_minutes: dict[int, float]) -> s
 def main(argv: list[str]) -> int:
     if argv[:1] == ["check-prose"]:
         return prose.main(argv[1:])
+    if argv[:1] == ["committed-runs"] and len(argv) >= 3:
+        print(" ".join(str(p) for p in committed_runs([Path(p) for p in argv[2:]], Path(argv[1]))))
+        return 0
     if len(argv) < 1 or argv[0] != "check-pairing":
         print("usage: python -m gpt2_core.notebook_tools check-pairing NOTEBOOK.ipynb ...\n"
-              "       python -m gpt2_core.notebook_tools check-prose NOTEBOOK.ipynb ... [README.md]", file=sys.stderr)
+              "       python -m gpt2_core.notebook_tools check-prose NOTEBOOK.ipynb ... [README.md]\n"
+              "       python -m gpt2_core.notebook_tools committed-runs FOLDER NOTEBOOK.ipynb ...", file=sys.stderr)
         return 2
     notebooks = [Path(p) for p in argv[1:]]
     problems = [msg for nb in notebooks for msg in pairing_problems(nb)]

@@ -1,7 +1,10 @@
-"""Prose true to its run: every number a notebook's prose states is backed (COURSE_DESIGN.md, section 3).
+"""Prose true to its run: every number a notebook's prose states is backed (COURSE_DESIGN.md, section 3), and
+so is every direction it states (which result is ahead), and every comparison a run recorded.
 
-``python -m gpt2_core.notebook_tools check-prose notebooks/*.ipynb README.md`` lists every number in
-the prose that nothing backs, with the sentence it sits in; ``tests/test_prose_numbers.py`` runs it.
+``python -m gpt2_core.notebook_tools check-prose notebooks/*.ipynb README.md`` (or ``python -m gpt2_core.prose``)
+lists every number and direction in the prose that nothing backs, with the sentence it sits in;
+``tests/test_prose_numbers.py`` and ``tests/test_prose_directions.py`` run it. :func:`check_conclusions` checks
+the comparisons a notebook recorded in its ``results/chNN.json`` (``tests/test_conclusions.py``).
 
 **What counts as a number** (in a markdown cell, or in the README):
 
@@ -66,6 +69,25 @@ checked. Counts that grow with the data are four digits or more here and are che
 
 Settings named in prose (a learning rate, an exercise's ``alpha``) are code values: write them as
 code (```lr=3e-4```), which is left out, or print them.
+
+**Direction words** (``beats``, ``better``, ``worse``, ``higher``, ``lower``, ``helps``, ``within the spread``,
+... : :data:`DIRECTION`): a sentence of a notebook's static markdown that says one thing is ahead of another
+is a conclusion, and a number it does not state can still contradict it (chapter 6 once said the recipe
+"stands" while a row of its own table beat it). So such a sentence is a problem unless it is backed:
+
+(a) rendered instead: a sentence a code cell renders from its run's numbers (``IPython.display.Markdown``,
+    deciding the direction with :mod:`gpt2_core.finetuning.compare` where noise matters) is output, not
+    static prose, and is not checked here;
+(b) a claim: the facts list may also hold *claims*, keys of three or more words, each a piece of the
+    sentence as written (markdown included) with its source as the value (``{"a longer vector pointing a
+    similar way can score higher": "the dot product grows with the vectors' lengths (section 2)"}``);
+    it backs every sentence that contains it. A claim that backs nothing is stale;
+(c) a reproducing command in its cell, as for numbers.
+
+Left out: questions (a sentence ending in ``?``), headings, hyphenated compounds (``lower-triangular``,
+``best-of-k``), targets (``numbers to beat``, ``must beat it``), thresholds (``80% or better``), positions
+(``the lower layers``, ``lower case``), and, as for numbers, code, LaTeX, links and italic spans (``*...*``:
+titles of papers, named variants).
 
 For the README: the numbers inside its generated blocks (between ``<!-- results:begin ... -->`` and
 ``<!-- results:end -->``, and between the benchmark markers of :mod:`gpt2_core.results`) are not
@@ -188,12 +210,22 @@ def read_facts(path: Path) -> tuple[dict[str, str], list[Problem]]:
         return {}, [Problem("bad facts file", str(path), path.name, "must be a JSON object {number: source}")]
     problems = [Problem("fact without source", k, path.name) for k, v in facts.items()
                 if not isinstance(v, str) or len(v.split()) < 2]
-    return {fact_key(k): v for k, v in facts.items()}, problems
+    return {(claim_key(k) if is_claim(k) else fact_key(k)): v for k, v in facts.items()}, problems
 
 
 def fact_key(text: str) -> str:
     """How a number is looked up in a facts list: as written, without spaces, ``×`` read as ``x``."""
     return "".join(text.split()).replace("×", "x")
+
+
+def is_claim(key: str) -> bool:
+    """Whether a facts-list key is a claim (a piece of a sentence: three or more words), not a number."""
+    return len(key.split()) >= 3
+
+
+def claim_key(text: str) -> str:
+    """How a claim is matched against a sentence: as written, runs of whitespace read as one space."""
+    return " ".join(text.split())
 
 
 def _check_found(found: list[Found], backed: Callable[[Found], bool], facts: dict[str, str], facts_name: str,
@@ -207,7 +239,7 @@ def _check_found(found: list[Found], backed: Callable[[Found], bool], facts: dic
         if not backed(f):
             problems.append(Problem("unbacked", f.number.text, where(f), f.sentence))
     problems += [Problem("stale fact", k, facts_name, "no number of the prose is this; remove the entry")
-                 for k in facts if k not in used]
+                 for k in facts if k not in used and not is_claim(k)]
     return problems
 
 
@@ -271,6 +303,85 @@ def check_notebook(path: Path, facts_path: Path | None = None, root: Path | None
     return problems + _check_found(found, backed, facts, facts_path.name, lambda f: f"cell {f.cell}")
 
 
+# A word or phrase that says which of two things is ahead (see the module's doc); matched on masked prose.
+DIRECTION = re.compile(
+    r"(?<![\w-])(?:beat(?:s|en|ing)?|outperform(?:s|ed|ing)?|better|worse|best|worst|help(?:s|ed)|hurts?|wins?|"
+    r"improve[sd]|ahead of|higher|lower|faster|slower|(?:more|less) accurate|"
+    r"(?:within|beyond|outside|larger than|smaller than) the (?:seed )?(?:spread|noise))(?![\w-])", re.IGNORECASE)
+# Direction words that state no result: a target ("numbers to beat", "must beat it"), a threshold ("80% or
+# better") and a position ("the lower layers", "lower case").
+_NOT_A_RESULT = re.compile(
+    r"(?:\bto|\bmust) beat\b|\bor (?:better|worse)\b|\b(?:lower|higher) (?:layers?|blocks?|case)\b", re.IGNORECASE)
+_ITALIC = re.compile(r"(?<![*\w])\*(?![*\s])[^*\n]+?(?<![*\s])\*(?![*\w])")
+
+
+def _directions(source: str) -> list[tuple[str, str]]:
+    """(word, sentence) for every sentence of a markdown cell that states a direction (once per sentence)."""
+    masked = _ITALIC.sub(lambda m: " " * len(m.group(0)), mask(source))
+    found: dict[str, str] = {}
+    for m in DIRECTION.finditer(masked):
+        line = masked[masked.rfind("\n", 0, m.start()) + 1:]
+        if re.match(r"\s{0,3}#", line) or _NOT_A_RESULT.search(masked[max(0, m.start() - 12):m.end() + 12]):
+            continue  # a heading, a target, a threshold or a position
+        sentence = _sentence(source, m.start())
+        if not sentence.rstrip(" *_").endswith("?"):
+            found.setdefault(sentence, m.group(0))
+    return [(word, sentence) for sentence, word in found.items()]
+
+
+def check_directions(path: Path, facts_path: Path | None = None, root: Path | None = None) -> list[Problem]:
+    """The sentences of the notebook at ``path``'s static markdown that state a direction nothing backs
+    (a claim in its facts list, or a reproducing command in its cell), and the stale claims."""
+    path = Path(path)
+    root = Path(root) if root is not None else path.resolve().parent.parent
+    facts_path = facts_path or path.parent / FACTS_DIR / f"{path.stem}.json"
+    claims = [k for k in read_facts(facts_path)[0] if is_claim(k)]
+    problems, used = [], set()
+    for i, cell in enumerate(json.loads(path.read_text(encoding="utf-8"))["cells"]):
+        source = cell.get("source", "")
+        source = "".join(source) if isinstance(source, list) else source
+        if cell.get("cell_type") != "markdown":
+            continue
+        reproduced = any(command_exists(c, root) for c in reproducing_commands(source))
+        for word, sentence in _directions(source):
+            backing = [c for c in claims if c in claim_key(sentence)]
+            used.update(backing)
+            if not (backing or reproduced):
+                problems.append(Problem("unbacked direction", word, f"cell {i}", sentence))
+    return problems + [Problem("stale claim", c, facts_path.name, "no direction sentence contains it; remove it")
+                       for c in claims if c not in used]
+
+
+def check_conclusions(notebook: Path, results: Path) -> list[Problem]:
+    """Every comparison a notebook's run stated and recorded under ``conclusions`` in its ``results/chNN.json``
+    (the records of :mod:`gpt2_core.finetuning.compare`): its verdict and sentence still follow from its recorded
+    numbers, and the committed notebook's outputs show the sentence. Empty when all hold (or none is recorded)."""
+    from .finetuning.compare import from_record  # the library's rule decides; this only checks that it was followed
+
+    notebook, results = Path(notebook), Path(results)
+    records = json.loads(results.read_text(encoding="utf-8")).get("conclusions", [])
+    if not isinstance(records, list):
+        return [Problem("bad conclusions", results.name, results.name, "'conclusions' must be a list of records")]
+    cells = json.loads(notebook.read_text(encoding="utf-8"))["cells"]
+    shown = claim_key(" ".join(_output_text(o) for c in cells if c.get("cell_type") == "code"
+                               for o in c.get("outputs", [])))
+    problems = []
+    for i, record in enumerate(records):
+        where = f"{results.name} conclusions[{i}]"
+        try:
+            again = from_record(record)
+        except (ValueError, TypeError, KeyError) as e:
+            problems.append(Problem("bad conclusion", str(record)[:80], where, str(e)))
+            continue
+        if (again.verdict, again.phrase) != (record.get("verdict"), record.get("phrase")):
+            problems.append(Problem("conclusion does not follow", record.get("verdict", ""), where,
+                                    f"recorded {record.get('phrase')!r}; its numbers say {again.phrase!r}"))
+        elif claim_key(again.phrase) not in shown:
+            problems.append(Problem("conclusion not shown", again.verdict, where,
+                                    f"{notebook.name}'s outputs do not contain {again.phrase!r}"))
+    return problems
+
+
 def _json_numbers(value: object) -> list[Number]:
     if isinstance(value, bool) or value is None:
         return []
@@ -319,9 +430,10 @@ def check_readme(path: Path, results: Path | None = None, facts_path: Path | Non
 
 
 def check(path: Path) -> list[Problem]:
-    """:func:`check_notebook` for a ``.ipynb``, :func:`check_readme` for anything else (a README)."""
+    """:func:`check_notebook` and :func:`check_directions` for a ``.ipynb``, :func:`check_readme` for anything
+    else (a README)."""
     path = Path(path)
-    return check_notebook(path) if path.suffix == ".ipynb" else check_readme(path)
+    return check_notebook(path) + check_directions(path) if path.suffix == ".ipynb" else check_readme(path)
 
 
 def main(paths: list[str]) -> int:
@@ -337,3 +449,7 @@ def main(paths: list[str]) -> int:
             print(f"{p}: {problem}")
         print(f"{p}: {len(problems)} problem(s)")
     return 1 if total else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

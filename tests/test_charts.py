@@ -27,7 +27,35 @@ def test_figures_have_titles_and_axis_labels():
     _labelled(plots.plot_finetune({"run": h}, smooth=2))
     _labelled(plots.plot_learning_curve([16, 64], {"a": [0.6, 0.8], "b": [0.7, 0.9]}))
     _labelled(plots.plot_learning_curve([16, 64], {"a": [0.6, 0.8]}, spread={"a": [0.05, 0.01]}))
-    _labelled(plots.plot_lengths({"ham": [10, 50, 300], "spam": [5, 129, 2000]}, 128))
+    fig = plots.plot_lengths({"ham": [10, 50, 300], "spam": [5, 129, 2000]}, 128)
+    assert all(ax.get_title(loc="left") and ax.get_ylabel() for ax in fig.axes) and fig.axes[-1].get_xlabel()
+    plt.close(fig)
+
+
+def test_plot_lengths_counts_texts_per_group_in_panels_of_their_own():
+    lengths = {"easy": [100, 120, 130, 3000], "hard": [2000]}  # a one-text group must read as one text
+    fig = plots.plot_lengths(lengths, 128)
+    for ax, (name, values) in zip(fig.axes, lengths.items(), strict=True):
+        assert sum(p.get_height() for p in ax.patches) == len(values)  # counts, not densities
+        assert ax.get_title(loc="left").startswith(f"{name}: {len(values)} texts, {sum(n > 128 for n in values)}")
+        assert [line.get_xdata()[0] for line in ax.lines] == [128]  # the context, in every panel
+    assert not fig.axes[0].get_legend()  # no legend to cover anything
+    plt.close(fig)
+    with pytest.raises(ValueError, match="non-empty"):
+        plots.plot_lengths({"a": []}, 128)
+    with pytest.raises(ValueError, match="window must be >= 1"):
+        plots.plot_lengths({"a": [3]}, 0)
+
+
+def test_learning_curve_draws_an_error_bar_per_point_with_the_methods_apart():
+    fig = plots.plot_learning_curve([16, 64], {"a": [0.6, 0.8], "b": [0.7, 0.9]}, spread={"a": [0.05, 0.01]})
+    ax = fig.axes[0]
+    lines = [c.lines[0] for c in ax.containers]
+    assert [list(line.get_ydata()) for line in lines] == [[60.0, 80.0], [70.0, 90.0]]
+    xs_a, xs_b = lines[0].get_xdata(), lines[1].get_xdata()
+    assert all(a < b for a, b in zip(xs_a, xs_b, strict=True))  # nudged apart, in order
+    assert ax.containers[0].has_yerr and not ax.containers[1].has_yerr  # only "a" has a spread
+    plt.close(fig)
 
 
 def test_label_points_keeps_labels_apart():
@@ -141,3 +169,16 @@ def test_family_scores_mark_a_zero_bar_and_keep_the_legend_clear_of_the_bars():
     assert all(not legend.overlaps(p.get_window_extent()) for p in ax.patches)
     with pytest.raises(ValueError, match="at least one"):
         plots.plot_family_scores({}, ["x"])
+
+
+def test_save_figure_writes_a_whole_png_atomically(tmp_path):
+    from gpt2_core.figures import save_figure
+
+    fig, ax = plt.subplots()
+    ax.plot([0, 1], [1, 0])
+    target = tmp_path / "out" / "curve.png"
+    target.parent.mkdir()
+    target.write_bytes(b"an older picture")
+    assert save_figure(fig, target) == target
+    assert target.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and list(target.parent.iterdir()) == [target]
+    plt.close(fig)

@@ -224,11 +224,54 @@ def test_missing_directory(tmp_path):
         load_checkpoint(tmp_path / "nothing-here")
 
 
-@pytest.mark.parametrize("name", ["model.safetensors", "config.json", "trainer.json", "trainer.safetensors"])
+@pytest.mark.parametrize("name", ["model.safetensors", "trainer.json", "trainer.safetensors"])
 def test_missing_file(saved, name):
     (saved / name).unlink()
-    with pytest.raises(FileNotFoundError, match=name):
+    for read in (load_checkpoint, ckpt.checkpoint_info):
+        with pytest.raises(ckpt.IncompleteCheckpointError, match=f"incomplete checkpoint \\({name} is missing\\)"):
+            read(saved)
+
+
+def test_missing_config(saved):
+    (saved / "config.json").unlink()
+    with pytest.raises(FileNotFoundError, match="config.json"):
         load_checkpoint(saved)
+
+
+@pytest.mark.parametrize("name", ["model.safetensors", "trainer.safetensors", "trainer.json", "tokenizer.tiktoken"])
+def test_a_checkpoint_cut_short_is_refused_in_one_line_before_anything_is_read(tmp_path, name, monkeypatch):
+    """A directory whose save or copy was interrupted: each file is checked against the size config.json
+    records, so even a cut that leaves a readable file (a JSON or ranks file cut at a line) is caught, and
+    by checkpoint_info, which reads no tensors (what chapter 7's saved model is checked with)."""
+    from conftest import tiny_tokenizer
+
+    model, opt, sched = make_run(0, CFG.replace(vocab_size=300))
+    path = save_checkpoint(tmp_path / "ck", model, opt, sched, step=2, tokenizer=tiny_tokenizer())
+    data = (path / name).read_bytes()
+    (path / name).write_bytes(data[: len(data) // 2])
+    monkeypatch.setattr(ckpt._Reader, "tensors", lambda *a: pytest.fail("an incomplete checkpoint must not be read"))
+    for read in (load_checkpoint, ckpt.checkpoint_info, ckpt.load_tokenizer):
+        with pytest.raises(ValueError) as err:
+            read(path)
+        message = str(err.value)
+        assert isinstance(err.value, ckpt.IncompleteCheckpointError) and "\n" not in message
+        assert f"{name} has {len(data) // 2:,} of its {len(data):,} bytes" in message and "save it again" in message
+
+
+def test_checkpoints_saved_before_sizes_were_recorded_load_and_are_checked_by_name(saved):
+    config = json.loads((saved / "config.json").read_text())
+    assert set(config[ckpt.FILES_KEY]) == {"model.safetensors", "trainer.json", "trainer.safetensors"}
+    del config[ckpt.FILES_KEY]
+    (saved / "config.json").write_text(json.dumps(config))
+    assert load_checkpoint(saved)["step"] == 1
+    (saved / "trainer.safetensors").unlink()
+    with pytest.raises(ckpt.IncompleteCheckpointError, match="trainer.safetensors is missing"):
+        ckpt.checkpoint_info(saved)
+
+
+def test_info_may_not_take_the_name_of_the_file_sizes(tmp_path):
+    with pytest.raises(ValueError, match="files"):
+        save_checkpoint(tmp_path / "ck", make_run(0)[0], info={ckpt.FILES_KEY: {}})
 
 
 @pytest.mark.parametrize("name", ["model.safetensors", "trainer.safetensors"])
@@ -446,3 +489,11 @@ def test_lora_model_round_trips_through_checkpoint(tmp_path):
     # a LoRA checkpoint does not load into a plain model (and says which weights differ)
     with pytest.raises(ValueError, match=r"\.A"):
         load_checkpoint(tmp_path / "lora", GPTModel(CFG))
+
+
+def test_a_garbled_size_record_is_called_corrupt(saved):
+    config = json.loads((saved / "config.json").read_text())
+    config[ckpt.FILES_KEY] = {"model.safetensors": "many"}
+    (saved / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match="records its files' sizes.*corrupt"):
+        ckpt.checkpoint_info(saved)

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
+import http.client
 import io
 import urllib.error
 import urllib.request
 
 import pytest
 
+from gpt2_core import files
 from gpt2_core.files import fetch_verified
 from gpt2_core.files import sha256 as sha256_of
 from gpt2_core.text import corpus
@@ -78,6 +81,85 @@ def test_offline_with_empty_cache_says_what_to_do(empty_data, monkeypatch):
     with pytest.raises(RuntimeError, match=corpus.SOTU_FILENAME):
         corpus.sotu_text("train")
     assert list((empty_data / "cache").iterdir()) == []  # no partial file left
+
+
+class _Broken(io.BytesIO):
+    """A download that delivers ``cut`` bytes, then fails with ``error`` (Ctrl-C, a dropped connection, ...)."""
+
+    def __init__(self, payload: bytes, cut: int, error: BaseException) -> None:
+        super().__init__(payload[:cut])
+        self.error = error
+
+    def read(self, size: int = -1) -> bytes:
+        block = super().read(size)
+        if not block:
+            raise self.error
+        return block
+
+
+def serve_broken(monkeypatch, payload: bytes, error: BaseException) -> None:
+    monkeypatch.setattr(urllib.request, "urlopen", lambda url, timeout=None: _Broken(payload, len(payload) // 2, error))
+
+
+@pytest.mark.parametrize("error, raised, match", [
+    (KeyboardInterrupt(), KeyboardInterrupt, None),  # the learner stops the cell mid-download
+    (http.client.IncompleteRead(b"", 100), RuntimeError, "could not be downloaded"),  # the connection dropped
+    (ConnectionResetError(104, "Connection reset by peer"), RuntimeError, "could not be downloaded"),
+])
+def test_an_interrupted_download_leaves_nothing_and_the_next_run_downloads_again(empty_data, monkeypatch, error,
+                                                                                raised, match):
+    serve_broken(monkeypatch, PAYLOAD, error)
+    with pytest.raises(raised, match=match) as err:
+        fetch_verified("https://example.org/f.txt", PAYLOAD_SHA, "f.txt")
+    assert "\n" not in str(err.value)
+    assert list((empty_data / "cache").iterdir()) == []  # no half file, under its name or another
+    serve(monkeypatch, PAYLOAD)
+    assert fetch_verified("https://example.org/f.txt", PAYLOAD_SHA, "f.txt").read_bytes() == PAYLOAD
+
+
+def test_a_download_cut_short_without_an_error_is_refused_then_downloaded_again(empty_data, monkeypatch):
+    serve(monkeypatch, PAYLOAD[: len(PAYLOAD) // 2])  # the server closed early: fewer bytes, no exception
+    with pytest.raises(RuntimeError, match="cut short.*Run again"):
+        fetch_verified("https://example.org/f.txt", PAYLOAD_SHA, "f.txt")
+    assert list((empty_data / "cache").iterdir()) == []
+    serve(monkeypatch, PAYLOAD)
+    assert fetch_verified("https://example.org/f.txt", PAYLOAD_SHA, "f.txt").read_bytes() == PAYLOAD
+
+
+def test_a_full_disk_while_caching_says_so_and_leaves_nothing(empty_data, monkeypatch):
+    class FullDisk(io.BytesIO):
+        def write(self, data):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    serve(monkeypatch, PAYLOAD)
+    monkeypatch.setattr(files, "open", lambda path, mode: FullDisk(), raising=False)  # fetch_verified's open()
+    with pytest.raises(RuntimeError, match="the disk is full: f.txt could not be cached.*Free some disk space") as err:
+        fetch_verified("https://example.org/f.txt", PAYLOAD_SHA, "f.txt")
+    assert "internet" not in str(err.value) and "\n" not in str(err.value)
+    monkeypatch.delattr(files, "open")
+    assert list((empty_data / "cache").iterdir()) == []
+    assert fetch_verified("https://example.org/f.txt", PAYLOAD_SHA, "f.txt").read_bytes() == PAYLOAD
+
+
+def test_a_damaged_cached_copy_is_named_and_downloaded_again(empty_data, monkeypatch, capsys):
+    (empty_data / "cache").mkdir()
+    (empty_data / "cache" / "f.txt").write_bytes(PAYLOAD[:100])  # cut short by an older copy, say
+    serve(monkeypatch, PAYLOAD)
+    assert fetch_verified("https://example.org/f.txt", PAYLOAD_SHA, "f.txt").read_bytes() == PAYLOAD
+    assert "f.txt is damaged or incomplete" in capsys.readouterr().out
+
+
+def test_the_corpus_after_an_interrupted_download(empty_data, monkeypatch):
+    """The learner stops chapter 1 while the SOTU tarball downloads, then runs the cell again."""
+    monkeypatch.delenv("GPT2_COURSE_DATA")
+    payload = corpus.fetch_verified(corpus.SOTU_URL, corpus.SOTU_SHA256, corpus.SOTU_FILENAME).read_bytes()  # real
+    monkeypatch.setenv("GPT2_COURSE_DATA", str(empty_data))
+    serve_broken(monkeypatch, payload, KeyboardInterrupt())
+    with pytest.raises(KeyboardInterrupt):
+        corpus.load_addresses()
+    assert list((empty_data / "cache").iterdir()) == []
+    serve(monkeypatch, payload)
+    assert corpus.load_addresses()[0].year == 1790
 
 
 # ------------------------------------------------------------------------ the real corpus (cached)

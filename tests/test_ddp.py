@@ -32,20 +32,6 @@ def _run(batch_size: int, out_dir: str | None = None) -> list[float]:
     return train(model, _data(), None, cfg, batch_size=batch_size, tokenizer=tiny_tokenizer()).losses
 
 
-def _worker(rank: int, world: int, port: int, result_file: str, ckpt: str) -> None:
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
-                      WORLD_SIZE=str(world), LOCAL_RANK=str(rank), GPT2_COURSE_DEVICE="cpu")
-    torch.set_num_threads(1)
-    got_rank, got_world, device = setup_distributed()
-    assert (got_rank, got_world, device.type) == (rank, world, "cpu")
-    try:
-        losses = _run(batch_size=2, out_dir=ckpt)
-        with open(f"{result_file}.{rank}", "w") as f:
-            json.dump(losses, f)
-    finally:
-        _leave_process_group()
-
-
 def _leave_process_group() -> None:
     # Both processes reach this point before either tears its group down: a process that destroys the
     # group while the other still has gloo work in flight can abort (SIGABRT) during teardown.
@@ -60,19 +46,25 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_two_processes_match_one_process_with_the_same_global_batch(tmp_path):
-    result = str(tmp_path / "losses")
-    ckpt = str(tmp_path / "ckpt")
-    mp.spawn(_worker, args=(2, _free_port(), result, ckpt), nprocs=2, join=True)
-    ranks = [json.loads(open(f"{result}.{r}").read()) for r in range(2)]
-    assert ranks[0] == ranks[1]  # the logged loss is all-reduced, so every rank reports the same
+@pytest.fixture(scope="module")
+def ddp(tmp_path_factory):
+    """One pair of processes runs every DDP job of this file (a spawn costs seconds: two fresh interpreters
+    importing torch); returns (each rank's results, the folder they wrote to)."""
+    folder = tmp_path_factory.mktemp("ddp")
+    mp.spawn(_worker, args=(2, _free_port(), str(folder)), nprocs=2, join=True)
+    return [json.loads((folder / f"results.{r}.json").read_text()) for r in range(2)], folder
+
+
+def test_two_processes_match_one_process_with_the_same_global_batch(ddp):
+    ranks, folder = ddp
+    assert ranks[0]["plain"] == ranks[1]["plain"]  # the logged loss is all-reduced, so every rank reports the same
     single = _run(batch_size=4)
     assert len(single) == STEPS
-    assert ranks[0] == pytest.approx(single, abs=1e-5)
+    assert ranks[0]["plain"] == pytest.approx(single, abs=1e-5)
     # only rank 0 wrote the checkpoint, and it holds the whole run
     from gpt2_core.pretraining.checkpoint import load_checkpoint
 
-    assert load_checkpoint(ckpt, restore_rng=False)["step"] == STEPS
+    assert load_checkpoint(folder / "plain", restore_rng=False)["step"] == STEPS
 
 
 def test_setup_distributed_without_torchrun_is_a_no_op(monkeypatch):
@@ -94,27 +86,28 @@ def _run_cfg(cfg, batch_size: int, seed: int = 0, **train_kw) -> list[float]:
     return train(model, _data(), None, tc, batch_size=batch_size, tokenizer=tiny_tokenizer()).losses
 
 
-def _accum_resume_worker(rank: int, world: int, port: int, result_file: str, ckpt: str) -> None:
+def _worker(rank: int, world: int, port: int, folder: str) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
                       WORLD_SIZE=str(world), LOCAL_RANK=str(rank), GPT2_COURSE_DEVICE="cpu")
     torch.set_num_threads(1)
-    setup_distributed()
+    got_rank, got_world, device = setup_distributed()
+    assert (got_rank, got_world, device.type) == (rank, world, "cpu")
     try:
+        plain = _run(batch_size=2, out_dir=f"{folder}/plain")
         accum = _run_cfg(CFG, batch_size=1, grad_accum=2)  # micro-batches 1 of 2 skip the all-reduce
         full = _run_cfg(DROP_CFG, batch_size=2)
         after_full = torch.rand(1).item()  # where this process's RNG stands after the run
-        first = _run_cfg(DROP_CFG, batch_size=2, out_dir=ckpt, stop_at_step=2)
-        resumed = _run_cfg(DROP_CFG, batch_size=2, seed=7, resume_from=ckpt)  # other init: the checkpoint decides
-        with open(f"{result_file}.{rank}", "w") as f:
-            json.dump({"accum": accum, "full": full, "first": first, "resumed": resumed, "rng": after_full}, f)
+        first = _run_cfg(DROP_CFG, batch_size=2, out_dir=f"{folder}/ckpt", stop_at_step=2)
+        resumed = _run_cfg(DROP_CFG, batch_size=2, seed=7, resume_from=f"{folder}/ckpt")  # the checkpoint decides
+        with open(f"{folder}/results.{rank}.json", "w") as f:
+            json.dump({"plain": plain, "accum": accum, "full": full, "first": first, "resumed": resumed,
+                       "rng": after_full}, f)
     finally:
         _leave_process_group()
 
 
-def test_ddp_grad_accum_matches_one_process_and_a_resumed_run_matches_the_uninterrupted_one(tmp_path):
-    result = str(tmp_path / "out")
-    mp.spawn(_accum_resume_worker, args=(2, _free_port(), result, str(tmp_path / "ckpt")), nprocs=2, join=True)
-    ranks = [json.loads(open(f"{result}.{r}").read()) for r in range(2)]
+def test_ddp_grad_accum_matches_one_process_and_a_resumed_run_matches_the_uninterrupted_one(ddp):
+    ranks, _ = ddp
     # grad_accum=2 with 1 window per process and step equals one process with 2 windows and grad_accum=2
     single = _run_cfg(CFG, batch_size=2, grad_accum=2)
     assert len(single) == STEPS

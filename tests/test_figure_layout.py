@@ -172,6 +172,17 @@ DIAGRAMS = {
     "sampling: callable labels": lambda: figures.plot_sampling(_logits(), lambda i: f" word{i}", top_k=3, top_p=0.5),
     "sampling: top-k keeps more": lambda: figures.plot_sampling(_logits(), lambda i: f"<{i}>", temperatures=(0.7, 1.5),
                                                                 top_k=8, top_p=0.5, show=10),
+    "lengths: ch6": lambda: figures.plot_lengths(
+        {"easy ham": [2 ** (4 + k % 9) for k in range(1174)], "hard ham": [2 ** (7 + k % 7) for k in range(76)],
+         "spam": [2 ** (1 + k % 13) for k in range(1251)]}, 128,
+        "Figure 2: tokens per training e-mail, by source (context: 128)"),
+    "learning curve: ch6": lambda: figures.plot_learning_curve(
+        [16, 64, 256, 2501], {"pretrained + e-mail LM step": [0.81, 0.9, 0.923, 0.981],
+                              "pretrained only": [0.824, 0.896, 0.925, 0.979],
+                              "random init": [0.768, 0.895, 0.914, 0.974], "Naive Bayes": [0.826, 0.895, 0.946, 0.94]},
+        "Figure 5: test accuracy against labelled training e-mails",
+        spread={"pretrained + e-mail LM step": [0.071, 0.011, 0.008, 0.001],
+                "random init": [0.069, 0.007, 0.013, 0.003]}),
     "attention heads: 4 of 20 tokens": lambda: figures.plot_attention_heads(
         torch.softmax(torch.randn(4, 20, 20).masked_fill(torch.ones(20, 20).triu(1).bool(), -torch.inf), -1),
         ["The", " Congress", " shall", " have", " power", " to", " lay", " and", " collect", " taxes", ",", " and",
@@ -193,7 +204,8 @@ def test_every_diagram_function_is_drawn_here():
     names = {"flow_diagram": "flow:", "residual_diagram": "residual:", "cycle_diagram": "cycle:",
              "shift_diagram": "shift:", "mask_diagram": "mask:", "kv_cache_diagram": "kv cache:",
              "pooling_diagram": "pooling:", "loss_mask_diagram": "loss mask:", "lora_diagram": "lora:",
-             "plot_sampling": "sampling:", "plot_attention_heads": "attention heads:"}
+             "plot_sampling": "sampling:", "plot_attention_heads": "attention heads:", "plot_lengths": "lengths:",
+             "plot_learning_curve": "learning curve:"}
     drawing = {name for name in figures.__all__ if name.endswith("_diagram") or name in names}
     assert drawing <= set(names), f"add {sorted(drawing - set(names))} to DIAGRAMS"
     assert all(prefix in drawn for prefix in names.values())

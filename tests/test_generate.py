@@ -3,6 +3,7 @@ gpt2_core.generate (each model read with its own tokenizer; usage errors in one 
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 
@@ -380,3 +381,40 @@ def test_cli_refuses_a_hf_model_whose_vocabulary_is_not_gpt2s(tmp_path, capsys):
     save_hf(GPTModel(GPTConfig(vocab_size=300, context_length=16, emb_dim=16, n_heads=2, n_layers=1)), tmp_path)
     assert main(["--hf", str(tmp_path)]) == 1
     assert "not GPT-2's" in capsys.readouterr().err
+
+
+def test_cli_prompt_file_is_read_as_utf8_text(tmp_path, capsys):
+    """A long, multi-line or non-ASCII prompt from a file: the same text as --prompt, less the editor's final
+    line break (and a byte-order mark some Windows editors write)."""
+    model, tok = load_reference("cpu")
+    prompt = "Mr. Speaker, Mr. Vice President,\nMembers of Congress — señores y señoras:"
+    (tmp_path / "prompt.txt").write_bytes(b"\xef\xbb\xbf" + (prompt + "\n").encode("utf-8"))
+    assert main(["--reference", "--prompt-file", str(tmp_path / "prompt.txt"), "--max-new-tokens", "4"]) == 0
+    assert capsys.readouterr().out.strip() == generate_text(model, tok, prompt, 4)
+
+
+@pytest.mark.parametrize("content, match", [
+    (None, "no such file"),
+    (b"", "is empty"),
+    (b" \n\n\t", "is empty"),
+    (b"caf\xe9 latin-1", "is not UTF-8 text \\(byte 3 is 0xe9\\); save it as UTF-8"),
+    ("folder", "is a folder"),
+])
+def test_cli_bad_prompt_files_are_one_line_usage_errors(tmp_path, capsys, content, match):
+    path = tmp_path / "prompt.txt"
+    if content == "folder":
+        path.mkdir()
+    elif content is not None:
+        path.write_bytes(content)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--reference", "--prompt-file", str(path)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exit_info.value.code == 2 and re.search(match, err[-1]) and str(path) in err[-1]
+    assert not any("Traceback" in line for line in err)
+
+
+def test_cli_prompt_and_prompt_file_are_one_or_the_other(tmp_path, capsys):
+    (tmp_path / "p.txt").write_text("Hello")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--reference", "--prompt", "Hi", "--prompt-file", str(tmp_path / "p.txt")])
+    assert exit_info.value.code == 2 and "not allowed with argument" in capsys.readouterr().err

@@ -231,6 +231,31 @@ def test_save_hf_errors(tmp_path):
         hf_weights.save_hf(model, tmp_path / "untied")
 
 
+def test_save_hf_replaces_each_file_whole_and_keeps_the_learners_other_files(tmp_path, monkeypatch):
+    """A full disk (or a crash) while exporting keeps the previous export loadable; a tokenizer the learner put in
+    the folder stays."""
+    import errno
+
+    from gpt2_core import files
+
+    torch.manual_seed(0)
+    first = GPTModel(GPTConfig.preset("tiny", vocab_size=10))
+    hf_weights.save_hf(first, tmp_path / "export")
+    (tmp_path / "export" / "tokenizer.json").write_text("{}")
+    before = {p.name: p.read_bytes() for p in (tmp_path / "export").iterdir()}
+
+    def disk_full(path, data):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(files, "_write_synced", disk_full)
+    with pytest.raises(OSError, match="the disk is full.*model.safetensors"):
+        hf_weights.save_hf(GPTModel(GPTConfig.preset("tiny", vocab_size=12)), tmp_path / "export")
+    monkeypatch.undo()
+    assert {p.name: p.read_bytes() for p in (tmp_path / "export").iterdir()} == before  # nothing half-written
+    again = hf_weights.from_hf(tmp_path / "export")
+    assert all(torch.equal(a, b) for a, b in zip(first.state_dict().values(), again.state_dict().values(), strict=True))
+
+
 def test_from_pretrained_rejects_unknown_names():
     with pytest.raises(ValueError, match="unknown pretrained model 'gpt5'.*gpt2-medium"):
         hf_weights.from_pretrained("gpt5")

@@ -22,7 +22,6 @@ from gpt2_core.finetuning.instruction_data import (
     balance_families,
     by_split,
     check_disjoint,
-    course_instructions,
     dump_records,
     extra_training_records,
     family_group,
@@ -39,6 +38,13 @@ from gpt2_core.finetuning.instruction_data import (
     word_list,
     write_instruction_data,
     year_sentences,
+)
+from gpt2_core.finetuning.instruction_sets import (
+    EXTRA_TRAIN,
+    PROCEDURE_SHARE,
+    course_instructions,
+    mentions_unseen,
+    procedure_records,
 )
 from gpt2_core.finetuning.instruction_vocab import _NOUNS, INSTRUCTIONS
 from gpt2_core.pretraining.recipes import course_tokenizer
@@ -87,7 +93,7 @@ def test_sizes_of_every_split_and_family(records, sets):
     assert all(counts["test"][f] >= 50 for f in SUPPORTED)
     assert all(counts["heldout"][f] <= counts["test"][f] for f in FAMILIES)
     assert sum(counts["heldout"].values()) >= 0.9 * sum(counts["test"].values())
-    assert set(sets) == {"train", "test", "heldout", "fresh"}
+    assert set(sets) == {"train", "test", "heldout", "fresh", "new", "validation", "validation_new"}
     assert sets["test"] == by_split(records)["test"] and sets["heldout"] == by_split(records)["heldout"]
     assert set(Counter(r["family"] for r in sets["train"])) == set(FAMILIES)
     assert len(sets["train"]) > 25_000
@@ -97,7 +103,7 @@ def test_sizes_of_every_split_and_family(records, sets):
 
 def test_records_are_clean_and_no_question_is_in_two_sets(records, sets):
     assert len({_question(r) for r in records}) == len(records)
-    for r in records + sets["fresh"]:
+    for r in records + sets["fresh"] + sets["validation"]:
         assert set(r) == {"instruction", "input", "output", "family", "split"}
         assert all(isinstance(v, str) for v in r.values()) and r["output"]
         assert not any(FORBIDDEN_TEXT in v for v in r.values())
@@ -134,7 +140,9 @@ def _answer_ok(r: dict, years: dict) -> bool:
 
 def test_answers_are_correct(records, sets):
     years = president_by_year()
-    assert all(_answer_ok(r, years) for r in records + sets["fresh"] + sets["train"][-3000:])
+    checked = records + sets["fresh"] + sets["train"][-3000:] + sets["new"]
+    checked += sets["validation"] + sets["validation_new"]
+    assert all(_answer_ok(r, years) for r in checked + [r for r in sets["train"] if r.get("source") == "procedure"])
 
 
 def _items(r: dict) -> tuple[set[str], set[int], set[int]]:
@@ -244,12 +252,17 @@ def test_balance_families_repeats_small_families_towards_the_mean():
 
 def test_course_training_set_is_balanced_as_measured(records, sets):
     file_train = by_split(records)["train"]
-    before = Counter(r["family"] for r in file_train + extra_training_records(records + sets["fresh"]))
+    n_procedure = round(PROCEDURE_SHARE * EXTRA_TRAIN)
+    asked = records + sets["fresh"] + sets["validation"]
+    extra = extra_training_records(asked, EXTRA_TRAIN - n_procedure)
+    corpus = [r for r in file_train + extra if not mentions_unseen(r)]
+    before = Counter(r["family"] for r in corpus + procedure_records(n_procedure))
     after = Counter(r["family"] for r in sets["train"])
     mean = sum(before.values()) // len(before)
     for family, n in before.items():
         assert after[family] == (n if n >= mean else min(mean, MAX_REPEAT * n)), family
-    assert any(after[f] > before[f] for f in before) and sets["train"][:len(file_train)] == file_train
+    kept = [r for r in file_train if not mentions_unseen(r)]  # a corpus sentence may hold a new English word
+    assert any(after[f] > before[f] for f in before) and sets["train"][:len(kept)] == kept
 
 
 @pytest.mark.parametrize("kwargs, match", [({"max_repeat": 0}, "max_repeat must be >= 1"),

@@ -10,6 +10,7 @@ from conftest import CharTokenizer, tiny_char_model
 
 from gpt2_core.finetuning.instruction_eval import (
     Answer,
+    answer_question,
     generate_answers,
     is_correct,
     majority_answers,
@@ -103,3 +104,23 @@ def test_majority_answers():
     assert majority_answers(train, test) == ["z", "y", ""]
     with pytest.raises(ValueError, match="no training records"):
         majority_answers([], test)
+
+
+def test_answer_question_equals_the_batched_answer_and_collapses_whitespace():
+    model, tok = tiny_char_model(), CharTokenizer()
+    got = answer_question(model, tok, "  What is the first word? ", "a   b c", max_new_tokens=5)
+    assert got == generate_answers(model, tok, [RECS[0]], max_new_tokens=5)[0]
+
+
+@pytest.mark.parametrize("instruction, input_text, max_new, error, match", [
+    ("", "a b", 4, ValueError, "the instruction is empty"),
+    ("   ", "", 4, ValueError, "the instruction is empty"),
+    ("What is the first word?", "a " * 60, 4, ValueError, "shorten it by"),
+    ("What?", "a", 0, ValueError, "max_new_tokens must be >= 1"),
+    (None, "a", 4, TypeError, "instruction must be a str"),
+    ("What?", 3, 4, TypeError, "input_text must be a str"),
+])
+def test_answer_question_errors(instruction, input_text, max_new, error, match):
+    model, tok = tiny_char_model(context_length=64), CharTokenizer()
+    with pytest.raises(error, match=match):
+        answer_question(model, tok, instruction, input_text, max_new)

@@ -48,3 +48,42 @@ def test_reading_stats_count_prose_code_and_exercises(tmp_path):
     table = reading_table([nb], {1: 0.25})
     assert "| 1 | demo | 10 words | 4 lines | 5 min | 2 + 1 open | 0.2 min |" in table
     assert table.splitlines()[-1].startswith("| | **all 1** |")
+
+
+def test_nbval_re_executes_the_committed_run_where_a_learner_saved_theirs(tmp_path, capsys):
+    """`make nbval` compares cells with their stored outputs: a learner's run saved with its outputs cleared holds
+    none, so nbval gets the committed copy; a notebook whose code changed (work in progress) is kept."""
+    import json
+    import subprocess
+
+    import nbformat
+
+    from gpt2_core.notebook_tools import committed_bytes, committed_runs
+
+    def git(*args):
+        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@example.invalid", *args], cwd=tmp_path,
+                       check=True, capture_output=True)
+
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("print(1)  # NBVAL_CHECK_OUTPUT", outputs=[
+        nbformat.v4.new_output("stream", name="stdout", text="1\n")])])
+    path = tmp_path / "notebooks" / "01_demo.ipynb"
+    path.parent.mkdir()
+    nbformat.write(nb, path)
+    git("init", "-q")
+    git("add", "-A")
+    git("commit", "-q", "-m", "committed run")
+    committed = path.read_bytes()
+    assert committed_bytes(path) == committed and committed_runs([path], tmp_path / "out") == [path]
+
+    nb.cells[0].outputs = []  # "Clear All Outputs", then saved
+    nbformat.write(nb, path)
+    assert committed_runs([path], tmp_path / "out") == [tmp_path / "out" / path.name]
+    assert (tmp_path / "out" / path.name).read_bytes() == committed
+    assert main(["committed-runs", str(tmp_path / "out"), str(path)]) == 0
+    assert capsys.readouterr().out.split() == [str(tmp_path / "out" / path.name)]
+
+    nb.cells[0].source = "print(2)  # NBVAL_CHECK_OUTPUT"  # someone's change to the code: theirs to test
+    nbformat.write(nb, path)
+    assert committed_runs([path], tmp_path / "out") == [path]
+    (tmp_path / "new.ipynb").write_text(json.dumps(nb))
+    assert committed_bytes(tmp_path / "new.ipynb") is None  # never committed

@@ -106,12 +106,16 @@ def test_a_truncated_tokenizer_file_is_refused_even_without_verification(tmp_pat
 def test_build_reference_writes_a_loadable_model(tmp_path):
     recipe = Recipe(preset="tiny", context_length=16, batch_size=4, max_steps=3, lr=1e-3, min_lr=1e-4,
                     warmup_steps=1, eval_every=0, eval_batches=1)
-    info = build_reference(tmp_path / "ref", recipe, vocab_size=300, device="cpu", progress=False, check_windows=4)
+    # val_windows bounds the recorded validation figure (the whole split is most of this test's time otherwise)
+    info = build_reference(tmp_path / "ref", recipe, vocab_size=300, device="cpu", progress=False, check_windows=4,
+                           val_windows=8)
     model, tok = load_reference("cpu", path=tmp_path / "ref", verify=False)
     assert tok.n_vocab == 300 and model.cfg == recipe.model_config(300)
     ids = torch.tensor(encode_text(sotu_text("val"), tok))
     again = bits_per_byte(model, ids, tok, max_windows=4)
     assert again["loss"] == pytest.approx(info["val_check"]["loss"], abs=1e-5)
+    assert info["val"]["windows"] == 8 and info["val"]["tokens"] == 8 * recipe.context_length
+    assert info["val"]["loss"] == pytest.approx(bits_per_byte(model, ids, tok, max_windows=8)["loss"], abs=1e-5)
     assert model.tok_emb.weight.dtype == torch.float32 and model.out_head.weight is model.tok_emb.weight
     assert reference_info(tmp_path / "ref")["recipe"]["max_steps"] == 3
     assert len(reference_history(tmp_path / "ref")["losses"]) == 3

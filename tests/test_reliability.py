@@ -99,6 +99,9 @@ def test_old_checkpoints_without_run_settings_still_resume(stopped):
     trainer = json.loads((stopped / "trainer.json").read_text())
     del trainer["extra"]["run_settings"]  # as written before settings were recorded
     (stopped / "trainer.json").write_text(json.dumps(trainer))
+    config = json.loads((stopped / "config.json").read_text())
+    del config["files"]  # ... and before the files' sizes were (an edited trainer.json would not match its size)
+    (stopped / "config.json").write_text(json.dumps(config))
     full = train(model(), data(), None, TrainConfig(**BASE), batch_size=4)
     resumed = train(model(), data(), None, TrainConfig(**BASE, resume_from=str(stopped)), batch_size=4)
     assert resumed.losses == full.losses

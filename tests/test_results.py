@@ -90,3 +90,27 @@ def test_readme_results_table_matches_the_committed_results():
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     assert readme_with_table(readme, results_table(committed)) == readme, (
         "README.md's results table is stale: run `python -m gpt2_core.results`")
+
+
+def test_the_readme_is_rewritten_whole_or_not_at_all(tmp_path, monkeypatch, capsys):
+    """`python -m gpt2_core.results` replaces README.md atomically: a full disk leaves the old one, whole."""
+    import errno
+
+    from gpt2_core import files
+
+    monkeypatch.setenv("GPT2_COURSE_DATA", str(tmp_path / "data"))
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "ch09.json").write_text(json.dumps({"profile": "default", "seconds": 60, "x": 1}))
+    readme = tmp_path / "README.md"
+    readme.write_text(f"intro\n{results.README_BEGIN}\nold\n{results.README_END}\n")
+    assert results.main([]) == 0 and "| 9 | x 1 | 1.0 min |" in readme.read_text()
+    written = readme.read_bytes()
+    (tmp_path / "results" / "ch10.json").write_text(json.dumps({"profile": "default", "seconds": 6, "y": 2}))
+
+    def disk_full(path, data):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(files, "_write_synced", disk_full)
+    with pytest.raises(OSError, match="the disk is full.*README.md"):
+        results.main([])
+    assert readme.read_bytes() == written and sorted(p.name for p in tmp_path.iterdir()) == ["README.md", "results"]

@@ -3,6 +3,7 @@ accuracy, offline errors."""
 
 from __future__ import annotations
 
+import errno
 import urllib.error
 import urllib.request
 from email.message import EmailMessage
@@ -217,23 +218,64 @@ def test_spamassassin_offline_without_cache_says_what_to_do(tmp_path, monkeypatc
         spam._load_spamassassin.cache_clear()
 
 
-def test_a_parsed_cache_cut_short_is_parsed_again(tmp_path, monkeypatch, capsys):
-    """A cache file cut at a line boundary still reads as a table: it is checked by its count, not trusted."""
-    spam.load_spamassassin()  # parses the corpus into its cache when this test runs first (a fresh clone)
-    real_cache = spam.spamassassin_archive().parent
-    (tmp_path / "cache").mkdir()
-    (tmp_path / "cache" / spam.SPAM_FILENAME).symlink_to(real_cache / spam.SPAM_FILENAME)
-    parsed = next(real_cache.glob(f"spamassassin-*-{spam.MAX_CHARS}.json"))
-    lines = parsed.read_text(encoding="utf-8").splitlines(keepends=True)
-    (tmp_path / "cache" / parsed.name).write_text("".join(lines[: len(lines) // 2]), encoding="utf-8")
+@pytest.fixture
+def fake_corpus(tmp_path, monkeypatch):
+    """The parse cache's logic without the 20-second parse of the real tarball: the "archive" is a path in
+    ``tmp_path/cache`` (never opened) and parsing it gives a synthetic table of the real size; returns
+    (the parse calls made, that table)."""
     monkeypatch.setenv("GPT2_COURSE_DATA", str(tmp_path))
+    (tmp_path / "cache").mkdir()
+    monkeypatch.setattr(spam, "spamassassin_archive", lambda: tmp_path / "cache" / spam.SPAM_FILENAME)
+    table = pd.DataFrame({"text": [f"message {i}" for i in range(spam.SPAM_MESSAGES)],
+                          "label": [i % 2 for i in range(spam.SPAM_MESSAGES)], "group": "spam-1",
+                          "name": [f"{i:05d}" for i in range(spam.SPAM_MESSAGES)]})
+    calls: list[int] = []
+    monkeypatch.setattr(spam, "_parse_archive", lambda archive, max_chars: calls.append(max_chars) or table.copy())
     spam._load_spamassassin.cache_clear()
-    try:
-        assert len(spam.load_spamassassin()) == spam.SPAM_MESSAGES
-        assert "damaged or incomplete" in capsys.readouterr().out
-        assert (tmp_path / "cache" / parsed.name).read_text(encoding="utf-8") == "".join(lines)  # mended
-    finally:
-        spam._load_spamassassin.cache_clear()
+    yield calls, table
+    spam._load_spamassassin.cache_clear()
+
+
+def test_a_parsed_cache_cut_short_is_parsed_again(fake_corpus, capsys):
+    """A cache file cut at a line boundary still reads as a table: it is checked by its count, not trusted."""
+    calls, table = fake_corpus
+    assert spam.load_spamassassin().equals(table) and calls == [spam.READ_CHARS]  # parsed, then cached
+    parsed = next(spam.spamassassin_archive().parent.glob(f"spamassassin-*-{spam.READ_CHARS}.json"))
+    lines = parsed.read_text(encoding="utf-8").splitlines(keepends=True)
+    parsed.write_text("".join(lines[: len(lines) // 2]), encoding="utf-8")  # as if cut short by a crash
+    spam._load_spamassassin.cache_clear()
+    assert len(spam.load_spamassassin()) == spam.SPAM_MESSAGES and len(calls) == 2
+    assert "damaged or incomplete" in capsys.readouterr().out
+    assert parsed.read_text(encoding="utf-8") == "".join(lines)  # mended
+    spam._load_spamassassin.cache_clear()
+    assert spam.load_spamassassin().equals(table) and len(calls) == 2  # read from the mended cache
+
+
+def test_a_parse_cache_that_cannot_be_written_costs_time_not_the_run(fake_corpus, monkeypatch, capsys):
+    """A full disk while caching the parsed table: the table is still returned, and the next run parses again."""
+    calls, table = fake_corpus
+
+    def disk_full(path, data):
+        raise OSError(errno.ENOSPC, "the disk is full: ...")
+
+    monkeypatch.setattr(spam, "write_file_atomically", disk_full)
+    assert spam.load_spamassassin().equals(table)
+    out = capsys.readouterr().out
+    assert "could not be cached" in out and "No space left on device" in out and "parsed again next time" in out
+    assert len(out.strip().splitlines()) == 1
+    assert list(spam.spamassassin_archive().parent.iterdir()) == []
+
+
+@settings(max_examples=200, deadline=None)
+@given(subject=st.text(st.sampled_from("ab \tZ"), max_size=30),
+       body=st.text(st.sampled_from("ab \n\t\u00a0é"), max_size=60), short=st.integers(1, 40))
+def test_cutting_a_longer_text_gives_the_shorter_parse(subject, body, short):
+    """Why one parse serves every size: the text parsed at ``short`` characters is the longer parse, cut."""
+    msg = EmailMessage()
+    msg["Subject"] = subject
+    msg.set_content(body)
+    raw = msg.as_bytes()
+    assert spam.email_to_text(raw, short) == spam.email_to_text(raw, 60 + short)[:short].rstrip()
 
 
 def test_real_corpus_groups_and_balanced_splits():

@@ -58,6 +58,10 @@ def test_recipe_search_command_runs_every_variant(tiny_course, tmp_path):
     assert [row["variant"] for row in result["rows"]] == [label for *_, readings in spam_runs.VARIANTS
                                                           for label, _ in readings]
     assert all(len(row["validation"]) == len(row["test"]) == 1 for row in result["rows"])
+    # the counts behind each score, for its sampling error (gpt2_core.finetuning.compare): every score is a share
+    n_val, n_test = result["validation_emails"], result["test_emails"]
+    assert all((row["validation"][0] * n_val) == pytest.approx(round(row["validation"][0] * n_val))
+               and (row["test"][0] * n_test) == pytest.approx(round(row["test"][0] * n_test)) for row in result["rows"])
     assert read_measurement(out) == result
     with pytest.raises(FileNotFoundError, match="python -m gpt2_core"):
         read_measurement(tmp_path / "missing.json")

@@ -7,15 +7,21 @@ Each ``plot_`` function draws on a new matplotlib figure and returns it (the not
 
 from __future__ import annotations
 
+import io
 import math
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import matplotlib.pyplot as plt
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.text import Annotation
+from matplotlib.ticker import MaxNLocator
 from matplotlib.transforms import Bbox
+
+from ..checks import check_int
+from ..files import write_file_atomically
 
 # Where a label may go around its point: right-up first, then the other corners and sides, then further out.
 _DIRECTIONS = [(1, 1), (1, -1), (-1, 1), (-1, -1), (0, 1.3), (0, -1.3), (1.3, 0), (-1.3, 0)]
@@ -145,24 +151,30 @@ def plot_family_scores(scores: Mapping[str, Mapping[str, float]], families: Sequ
 
 
 def plot_lengths(lengths: Mapping[str, Sequence[int]], window: int, title: str = "") -> Figure:
-    """How long the texts are: a histogram of tokens per text for each named group (log scale), with the
-    model's ``window`` marked, so what a reader that stops there misses can be seen."""
+    """How long the texts are: one panel per named group, each a histogram of tokens per text (log-spaced
+    bins, log scale) that counts the texts in each bin, with the model's ``window`` marked by a dashed line.
+
+    Counts, not densities: on log-spaced bins a density makes a bar of one text in a small group look like a
+    bar of dozens in a large one. Each group gets its own panel and its own count axis, so a small group (the
+    hard ham) stays readable beside large ones, and its size is in the panel's title.
+    """
     if not lengths or any(not v for v in lengths.values()):
         raise ValueError("give at least one named, non-empty list of lengths")
+    check_int(window, "window", low=1)
     longest = max(max(v) for v in lengths.values())
     edges = [2 ** (k / 3) for k in range(3 * math.ceil(math.log2(max(longest, 2))) + 1)]
-    fig, ax = plt.subplots(figsize=(8, 3.8))
-    for name, values in lengths.items():
-        beyond = sum(n > window for n in values) / len(values)
-        ax.hist(values, bins=edges, histtype="step", linewidth=1.8, density=True,
-                label=f"{name} ({len(values):,} texts, {beyond:.0%} longer than {window})")
-    ax.axvline(window, color="black", linestyle="--", linewidth=1)
-    ax.annotate(f" {window} tokens:\n the context", (window, 0.97), xycoords=("data", "axes fraction"),
-                va="top", fontsize=9)
-    ax.set_xscale("log", base=2)
-    ax.set(xlabel="tokens per text (log scale)", ylabel="share of texts (density)",
-           title=title or "how long the texts are")
-    ax.legend(loc="upper right", fontsize=9)
+    fig, axes = plt.subplots(len(lengths), 1, figsize=(8, 1.2 + 1.6 * len(lengths)), sharex=True, squeeze=False)
+    for i, (ax, (name, values)) in enumerate(zip(axes[:, 0], lengths.items(), strict=True)):
+        beyond = sum(n > window for n in values)
+        ax.hist(values, bins=edges, color=f"C{i % 10}", alpha=0.8)
+        ax.axvline(window, color="black", linestyle="--", linewidth=1)
+        ax.set_title(f"{name}: {len(values):,} texts, {beyond:,} ({beyond / len(values):.0%}) longer than {window} "
+                     "tokens", loc="left", fontsize=9)
+        ax.set_ylabel("texts per bin")
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))  # a count: no half texts
+        ax.set_xscale("log", base=2)
+    axes[-1, 0].set_xlabel(f"tokens per text (log scale); dashed line: the model's context, {window} tokens")
+    fig.suptitle(title or "how long the texts are")
     fig.tight_layout()
     return fig
 
@@ -170,23 +182,37 @@ def plot_lengths(lengths: Mapping[str, Sequence[int]], window: int, title: str =
 def plot_learning_curve(sizes: Sequence[int], curves: Mapping[str, Sequence[float]], title: str = "",
                         spread: Mapping[str, Sequence[float]] | None = None) -> Figure:
     """Test accuracy against the number of labelled training e-mails (log scale), one line per method; with
-    ``spread`` (a standard deviation per point, e.g. over seeds) a band of mean +- spread around each line."""
+    ``spread`` (a standard deviation per point, e.g. over seeds) an error bar of +-1 spread at each point.
+
+    Error bars rather than shaded bands: where the methods' spreads overlap (few labels) four bands blend into
+    one muddy area. Each method's points are nudged sideways a little, so that its bars stay apart.
+    """
     if not sizes or not curves:
         raise ValueError("give the label counts and at least one named curve")
     fig, ax = plt.subplots(figsize=(7, 4.2))
-    for (name, acc), marker in zip(curves.items(), "osd^vx*", strict=False):
+    nudge = [2 ** (0.07 * (k - (len(curves) - 1) / 2)) for k in range(len(curves))]  # a factor on the log axis
+    for k, ((name, acc), marker) in enumerate(zip(curves.items(), "osd^vx*", strict=False)):
         if len(acc) != len(sizes):
             raise ValueError(f"curve {name!r} has {len(acc)} points for {len(sizes)} label counts")
-        line, = ax.plot(sizes, [100 * a for a in acc], marker=marker, label=name)
+        errors = None
         if spread is not None and name in spread:
-            low = [100 * (a - s) for a, s in zip(acc, spread[name], strict=True)]
-            high = [100 * (a + s) for a, s in zip(acc, spread[name], strict=True)]
-            ax.fill_between(sizes, low, high, color=line.get_color(), alpha=0.15, linewidth=0)
+            errors = [100 * s for s in spread[name]]
+        ax.errorbar([n * nudge[k] for n in sizes], [100 * a for a in acc], yerr=errors, marker=marker, capsize=3,
+                    label=name)
     ax.set_xscale("log", base=2)
     ax.set_xticks(list(sizes), [str(s) for s in sizes])
+    ax.minorticks_off()
     ax.set(xlabel="labelled training e-mails", ylabel="test accuracy (%)",
            title=title or "learning curve: what pretraining buys with few labels")
     ax.grid(alpha=0.3)
-    ax.legend(title="mean and +-1 std over seeds" if spread else None)
+    ax.legend(title="mean and ±1 std over seeds" if spread else None, loc="lower right")
     fig.tight_layout()
     return fig
+
+
+def save_figure(fig: Figure, path: str | Path, dpi: int = 120) -> Path:
+    """Save ``fig`` as a PNG at ``path`` atomically: a run cut short, or two notebooks saving the same file at
+    once, never leave half an image (the picture is drawn in memory, then the finished file replaces the old)."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi)
+    return write_file_atomically(Path(path), buffer.getvalue())

@@ -94,14 +94,21 @@ def loss_mask_diagram(tokens: Sequence[str], prompt_len: int, eot: str = "<eot>"
                          f"with prompt_len={prompt_len}")
     seq = [repr(t)[1:-1].replace(" ", "␣") for t in tokens] + [eot]  # ␣ shows a token's leading space
     n = len(tokens)
-    fig, ax = plt.subplots(figsize=(min(1.0 * n + 1.5, 15), 2.6))
+    width = min(1.0 * n + 1.5, 15)
+    box = 0.85 * width / n  # inches per token box, about
+    fig, ax = plt.subplots(figsize=(width, 3.4))
+
+    def label(x: float, y: float, text: str) -> None:
+        # a label wider than its box is turned upright, so that neighbours never collide
+        upright = len(text) * 8 * 0.6 / 72 > 0.8 * box
+        ax.text(x, y, text, ha="center", va="center", fontsize=7 if upright else 8, rotation=90 if upright else 0)
+
     for j in range(n):
         ax.add_patch(_cell(j, 1, PROMPT if j < prompt_len else ANSWER))
-        ax.text(j + 0.5, 1.5, seq[j], ha="center", va="center", fontsize=8)
+        label(j + 0.5, 1.5, seq[j])
         counted = j >= prompt_len - 1
         ax.add_patch(_cell(j, 0, COUNTED if counted else IGNORED))
-        ax.text(j + 0.5, 0.5, seq[j + 1] if counted else "-100", ha="center", va="center",
-                fontsize=8)
+        label(j + 0.5, 0.5, seq[j + 1] if counted else "-100")
     ax.set_xlim(-0.1, n + 0.1)
     ax.set_ylim(-0.1, 2.1)
     ax.set_yticks([0.5, 1.5], ["target", "input"])

@@ -3,7 +3,8 @@
 - :func:`sample_answers` answers many records, ``k`` answers each, greedy or sampled, with the KV cache
   (:func:`gpt2_core.model.generation.generate`). Prompts of equal token length go in one batch, so no
   row needs padding (padding would shift positions and change the answers); each answer stops at the
-  tokenizer's end-of-text. :func:`generate_answers` is its greedy single answer.
+  tokenizer's end-of-text. :func:`generate_answers` is its greedy single answer, and
+  :func:`answer_question` answers one question a person typed, after checking it.
 - An answer is **correct** when it equals the expected output after :func:`normalise_answer`
   (whitespace collapsed, a trailing period dropped); it is **well-formed** (format compliance) when
   it is non-empty and the model ended it with end-of-text.
@@ -97,6 +98,27 @@ def generate_answers(model: Any, tokenizer: Any, records: Sequence[dict], max_ne
     return [group[0] for group in sample_answers(model, tokenizer, records, 1, 0.0, max_new_tokens,
                                                  batch_size=batch_size, prompt_format=prompt_format,
                                                  progress=progress)]
+
+
+def answer_question(model: Any, tokenizer: Any, instruction: str, input_text: str = "", max_new_tokens: int = 16,
+                    prompt_format: Callable[[dict], str] = format_prompt) -> Answer:
+    """The greedy answer to one question a person typed, checked first: ``instruction`` must hold some text,
+    and the prompt with ``max_new_tokens`` answer tokens must fit the model's context. Runs of whitespace
+    become one space (the prompts the model was trained on have single spaces). Any text is accepted, non-ASCII
+    too (byte-level BPE encodes every character), though a model trained on English sees such bytes rarely."""
+    for value, name in ((instruction, "instruction"), (input_text, "input_text")):
+        if not isinstance(value, str):
+            raise TypeError(f"{name} must be a str, got {type(value).__name__}")
+    check_int(max_new_tokens, "max_new_tokens", low=1)
+    if not instruction.strip():
+        raise ValueError("the instruction is empty: type a question, e.g. 'What is the first word?'")
+    record = {"instruction": " ".join(instruction.split()), "input": " ".join(input_text.split()), "output": ""}
+    n = len(tokenizer.encode_ordinary(prompt_format(record)))
+    context = model.cfg.context_length
+    if n + max_new_tokens > context:
+        raise ValueError(f"the question is {n} tokens, and with {max_new_tokens} answer tokens it must fit the "
+                         f"model's context of {context}: shorten it by {n + max_new_tokens - context} tokens")
+    return generate_answers(model, tokenizer, [record], max_new_tokens, prompt_format=prompt_format)[0]
 
 
 def normalise_answer(text: str) -> str:

@@ -1,7 +1,12 @@
-"""Chapter 7's instruction-tuning runs as functions, the chapter model chapter 8 starts from, and the command
-that measures the seed spread:
+"""Chapter 7's instruction-tuning runs as functions, the chapter model chapter 8 starts from, and the commands
+that choose the training mix on the validation sets and measure the seed spread:
 
+    python -m gpt2_core.finetuning.instruction_runs mix-search --out results/ch07-mix-search.json
     python -m gpt2_core.finetuning.instruction_runs seed-spread --out results/ch07-seed-spread.json
+    python -m gpt2_core.finetuning.instruction_runs merge --parts a.json b.json --out joined.json
+
+``merge`` joins pieces of one command run apart (other shares or seeds, e.g. two processes of one thread each
+on 2 cores) into the file the whole command would write.
 
 The chapter model is the pretrained course model fully fine-tuned with its **token embedding frozen**.
 The embedding is tied to the output layer, so training it would push down the logits of every token that
@@ -16,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import statistics
 import time
 from collections.abc import Callable, Sequence
@@ -26,18 +32,21 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..files import write_file_atomically
 from ..model.gpt import GPTModel
 from ..pretraining.checkpoint import checkpoint_info, load_checkpoint, save_checkpoint
 from ..pretraining.step import lm_loss
 from ..profile import data_dir, get_device, pick, profile_name, seed_everything
-from ..results import write_measurement
-from .instruction_data import course_instructions
-from .instruction_eval import generate_answers, score_answers, summarise
+from ..results import read_measurement, write_measurement
+from .instruction_eval import generate_answers, is_correct, score_answers, summarise
 from .instruction_prompts import InstructionDataset, instruction_loader
+from .instruction_sets import course_instructions
 from .loop import FinetuneConfig, FinetuneHistory, finetune
 from .lora import inject_lora
 
-SETS = ("test", "heldout", "fresh")  # what a chapter model is scored on
+PROG = "gpt2_core.finetuning.instruction_runs"
+SETS = ("test", "heldout", "fresh", "new")  # what a chapter model is scored on
+VALIDATION_SETS = ("validation", "validation_new")  # what a recipe is chosen on
 
 
 @dataclass(frozen=True)
@@ -53,6 +62,7 @@ class InstructionRecipe:
     lora_lr: float = 3e-3
     lora_rank: int = 16
     lora_targets: tuple[str, ...] = ("att.qkv", "att.out_proj", "ff.fc", "ff.proj")
+    procedure_share: float = 0.75  # of the extra training records, procedure records (chosen by mix-search)
     train_records: int | None = None  # None: every training record (a number: the first n, for tiny runs)
     eval_every: int = 1  # score every n-th record of each evaluation set
 
@@ -67,10 +77,10 @@ def profile_recipe() -> InstructionRecipe:
 def instruction_sets(recipe: InstructionRecipe) -> dict[str, list[dict]]:
     """The course's instruction sets (:func:`~gpt2_core.finetuning.instruction_data.course_instructions`),
     shrunk as the recipe says."""
-    sets = course_instructions()
+    sets = course_instructions(recipe.procedure_share)
     if recipe.train_records is not None:
         sets["train"] = sets["train"][:recipe.train_records]
-    for name in SETS:
+    for name in (*SETS, *VALIDATION_SETS):
         sets[name] = sets[name][::recipe.eval_every]
     return sets
 
@@ -135,13 +145,15 @@ METHODS: dict[str, Callable[..., FinetuneHistory]] = {
 
 def score_sets(model: nn.Module, tokenizer: Any, sets: dict[str, list[dict]], names: Sequence[str] = SETS,
                max_new: int | None = None) -> dict[str, dict]:
-    """Greedy answers to each named set: ``{name: {"table": per-family DataFrame, **summarise(table)}}``."""
+    """Greedy answers to each named set: ``{name: {"table": per-family DataFrame, **summarise(table), "correct":
+    one bool per record}}``."""
     out = {}
     for name in names:
         records = sets[name]
         answers = generate_answers(model, tokenizer, records, max_new or max_new_tokens(tokenizer, records))
         table = score_answers(records, answers)
-        out[name] = {"table": table, **summarise(table)}
+        out[name] = {"table": table, **summarise(table),
+                     "correct": [is_correct(a.text, r["output"]) for r, a in zip(records, answers, strict=True)]}
     return out
 
 
@@ -160,7 +172,9 @@ def save_chapter_model(model: GPTModel, tokenizer: Any, recipe: InstructionRecip
 def _saved_matches(recipe: InstructionRecipe, base_name: str) -> bool:
     try:
         meta = checkpoint_info(chapter_model_dir())["meta"]
-    except (FileNotFoundError, ValueError):
+    except (FileNotFoundError, ValueError) as err:
+        if chapter_model_dir().exists():  # there, but cut short or damaged: say why it is trained again
+            print(f"{chapter_model_dir()} cannot be used ({err}); training it again")
         return False
     return meta.get("recipe") == recipe.to_dict() and meta.get("base_model") == base_name  # info= lands in config.json
 
@@ -206,22 +220,103 @@ def seed_spread(seeds: Sequence[int], recipe: InstructionRecipe, progress: bool 
                 runs[method][set_name].append(scores[set_name]["supported"])
             runs[method]["format_compliance"].append(scores["test"]["format_compliance"])
             print(f"{method}, seed {seed}: " + ", ".join(f"{s} {scores[s]['supported']:.1%}" for s in SETS), flush=True)
-    summary = {m: {k: {"values": v, "mean": statistics.fmean(v), "std": statistics.stdev(v) if len(v) > 1 else 0.0}
-                   for k, v in r.items()} for m, r in runs.items()}
+    summary = {m: {k: _summary(v) for k, v in r.items()} for m, r in runs.items()}
     return {"seeds": list(seeds), "methods": summary, "base_model": name, "recipe": recipe.to_dict(),
             "seconds": round(time.perf_counter() - start, 1)}
 
 
+def mix_search(shares: Sequence[float], recipe: InstructionRecipe, seed: int = 123, progress: bool = False) -> dict:
+    """Full fine-tuning (the chapter's recipe) once per share of procedure records, scored on the validation
+    sets only (never the test, the held-out or the new words): exact match on the supported families, per
+    family, and whether each record was answered right (for the chapter's figure of answer tokens)."""
+    from ..reference import load_base_model
+
+    start = time.perf_counter()
+    base, tokenizer, name = load_base_model(get_device())
+    state = {k: v.clone() for k, v in base.state_dict().items()}
+    rows = {}
+    for share in shares:
+        mix = dataclasses.replace(recipe, procedure_share=share)
+        sets = instruction_sets(mix)
+        model = GPTModel(base.cfg).to(base.device)
+        model.load_state_dict(state)
+        full_fine_tune(model, tokenizer, sets["train"], mix, seed, progress=progress, desc=f"share {share}")
+        scores = score_sets(model, tokenizer, sets, VALIDATION_SETS)
+        rows[str(share)] = {s: {"supported": scores[s]["supported"], "n": len(sets[s]),
+                                "families": scores[s]["table"]["exact_match"].dropna().to_dict(),
+                                "correct": scores[s]["correct"]} for s in VALIDATION_SETS}
+        print(f"share {share}: " + ", ".join(f"{s} {scores[s]['supported']:.1%}" for s in VALIDATION_SETS), flush=True)
+    return {"seed": seed, "shares": list(shares), "runs": rows, "base_model": name, "recipe": recipe.to_dict(),
+            "seconds": round(time.perf_counter() - start, 1)}
+
+
+def _summary(values: list[float]) -> dict:
+    spread = statistics.stdev(values) if len(values) > 1 else 0.0
+    return {"values": values, "mean": statistics.fmean(values), "std": spread}
+
+
+def merge_measurements(parts: Sequence[dict]) -> dict:
+    """One measurement from pieces of the same command run apart (other shares, or other seeds), so that two
+    processes of one thread each can share 2 cores. The pieces must agree on the command, profile, base model and
+    recipe; the result reads as the one command that measures it all at once (``command``), and ``measured_in``
+    keeps each piece's own command, date, threads and time."""
+    if len(parts) < 2:
+        raise ValueError(f"merge needs at least 2 measurements, got {len(parts)}")
+    first = parts[0]
+    what = first.get("command", "").split()[3:4]
+    for part in parts[1:]:
+        if part.get("command", "").split()[3:4] != what:
+            raise ValueError("cannot merge a mix search with a seed spread; merge pieces of one command")
+        for key in ("profile", "base_model", "recipe", *(("seed",) if "shares" in first else ())):
+            if part.get(key) != first.get(key):
+                raise ValueError(f"cannot merge measurements with different {key}: {first.get(key)!r} and "
+                                 f"{part.get(key)!r}; re-run the piece with the same {key}")
+    merged = {"measured": max(p["measured"] for p in parts), "profile": first["profile"],
+              "torch_threads": max(p["torch_threads"] for p in parts),
+              "measured_in": [f"{p['command']} ({p['measured']}, torch threads: {p['torch_threads']}, "
+                              f"{p['seconds']:.0f} s)" for p in parts],
+              "base_model": first["base_model"], "recipe": first["recipe"],
+              "seconds": round(sum(p["seconds"] for p in parts), 1)}
+    if "shares" in first:
+        shares = [x for p in parts for x in p["shares"]]
+        if len(set(shares)) < len(shares):
+            raise ValueError(f"a share is measured in two pieces ({sorted(shares)}); merge pieces of different shares")
+        runs_ = {k: v for p in parts for k, v in p["runs"].items()}
+        listed = " ".join(f"{x:g}" for x in sorted(shares))
+        return {**merged, "command": f"python -m {PROG} mix-search --shares {listed} --seeds {first['seed']}",
+                "seed": first["seed"], "shares": sorted(shares),
+                "runs": {str(x): runs_[str(x)] for x in sorted(shares)}}
+    seeds = [x for p in parts for x in p["seeds"]]
+    if len(set(seeds)) < len(seeds):
+        raise ValueError(f"a seed is measured in two pieces ({seeds}); merge pieces of different seeds")
+    methods = {m: {key: _summary([v for p in parts for v in p["methods"][m][key]["values"]])
+                   for key in first["methods"][m]} for m in first["methods"]}
+    return {**merged, "command": f"python -m {PROG} seed-spread --seeds {' '.join(map(str, seeds))}", "seeds": seeds,
+            "methods": methods}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m gpt2_core.finetuning.instruction_runs",
-                                     description="Measure chapter 7's seed spread.")
-    parser.add_argument("what", choices=("seed-spread",))
+                                     description="Measure chapter 7's seed spread, or choose its training mix.")
+    parser.add_argument("what", choices=("seed-spread", "mix-search", "merge"))
     parser.add_argument("--out", required=True, help="the JSON file to write")
+    parser.add_argument("--parts", nargs="+", default=[], help="merge: the measurements to join (one command's pieces)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[123, 7, 2024])
+    parser.add_argument("--shares", type=float, nargs="+", default=[0.0, 0.25, 0.5, 0.75],
+                        help="mix-search: shares of procedure records among the extra training records")
     parser.add_argument("--progress", action="store_true")
     args = parser.parse_args(argv)
-    result = seed_spread(args.seeds, profile_recipe(), args.progress)
-    write_measurement(args.out, "gpt2_core.finetuning.instruction_runs", argv, result)
+    if args.what == "merge":
+        merged = merge_measurements([read_measurement(p) for p in args.parts])
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        write_file_atomically(Path(args.out), (json.dumps(merged, indent=1) + "\n").encode("utf-8"))
+        print(f"wrote {args.out}: {merged['command']}")
+        return 0
+    if args.what == "mix-search":
+        result = mix_search(args.shares, profile_recipe(), args.seeds[0], args.progress)
+    else:
+        result = seed_spread(args.seeds, profile_recipe(), args.progress)
+    write_measurement(args.out, PROG, argv, result)
     print(f"wrote {args.out} in {result['seconds']:.0f} s")
     return 0
 

@@ -24,8 +24,10 @@ from pathlib import Path
 import torch
 from huggingface_hub import snapshot_download
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
+from safetensors.torch import save as st_save
 
+from ..files import write_file_atomically
 from .config import GPTConfig
 from .gpt import GPTModel
 
@@ -261,10 +263,11 @@ def save_hf(model: GPTModel, path: str | os.PathLike) -> Path:
     if folder.exists() and not folder.is_dir():
         raise ValueError(f"{folder} exists and is not a directory; choose a folder to write the "
                          "checkpoint into")
-    folder.mkdir(parents=True, exist_ok=True)
     config = config_to_hf(model.cfg, model.tok_emb.weight.dtype)
-    (folder / CONFIG_NAME).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
-    save_file(tensors, folder / WEIGHTS_NAME, metadata={"format": "pt"})
+    # Each file atomically (a crash or a full disk keeps the previous one whole), not the folder as one:
+    # the folder may hold other files of the learner's (a tokenizer, say) that a directory swap would drop.
+    write_file_atomically(folder / WEIGHTS_NAME, st_save(tensors, metadata={"format": "pt"}))
+    write_file_atomically(folder / CONFIG_NAME, (json.dumps(config, indent=2) + "\n").encode("utf-8"))
     return folder
 
 

@@ -14,7 +14,9 @@ The model and its tokenizer travel together: a model's token ids mean nothing wi
 so :func:`load_checkpoint` returns both. Only safetensors and JSON are read back, so loading never runs
 code hidden in a pickle (``torch.load`` on an untrusted ``.pt`` file can). Saving and restoring the random
 number generators (torch CPU, CUDA, Python's ``random``) is what makes a resumed CPU run bitwise identical
-to one that never stopped. Saving is atomic (:func:`gpt2_core.files.write_dir_atomically`).
+to one that never stopped. Saving is atomic (:func:`gpt2_core.files.write_dir_atomically`), and config.json
+records every other file's size, so a directory cut short some other way (a copy interrupted, a disk that lost
+writes) is refused in one line, before anything is loaded (:class:`IncompleteCheckpointError`, a ValueError).
 
 The shipped reference course model (``data/course-model/``) is a checkpoint without training state whose
 files keep the bytes they were committed with (format name ``gpt2_core-reference-model``); it loads
@@ -38,7 +40,7 @@ from safetensors.torch import save as st_save
 from torch import nn
 
 from ..checks import check_int, check_tokenizer
-from ..files import check_writable, recover_dir, sha256, write_dir_atomically
+from ..files import check_writable, reading_dir, sha256, write_dir_atomically
 from ..model.config import GPTConfig
 from ..model.gpt import GPTModel, unwrap_model
 from ..text.ranks import tokenizer_files, tokenizer_from_record
@@ -51,8 +53,13 @@ TRAINER_JSON = "trainer.json"
 FORMAT = "gpt2_core-checkpoint"
 REFERENCE_FORMAT = "gpt2_core-reference-model"  # the shipped reference model: a checkpoint without training state
 FORMAT_VERSION = 2  # 2: the tokenizer is recorded; version 1 checkpoints load without one
+FILES_KEY = "files"  # config.json's {file name: size in bytes} of the checkpoint's other files (older ones lack it)
 # GPTConfig fields that do not change what the weights mean: a checkpoint may load despite them.
 CONFIG_FIELDS_IGNORED = frozenset({"drop_rate"})
+
+
+class IncompleteCheckpointError(ValueError):
+    """A checkpoint directory whose files are not all there, whole: cut short while being saved or copied."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -98,11 +105,12 @@ def check_checkpoint_path(path: str | os.PathLike) -> Path:
     or a non-empty directory that is not a checkpoint, and its parent must be writable.
     """
     path = Path(path)
-    if path.exists() and not path.is_dir():
-        raise ValueError(f"{path} exists and is not a directory; a checkpoint is a directory, pick another path")
-    if path.is_dir() and not (path / CONFIG_FILE).is_file() and any(path.iterdir()):
-        raise ValueError(f"{path} is a non-empty directory that is not a checkpoint; saving would replace "
-                         "everything in it, so pick a new or empty directory")
+    with reading_dir(path):  # another run may be saving there: look at a whole directory, not one mid-swap
+        if path.exists() and not path.is_dir():
+            raise ValueError(f"{path} exists and is not a directory; a checkpoint is a directory, pick another path")
+        if path.is_dir() and not (path / CONFIG_FILE).is_file() and any(path.iterdir()):
+            raise ValueError(f"{path} is a non-empty directory that is not a checkpoint; saving would replace "
+                             "everything in it, so pick a new or empty directory")
     return check_writable(path)
 
 
@@ -144,12 +152,6 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module, optimizer: torch.
         raise ValueError(f"the tokenizer has {tokenizer.n_vocab:,} tokens but the model only {model.cfg.vocab_size:,}: "
                          "they do not belong together; save the model with the tokenizer it was trained with")
     record, tokenizer_bytes = tokenizer_files(tokenizer) if tokenizer is not None else (None, {})
-    config = {"format": FORMAT, "version": FORMAT_VERSION, "model_config": model.cfg.to_dict(), "tied": aliases,
-              "head": head_config(model), "tokenizer": record}
-    clash = set(info or {}) & set(config)
-    if clash:
-        raise ValueError(f"info may not use the names {sorted(clash)}: config.json needs them")
-    config.update(info or {})
     tensors: dict[str, torch.Tensor] = {}
     trainer = {
         "step": step,
@@ -158,9 +160,15 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module, optimizer: torch.
         "scheduler": encode_state(scheduler.state_dict(), "scheduler", tensors) if scheduler is not None else None,
         "rng": encode_state(rng_state(), "rng", tensors),
     }
-    files = {MODEL_FILE: st_save(weights, metadata={"format": FORMAT}), CONFIG_FILE: _json_bytes(config, "config"),
-             **tokenizer_bytes, TRAINER_FILE: st_save(tensors, metadata={"format": FORMAT}),
-             TRAINER_JSON: _json_bytes(trainer, "extra")}
+    files = {MODEL_FILE: st_save(weights, metadata={"format": FORMAT}), **tokenizer_bytes,
+             TRAINER_FILE: st_save(tensors, metadata={"format": FORMAT}), TRAINER_JSON: _json_bytes(trainer, "extra")}
+    config = {"format": FORMAT, "version": FORMAT_VERSION, "model_config": model.cfg.to_dict(), "tied": aliases,
+              "head": head_config(model), "tokenizer": record, FILES_KEY: {k: len(v) for k, v in files.items()}}
+    clash = set(info or {}) & set(config)
+    if clash:
+        raise ValueError(f"info may not use the names {sorted(clash)}: config.json needs them")
+    config.update(info or {})
+    files[CONFIG_FILE] = _json_bytes(config, "config")
     return write_dir_atomically(path, files)
 
 
@@ -200,8 +208,8 @@ class _Reader:
 
 
 def _read_config(read: _Reader) -> tuple[dict[str, Any], GPTConfig]:
-    """config.json of a checkpoint, checked: our format, a version this code reads, a valid GPTConfig."""
-    recover_dir(read.path)
+    """config.json of a checkpoint, checked: our format, a version this code reads, a valid GPTConfig, and
+    every other file there (see :func:`_check_complete`)."""
     if not read.path.is_dir():
         raise FileNotFoundError(f"no checkpoint directory at {read.path}; save one with save_checkpoint(path, model)")
     config = read.json(CONFIG_FILE)
@@ -219,7 +227,36 @@ def _read_config(read: _Reader) -> tuple[dict[str, Any], GPTConfig]:
         cfg = GPTConfig.from_dict(config["model_config"])
     except (TypeError, ValueError) as err:
         raise ValueError(f"{config_file} holds an invalid model config: {err}") from err
+    _check_complete(config, read.path)
     return config, cfg
+
+
+def _check_complete(config: dict[str, Any], path: Path) -> None:
+    """Raise IncompleteCheckpointError unless every file config.json expects is in ``path`` at its recorded
+    size: a directory cut short is refused before anything is read from it, with what is missing named.
+    Checkpoints saved before sizes were recorded (the shipped reference model too) are checked by name only."""
+    sizes = config.get(FILES_KEY)
+    if sizes is not None and not (isinstance(sizes, dict) and all(
+            isinstance(size, int) and not isinstance(size, bool) for size in sizes.values())):
+        raise ValueError(f"{path / CONFIG_FILE} records its files' sizes as {sizes!r:.80}, not "
+                         "{name: bytes}; the checkpoint is corrupt")
+    if sizes is None:
+        names = [MODEL_FILE] + ([TRAINER_FILE, TRAINER_JSON] if config["format"] == FORMAT else [])
+        record = config.get("tokenizer")
+        names += [record["file"]] if isinstance(record, dict) and "file" in record else []
+        sizes = dict.fromkeys(names)
+    problems = []
+    for name, size in sizes.items():
+        file = path / name
+        if not file.is_file():
+            problems.append(f"{name} is missing")
+        elif size is not None and file.stat().st_size != size:
+            problems.append(f"{name} has {file.stat().st_size:,} of its {size:,} bytes")
+        if len(problems) == 2:
+            break  # enough to say what happened, in one line
+    if problems:
+        raise IncompleteCheckpointError(f"{path} is an incomplete checkpoint ({'; '.join(problems)}): it was cut "
+                                        "short while being saved or copied; save it again")
 
 
 def _check_model(saved: GPTConfig, head: dict | None, model: nn.Module, path: Path) -> None:
@@ -273,9 +310,10 @@ def checkpoint_info(path: str | os.PathLike) -> dict[str, Any]:
     """``{"step", "extra", "config", "meta"}`` of a checkpoint (``meta``: its config.json), read from its JSON
     files only (no tensors, nothing loaded into a model): a cheap way to check a checkpoint before a run
     starts. Raises like :func:`load_checkpoint`."""
-    read = _Reader(Path(path), None)
-    config, cfg = _read_config(read)
-    trainer = read.json(TRAINER_JSON) if config["format"] == FORMAT else {"step": 0, "extra": {}}
+    with reading_dir(path):
+        read = _Reader(Path(path), None)
+        config, cfg = _read_config(read)
+        trainer = read.json(TRAINER_JSON) if config["format"] == FORMAT else {"step": 0, "extra": {}}
     if not isinstance(trainer, dict) or not {"step", "extra"} <= set(trainer):
         raise ValueError(f"{read.path / TRAINER_JSON} lacks step or extra; the checkpoint is corrupt")
     return {"step": trainer["step"], "extra": trainer["extra"], "config": cfg, "meta": config}
@@ -283,9 +321,10 @@ def checkpoint_info(path: str | os.PathLike) -> dict[str, Any]:
 
 def load_tokenizer(path: str | os.PathLike, expected_sha256: dict[str, str] | None = None) -> Any:
     """The tokenizer a checkpoint records (a tiktoken Encoding), read without its weights."""
-    read = _Reader(Path(path), expected_sha256)
-    config, cfg = _read_config(read)
-    tokenizer = tokenizer_from_record(config.get("tokenizer"), read, cfg.vocab_size)
+    with reading_dir(path):
+        read = _Reader(Path(path), expected_sha256)
+        config, cfg = _read_config(read)
+        tokenizer = tokenizer_from_record(config.get("tokenizer"), read, cfg.vocab_size)
     if tokenizer is None:
         raise ValueError(f"{read.path} records no tokenizer (it was saved without one)")
     return tokenizer
@@ -308,24 +347,25 @@ def load_checkpoint(path: str | os.PathLike, model: nn.Module | None = None,
     Returns ``{"step", "extra", "config", "model", "tokenizer", "meta"}`` (``meta``: config.json as read;
     ``tokenizer``: a tiktoken Encoding, or None for a checkpoint that records none).
     """
-    read = _Reader(Path(path), expected_sha256)
     device = str(torch.device(map_location))
-    config, cfg = _read_config(read)
-    tied: dict[str, str] = config.get("tied") or {}
-    tokenizer = tokenizer_from_record(config.get("tokenizer"), read, cfg.vocab_size)
-    weights = read.tensors(MODEL_FILE, device)
-    for name, target in tied.items():
-        if target not in weights:
-            raise ValueError(f"{read.path / MODEL_FILE} lacks {target!r}, which {name!r} is tied to; "
-                             "the checkpoint is corrupt")
-        weights[name] = weights[target]
-    trainer = {"step": 0, "extra": {}, "optimizer": None, "scheduler": None, "rng": None}
-    if config["format"] == FORMAT:  # the reference model has no training state
-        trainer = read.json(TRAINER_JSON)
-        if not isinstance(trainer, dict) or not {"step", "extra", "optimizer", "scheduler", "rng"} <= set(trainer):
-            raise ValueError(f"{read.path / TRAINER_JSON} lacks one of step, extra, optimizer, scheduler, rng; "
-                             "the checkpoint is corrupt")
-        trainer = decode_state(trainer, read.tensors(TRAINER_FILE, "cpu"), str(read.path / TRAINER_JSON))
+    with reading_dir(path):  # every file from the same save, even if another run saves meanwhile
+        read = _Reader(Path(path), expected_sha256)
+        config, cfg = _read_config(read)
+        tied: dict[str, str] = config.get("tied") or {}
+        tokenizer = tokenizer_from_record(config.get("tokenizer"), read, cfg.vocab_size)
+        weights = read.tensors(MODEL_FILE, device)
+        for name, target in tied.items():
+            if target not in weights:
+                raise ValueError(f"{read.path / MODEL_FILE} lacks {target!r}, which {name!r} is tied to; "
+                                 "the checkpoint is corrupt")
+            weights[name] = weights[target]
+        trainer = {"step": 0, "extra": {}, "optimizer": None, "scheduler": None, "rng": None}
+        if config["format"] == FORMAT:  # the reference model has no training state
+            trainer = read.json(TRAINER_JSON)
+            if not isinstance(trainer, dict) or not {"step", "extra", "optimizer", "scheduler", "rng"} <= set(trainer):
+                raise ValueError(f"{read.path / TRAINER_JSON} lacks one of step, extra, optimizer, scheduler, rng; "
+                                 "the checkpoint is corrupt")
+            trainer = decode_state(trainer, read.tensors(TRAINER_FILE, "cpu"), str(read.path / TRAINER_JSON))
     if optimizer is not None and trainer["optimizer"] is None:
         raise ValueError(f"{read.path} has no optimizer state (it was saved without an optimizer)")
     if scheduler is not None and trainer["scheduler"] is None:
