@@ -309,8 +309,8 @@ print(f"DPO loss: {dpo_history.losses[0]:.3f} at the first step (log 2 = {math.l
 # again from the model *as it learns*, so they keep finding out what it gets wrong now. GRPO (Shao et al.,
 # 2024) does it without PPO's learned value function: each step it samples a **group** of $G$ answers to
 # each of a few questions, scores them, and gives each answer an **advantage**: its reward minus its
-# group's mean, divided by the group's standard deviation. An answer better than its siblings is pushed
-# up, a worse one down; a group whose answers all score the same teaches nothing (its advantages are 0).
+# group's mean, divided by the group's standard deviation. An answer scored above its group's mean is
+# pushed up, one scored below it down; a group whose answers all score the same teaches nothing (its advantages are 0).
 # One group by hand:
 
 # %%
@@ -558,7 +558,7 @@ print(f"profile {profile_name()}: notebook ran for {results['seconds'] / 60:.1f}
 #   words and fresh records; a reward cannot teach a fact no sample contains.
 #
 # **What comes next.** This is where the course stops: a GPT built from its tokenizer up, pretrained,
-# fine-tuned to classify and to follow instructions, and improved from rewards. The references below are
+# fine-tuned to classify and to follow instructions, and trained further from rewards. The references below are
 # where to go next.
 #
 # ## Exercises
