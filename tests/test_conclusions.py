@@ -27,7 +27,7 @@ RESULTS = sorted((ROOT / "results").glob("ch[0-9][0-9].json"))
 # notebook is re-executed at the default profile (`make execute`); a pending chapter that passes fails, so that
 # it is taken off the list.
 STATES_CONCLUSIONS = {6, 7}
-PENDING: set[int] = {6, 7}
+PENDING: set[int] = set()
 
 
 def _notebook(chapter: int) -> Path:

@@ -373,6 +373,9 @@ def test_write_and_load(tmp_path):
     path = write_instruction_data(tmp_path / "x.json", n=24, seed=1)
     assert load_alpaca_json(path) == make_instruction_data(24, seed=1)
     assert load_instruction_data(path) == load_alpaca_json(path)
+    # written atomically: the finished file replaces an old one, and no temporary file is left beside it
+    again = write_instruction_data(path, n=12, seed=2)
+    assert load_alpaca_json(again) == make_instruction_data(12, seed=2) and list(tmp_path.iterdir()) == [path]
 
 
 def _write(tmp_path, data, raw: str | None = None):

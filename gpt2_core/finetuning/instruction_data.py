@@ -13,8 +13,8 @@ The families fall into two groups, reported separately:
   a model can learn the *procedure* from examples;
 - :data:`KNOWLEDGE`: the answer needs a fact the question does not give and the corpus barely teaches
   (a sum, who spoke in a given year, how a number is spelled, upper case letters, English plurals). A sum
-  is a fact here: every number up to 99 is one token of the course tokenizer, so ``7 + 5`` is answered by
-  recalling the token ``12``, which the question does not contain. Held-out
+  is a fact here: nearly every result of the course's sums is one token of the course tokenizer, so
+  ``7 + 5`` is answered by recalling the token ``12``, which the question does not contain. Held-out
   questions of these families ask about items never seen in fine-tuning, so they test memory, not
   procedure; a small model scores little on them, and that is worth seeing.
 
@@ -38,6 +38,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from ..checks import check_int, check_number
+from ..files import write_file_atomically
 from ..profile import data_dir
 from .instruction_vocab import (
     CANDIDATE_POOL,
@@ -151,8 +152,8 @@ SUPPORTED: dict[str, Make] = {
     "first_word": _first, "last_word": _last, "reverse_words": _reverse, "count_words": _count,
     "sort_numbers": _sort, "extract_year": _year,
 }
-# Arithmetic is knowledge for this tokenizer: every number 0-99 is one token, so a sum is a token the question
-# does not contain, recalled from an addition table, not copied or counted (measured in chapter 7: 0% before).
+# Arithmetic is knowledge for this tokenizer: nearly every sum of two numbers up to 20 is one token, which the
+# question does not contain: recalled from an addition table, not copied or counted (chapter 7 counts them).
 KNOWLEDGE: dict[str, Make] = {
     "arithmetic": _arithmetic, "president": _president, "spell_number": _spell, "upper_case": _upper,
     "plural": _plural,
@@ -303,8 +304,7 @@ def write_instruction_data(path: str | Path | None = None, n: int = DEFAULT_N,
     target = Path(path) if path is not None else data_dir() / "outputs" / DATA_FILE
     records = list(_generated()) if (n, seed) == (DEFAULT_N, DEFAULT_SEED) else make_instruction_data(n, seed)
     target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(dump_records(records), encoding="utf-8")
-    return target
+    return write_file_atomically(target, dump_records(records).encode("utf-8"))  # never half a file
 
 
 def load_instruction_data(path: str | Path | None = None) -> list[Record]:

@@ -132,8 +132,9 @@ def fresh_copy():
 #   capital letters, a plural. Their held-out questions ask about years, numbers and words never seen in
 #   fine-tuning, so only what was stored can answer them. Capitals are knowledge too: `army` and `ARMY`
 #   share no token, and capitals are rare in the speeches. So is a sum, for this tokenizer: the cell
-#   below shows that every number in a sum and its result is one token, so `7 + 5` is answered by
-#   recalling the token ` 12`, which the question does not contain; nothing can be copied. (An earlier
+#   below counts the sums of two small numbers whose result is a single token (nearly all of them), so
+#   `7 + 5` is answered by recalling the token ` 12`, which the question does not contain; nothing can
+#   be copied. (An earlier
 #   version of this chapter counted sums as supported; the chapter model scored 0% on them, below the
 #   most-common-answer baseline. Section 9 shows where they land now.)
 #
