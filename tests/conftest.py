@@ -8,8 +8,11 @@ from __future__ import annotations
 
 from functools import lru_cache
 
+import pytest
 import torch
 
+import gpt2_core.reference
+from gpt2_core.finetuning import instruction_runs
 from gpt2_core.model.config import GPTConfig
 from gpt2_core.model.gpt import GPTModel
 from gpt2_core.text.bpe import BPETokenizer
@@ -57,3 +60,18 @@ def tiny_char_model(seed: int = 0, context_length: int = 96) -> GPTModel:
     torch.manual_seed(seed)
     cfg = GPTConfig.preset("tiny", vocab_size=CharTokenizer.n_vocab, context_length=context_length, drop_rate=0.0)
     return GPTModel(cfg).eval()
+
+
+# Chapter 7's runs on a tiny model: two steps of four records, every 200th evaluation record.
+TINY_INSTRUCTION_RECIPE = instruction_runs.InstructionRecipe(steps=2, batch_size=4, train_records=12, eval_every=200)
+
+
+@pytest.fixture
+def tiny_base(monkeypatch, tmp_path):
+    """Chapter 7's runs (instruction_runs) on a tiny model and recipe, saving under ``tmp_path``."""
+    monkeypatch.setenv("GPT2_COURSE_DATA", str(tmp_path))
+    monkeypatch.setattr(instruction_runs, "profile_recipe", lambda: TINY_INSTRUCTION_RECIPE)
+    monkeypatch.setattr(gpt2_core.reference, "base_model_name", lambda: "tiny")
+    monkeypatch.setattr(gpt2_core.reference, "load_base_model", lambda device=None, name=None: (
+        tiny_model(context_length=256, drop_rate=0.0).eval(), tiny_tokenizer(), "tiny"))
+    return tmp_path

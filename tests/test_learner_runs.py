@@ -19,7 +19,6 @@ import pytest
 import torch
 from conftest import tiny_model, tiny_tokenizer
 
-import gpt2_core.reference
 from gpt2_core import reference
 from gpt2_core.finetuning import instruction_runs as runs
 from gpt2_core.notebook_tools import pairing_problems
@@ -138,17 +137,6 @@ def test_notebooks_name_the_kernel_as_jupyterlab_saves_it():
 
 # --- what a run saves, cut short --------------------------------------------------------------------------------
 
-RECIPE = runs.InstructionRecipe(steps=2, batch_size=4, train_records=12, eval_every=200)
-
-
-@pytest.fixture
-def tiny_base(monkeypatch, tmp_path):
-    monkeypatch.setenv("GPT2_COURSE_DATA", str(tmp_path))
-    monkeypatch.setattr(runs, "profile_recipe", lambda: RECIPE)
-    monkeypatch.setattr(gpt2_core.reference, "base_model_name", lambda: "tiny")
-    monkeypatch.setattr(gpt2_core.reference, "load_base_model", lambda device=None, name=None: (
-        tiny_model(context_length=256, drop_rate=0.0).eval(), tiny_tokenizer(), "tiny"))
-    return tmp_path
 
 
 def _cut_short(folder: Path) -> None:

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import random
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import lru_cache
 from pathlib import Path
 
@@ -119,13 +119,13 @@ def token_words() -> tuple[str, ...]:
     return tuple(sorted({t[1:] for t in found if _TOKEN_RE.fullmatch(t)}))
 
 
-def _draw(make: object, rng: random.Random, n: int, banned: set[str]) -> list[str]:
+def _draw(make: Callable[[random.Random], str], rng: random.Random, n: int, banned: set[str]) -> list[str]:
     """``n`` distinct words from ``make(rng)``, none in ``banned`` (which grows with them)."""
     out: list[str] = []
     for _ in range(50 * n):
         if len(out) == n:
             break
-        word = make(rng)  # type: ignore[operator]
+        word = make(rng)
         if word not in banned:
             banned.add(word)
             out.append(word)
