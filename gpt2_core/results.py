@@ -162,7 +162,10 @@ def _row(chapter: int, r: dict) -> str:
                 f"{_pct(r['majority_baseline_supported'])}; format compliance {_pct(r['format_compliance'])}")
     elif chapter == 8:
         text = (f"exact match on supported families from chapter 7's {_pct(r['start_exact_match_supported'])}: "
-                f"GRPO **{_pct(r['grpo_exact_match_supported'])}**, best-of-{r['k']} "
+                f"GRPO **{_pct(r['grpo_exact_match_supported'])}**"
+                + (f" (mean over seeds {_pct(r['grpo_seed_mean_exact_match_supported'])})"
+                   if "grpo_seed_mean_exact_match_supported" in r else "")
+                + f", best-of-{r['k']} "
                 f"{_pct(r['best_of_k_exact_match_supported'])}, DPO {_pct(r['dpo_exact_match_supported'])}, "
                 f"the same budget of supervised fine-tuning {_pct(r['sft_more_exact_match_supported'])}; "
                 f"pass@1 {_pct(r['pass_at_1_before'])} -> {_pct(r['pass_at_1_after'])}, pass@{r['k']} "

@@ -11,19 +11,10 @@ import torch
 from gpt2_core.exercises import check_exercise
 from gpt2_core.exercises.solutions import ch08 as solution
 
-
-def _advantages(rewards, eps, *, dim=1, unbiased=True, scale=True, eps_in_std=True):
-    if dim is None:
-        mean, std = rewards.mean(), rewards.std(unbiased=unbiased)
-    else:
-        mean, std = rewards.mean(dim, keepdim=True), rewards.std(dim, unbiased=unbiased, keepdim=True)
-    return (rewards - mean) / (std + (eps if eps_in_std else 0.0)) if scale else rewards - mean
-
-
 # A plausible wrong answer for every checker (tests/test_exercise_solutions.py runs them all)
 WRONG = {
     "ch08.pass_at_k": lambda n, c, k: 1 - (1 - c / n) ** k,  # with replacement: biased
-    "ch08.group_advantages": lambda r, eps: _advantages(r, eps, dim=None),  # the whole batch, not each group
+    "ch08.dpo_pull": lambda m, beta: beta * torch.sigmoid(beta * m),  # the sign slip: pulls ranked-right pairs
 }
 
 
@@ -47,21 +38,22 @@ def test_pass_at_k_matches_the_binomial_formula_and_its_edges():
 
 
 @pytest.mark.parametrize("wrong, says", [
-    (lambda r, eps: _advantages(r, eps, dim=None), "whole batch"),
-    (lambda r, eps: _advantages(r, eps, dim=0), "each column"),
-    (lambda r, eps: _advantages(r, eps, unbiased=False), "G - 1"),
-    (lambda r, eps: _advantages(r, eps, scale=False), "divide by the group's std"),
-    (lambda r, eps: _advantages(r, eps, eps_in_std=False), "NaN"),
-    (lambda r, eps: torch.where(r == r[:, :1], torch.ones_like(r), _advantages(r, eps)), "must get zeros"),
-    (lambda r, eps: r.sum(1), "shape"),
+    (lambda m, beta: -beta * torch.sigmoid(-beta * m), "minus it"),
+    (lambda m, beta: beta * torch.sigmoid(beta * m), "pull *less*"),
+    (lambda m, beta: torch.sigmoid(-beta * m), "factor beta"),
+    (lambda m, beta: beta * torch.sigmoid(-beta * m) / len(m), "number of pairs"),
+    (lambda m, beta: m * beta, "differentiate"),
+    (lambda m, beta: (beta * torch.sigmoid(-beta * m)).sum(), "shape"),
 ])
-def test_group_advantages_checker_names_the_mistake(wrong, says, capsys):
-    assert not check_exercise("ch08.group_advantages", wrong)
+def test_dpo_pull_checker_names_the_mistake(wrong, says, capsys):
+    assert not check_exercise("ch08.dpo_pull", wrong)
     assert says in capsys.readouterr().out
 
 
-def test_group_advantages_by_hand():
-    a = solution.group_advantages(torch.tensor([[1.0, 0.0, 0.0, 0.0], [0.5, 0.5, 0.5, 0.5]]))
-    assert a[0, 0] == pytest.approx(1.5, abs=1e-3)  # (1 - 0.25) / std 0.5
-    assert a[0, 1:].tolist() == pytest.approx([-0.5] * 3, abs=1e-3)
-    assert a[1].tolist() == [0.0] * 4  # all equal: no signal
+def test_dpo_pull_is_minus_the_autograd_gradient_of_the_package_loss():
+    from gpt2_core.finetuning.rl import dpo_loss
+
+    margin = torch.tensor([-5.0, 0.0, 3.0], requires_grad=True)
+    zeros = torch.zeros(3)
+    (dpo_loss(margin, zeros, zeros, zeros, 0.3) * 3).backward()  # * 3 undoes the mean over pairs
+    assert torch.allclose(solution.dpo_pull(margin.detach(), 0.3), -margin.grad)

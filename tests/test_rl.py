@@ -22,20 +22,20 @@ from gpt2_core.finetuning.rewards import (
     pass_at_k_by_family,
     reference_logprobs,
     reward,
+    unordered_reward,
 )
+from gpt2_core.finetuning import grpo
+from gpt2_core.finetuning.grpo import GRPOConfig, group_advantages, grpo_loss, kl_k3, train_grpo
 from gpt2_core.finetuning.rl import (
-    GRPOConfig,
     Pair,
     best_of_k_items,
     dpo_loader,
     dpo_loss,
     dpo_loss_fn,
     dpo_pairs,
-    group_advantages,
-    grpo_loss,
+    frontier,
     items_loader,
-    kl_k3,
-    train_grpo,
+    pair_statistics,
 )
 
 RECORDS = [{"instruction": "Repeat the word.", "input": w, "output": w, "family": "repeat"} for w in
@@ -60,6 +60,13 @@ def test_the_flawed_reward_pays_a_list_of_guesses_that_the_exact_reward_does_not
     guesses = _answer("dog cat sun")
     assert contains_reward(guesses, "cat") == 1.0 and reward(guesses, "cat") == 0.1
     assert contains_reward(_answer("concatenate"), "cat") == 0.1  # whole words only
+
+
+def test_the_order_blind_reward_pays_a_copy_of_the_input_that_exact_match_does_not():
+    copy = _answer("one two three")
+    assert unordered_reward(copy, "three two one") == 1.0 and reward(copy, "three two one") == 0.1
+    assert unordered_reward(_answer("one two"), "three two one") == 0.1
+    assert unordered_reward(_answer("three two one", stopped=False), "three two one") == 0.0
 
 
 def test_pass_at_k_is_the_exact_combinatorial_chance():
@@ -188,6 +195,50 @@ def test_dpo_training_raises_the_chosen_answers_margin():
     assert loss_fn(policy, batch).item() < before - 0.1
 
 
+def test_the_nll_term_adds_the_chosen_answers_mean_token_nll():
+    tok, policy = CharTokenizer(), tiny_char_model()
+    reference = tiny_char_model(seed=1)
+    groups = sample_answers(policy, tok, RECORDS, k=2, temperature=1.0, max_new_tokens=3,
+                            generator=torch.Generator().manual_seed(1))
+    batch = next(iter(dpo_loader([Pair(g[0], g[1]) for g in groups], tok.eot_token, batch_size=4)))
+    inputs, targets, mask = batch
+    with torch.no_grad():
+        token_logp = answer_logprobs(policy, inputs, targets, mask)
+        seq, ref = token_logp.sum(-1), answer_logprobs(reference, inputs, targets, mask).sum(-1)
+        n = inputs.shape[0] // 2
+        plain = dpo_loss(seq[:n], seq[n:], ref[:n], ref[n:], 0.1)
+        nll = -(seq[:n] / mask[:n].sum(-1)).mean()
+        assert dpo_loss_fn(reference, 0.1)(policy, batch).item() == pytest.approx(plain.item(), rel=1e-5)
+        assert dpo_loss_fn(reference, 0.1, nll_weight=0.5)(policy, batch).item() == pytest.approx(
+            (plain + 0.5 * nll).item(), rel=1e-5)
+    with pytest.raises(ValueError, match="nll_weight"):
+        dpo_loss_fn(reference, 0.1, nll_weight=-1.0)
+
+
+def test_pair_statistics_start_at_zero_margin_and_follow_the_policy():
+    tok, policy = CharTokenizer(), tiny_char_model()
+    groups = sample_answers(policy, tok, RECORDS, k=2, temperature=1.0, max_new_tokens=3,
+                            generator=torch.Generator().manual_seed(2))
+    pairs = [Pair(g[0], g[1]) for g in groups]
+    at_start = pair_statistics(policy, tiny_char_model(), pairs, tok.eot_token, batch_size=3)
+    assert at_start["margin"] == pytest.approx(0.0, abs=1e-5)
+    assert at_start["ranked_right"] == 0.0 and at_start["chosen_down"] == 0.0
+    inputs, targets, mask = answer_batch([p.chosen for p in pairs], tok.eot_token)
+    with torch.no_grad():
+        chosen = answer_logprobs(policy, inputs, targets, mask).sum(-1).mean().item()
+    assert at_start["chosen"] == pytest.approx(chosen, rel=1e-5)
+    moved = pair_statistics(tiny_char_model(seed=3), policy, pairs, tok.eot_token)
+    assert moved["margin"] != pytest.approx(0.0, abs=1e-3)
+    with pytest.raises(ValueError, match="no pairs"):
+        pair_statistics(policy, None, [], tok.eot_token)
+
+
+def test_frontier_keeps_the_questions_answered_partly_right():
+    right, wrong = _answer("cat"), _answer("dog")
+    records = RECORDS[:3]
+    assert frontier(records, [[right, wrong], [right, right], [wrong, wrong]]) == [records[0]]
+
+
 # --------------------------------------------------------------------------- GRPO
 def test_group_advantages_are_normalised_within_each_group():
     rewards = torch.tensor([[1.0, 0.0, 0.0, 1.0], [0.1, 0.1, 0.1, 0.1], [1.0, 0.1, 0.1, 0.1]])
@@ -253,6 +304,34 @@ def test_grpo_raises_the_reward_on_a_task_the_model_sometimes_solves():
     assert len(history.reward) == 30 and history.seconds > 0
     assert sum(history.reward[-5:]) / 5 > sum(history.reward[:5]) / 5 + 0.2
     assert all(k >= 0 or math.isnan(k) for k in history.kl)
+
+
+def test_grpo_draws_again_for_groups_with_a_signal_and_splits_them_into_minibatches(monkeypatch):
+    """Half the records pay every answer the same (no signal): dynamic sampling draws again until it has
+    ``questions`` groups with one; each sampling step takes ``minibatches`` optimizer steps."""
+    tok = CharTokenizer()
+    records = [{"instruction": "Say a.", "input": "", "output": "a", "family": "signal"},
+               {"instruction": "Say b.", "input": "", "output": "b", "family": "flat"}] * 4
+    calls = []
+    monkeypatch.setattr(grpo, "train_step", lambda *a, **k: calls.append(len(a[2][0][0])) or 0.5)
+
+    def pay(ans, out, w):
+        return float(ans.answer_ids[0] % 2 == 0) if out == "a" else 1.0
+
+    common = dict(steps=3, questions=4, group_size=4, lr=1e-3, max_new_tokens=2, progress=False, reward_fn=pay)
+    one_draw = train_grpo(tiny_char_model(), tiny_char_model(), tok, records,
+                          GRPOConfig(**common, max_draws=1))
+    assert all(d == 1 for d in one_draw.draws) and max(one_draw.groups_used) <= 4
+    calls.clear()
+    evals = []
+    dynamic = train_grpo(tiny_char_model(), tiny_char_model(), tok, records,
+                         GRPOConfig(**common, max_draws=5, minibatches=2, eval_every=2),
+                         evaluate=lambda m: evals.append(1) or {"validation": 0.5})
+    assert sum(dynamic.groups_used) > sum(one_draw.groups_used) and max(dynamic.draws) > 1
+    assert len(calls) == 2 * sum(1 for g in dynamic.groups_used if g)  # two optimizer steps per sampling step
+    assert sum(calls) == 4 * sum(dynamic.groups_used)  # every answer of a kept group trained on once
+    assert dynamic.eval_steps == [2, 3] and dynamic.evals == [{"validation": 0.5}] * 2
+    assert GRPOConfig(**common, minibatches=2, updates=3).optimizer_steps == 18
 
 
 def test_grpo_config_rejects_a_group_of_one():

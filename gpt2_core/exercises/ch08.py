@@ -3,10 +3,9 @@
 - ``ch08.pass_at_k``: ``pass_at_k(n, c, k) -> float``, the unbiased estimate of pass@k (the chance that at
   least one of k answers is correct) from ``n`` sampled answers of which ``c`` are correct, ``1 <= k <= n``:
   the chance that k answers drawn *without replacement* from the n include a correct one
-- ``ch08.group_advantages``: ``group_advantages(rewards, eps) -> Tensor``, GRPO's advantages for rewards of
-  shape (questions, G), one row per question's group of G answers: each reward minus its group's mean,
-  divided by the group's standard deviation (``torch.std``'s default, which divides by G - 1) plus ``eps``;
-  a group whose rewards are all equal gets zeros
+- ``ch08.dpo_pull``: ``dpo_pull(margin, beta) -> Tensor``, how hard DPO's loss pulls the chosen answer of each
+  pair up: minus the derivative of the pair's loss ``-log sigmoid(beta * margin)`` with respect to the chosen
+  answer's log-probability (the margin grows one for one with it), one value per pair
 
 Reference solutions: :mod:`gpt2_core.exercises.solutions.ch08`.
 """
@@ -54,59 +53,44 @@ def check_pass_at_k(candidate: Callable) -> None:
         raise ExerciseFailed(f"for {what} expected {want:.6g} but got {got:.6g}; {hint}")
 
 
-_GROUPS = [
-    torch.tensor([[0.1, 0.1, 0.1, 0.1], [1.0, 0.0, 1.0, 0.0]]),  # an all-equal group: no signal at all
-    torch.tensor([[1.0, 0.0, 0.0, 0.0], [1.0, 1.0, 1.0, 0.0]]),  # one right out of four; three right out of four
-    torch.tensor([[1.0, 0.1, 0.0, 0.1, 1.0, 0.0, 0.0, 0.1]]),  # correct 1, well-formed but wrong 0.1, broken 0
-    torch.tensor([[1.0, 1.0, 1.0], [0.0, 0.0, 0.0], [0.0, 1.0, 0.1]]),
-    torch.tensor([0.0, 0.1, 1.0])[torch.randint(0, 3, (5, 8), generator=torch.Generator().manual_seed(8))],
+_MARGINS = [
+    (torch.tensor([0.0, 0.0]), 0.1),  # at the start every pair pulls alike
+    (torch.tensor([-20.0, -2.0, 0.0, 2.0, 20.0]), 0.1),  # ranked wrong, about even, ranked right
+    (torch.tensor([-3.0, 0.5, 4.0, 40.0]), 0.5),
+    (torch.linspace(-30, 30, 7), 1.0),
 ]
 
 
-def _advantages(rewards: torch.Tensor, eps: float, *, dim: int | None = 1, unbiased: bool = True) -> torch.Tensor:
-    """GRPO's advantages, and (with other settings) the classic slips, for the hints."""
-    if dim is None:  # one normalisation over the whole batch
-        mean, std = rewards.mean(), rewards.std(unbiased=unbiased)
-    else:
-        mean, std = rewards.mean(dim, keepdim=True), rewards.std(dim, unbiased=unbiased, keepdim=True)
-    return (rewards - mean) / (std + eps)
+def _pull(margin: torch.Tensor, beta: float) -> torch.Tensor:
+    """d(loss of one pair) / d(log pi(chosen)), by autograd of the pair's own loss (no mean over pairs)."""
+    chosen = margin.clone().requires_grad_(True)
+    (-torch.nn.functional.logsigmoid(beta * chosen)).sum().backward()
+    return -chosen.grad  # the pull is the size of the step *up* the chosen answer gets
 
 
-@exercise("ch08.group_advantages")
-def check_group_advantages(candidate: Callable) -> None:
-    eps = 1e-4
-    for rewards in _GROUPS:
-        what = (f"rewards={[[round(v, 3) for v in row] for row in rewards.tolist()]}" if rewards.numel() <= 12
-                else f"{tuple(rewards.shape)} seeded rewards")
-        got = candidate(rewards.clone(), eps)
-        if not isinstance(got, torch.Tensor) or got.shape != rewards.shape:
+@exercise("ch08.dpo_pull")
+def check_dpo_pull(candidate: Callable) -> None:
+    for margin, beta in _MARGINS:
+        what = f"margin={[round(m, 2) for m in margin.tolist()]}, beta={beta}"
+        got = candidate(margin.clone(), beta)
+        if not isinstance(got, torch.Tensor) or got.shape != margin.shape:
             shape = tuple(got.shape) if isinstance(got, torch.Tensor) else type(got).__name__
-            raise ExerciseFailed(f"for {what} return a tensor of the rewards' shape {tuple(rewards.shape)}, "
+            raise ExerciseFailed(f"for {what} return one pull per pair, a tensor of shape {tuple(margin.shape)}, "
                                  f"got {shape}")
-        want = _advantages(rewards, eps)
-        got = got.float()
-        if torch.allclose(got, want, rtol=1e-3, atol=1e-3):  # eps under the square root is fine too
+        want = _pull(margin, beta)
+        got = got.detach().float()
+        if torch.allclose(got, want, rtol=1e-4, atol=1e-7):
             continue
-        equal_rows = (rewards == rewards[:, :1]).all(1)
-        centred = rewards - rewards.mean(1, keepdim=True)
-        if torch.isnan(got).any():
-            hint = ("a group whose rewards are all equal has std 0 and gave NaN; add eps to the std, and such a group "
-                    "gets zeros (no answer in it is better than another)")
-        elif torch.allclose(got, _advantages(rewards, eps, dim=None), atol=1e-5):
-            hint = ("you normalised over the whole batch; each question's group (one row) is compared with itself, "
-                    "so an easy question does not make every answer to a hard one look bad")
-        elif rewards.shape[0] > 1 and torch.allclose(got, _advantages(rewards, eps, dim=0), atol=1e-5):
-            hint = "you normalised each column; each *row* is one question's group"
-        elif equal_rows.any() and not torch.allclose(got[equal_rows], torch.zeros_like(got[equal_rows]), atol=1e-5):
-            hint = "a group whose rewards are all equal must get zeros: no answer in it is better than another"
-        elif torch.allclose(got, _advantages(rewards, eps, unbiased=False), atol=1e-5):
-            hint = "use torch.std's default, the sample standard deviation (it divides by G - 1, not by G)"
-        elif torch.allclose(got, centred, atol=1e-5):
-            hint = ("right centring; now divide by the group's std (plus eps), so every group's advantages have one "
-                    "scale")
-        elif torch.allclose(got, centred / (rewards.var(1, keepdim=True) + eps).sqrt(), atol=1e-5):
-            hint = "eps is added to the std (std + eps), not under the square root"
+        if torch.allclose(got, -want, rtol=1e-4, atol=1e-7):
+            hint = "that is the loss's gradient; the pull is minus it (gradient descent steps against the gradient)"
+        elif torch.allclose(got, beta * torch.sigmoid(beta * margin), rtol=1e-4, atol=1e-7):
+            hint = ("a pair already ranked right (large margin) should pull *less*, not more: the derivative of "
+                    "-log sigmoid(x) is -sigmoid(-x)")
+        elif torch.allclose(got, torch.sigmoid(-beta * margin), rtol=1e-4, atol=1e-7):
+            hint = "the chain rule brings a factor beta: the loss sees beta * margin"
+        elif torch.allclose(got, want / len(margin), rtol=1e-4, atol=1e-7):
+            hint = "that divides by the number of pairs (the mean of the batch); give each pair's own pull"
         else:
-            hint = "subtract each row's mean, then divide by that row's std plus eps"
-        raise ExerciseFailed(f"for {what} expected {[[round(v, 4) for v in row] for row in want.tolist()][:3]} but got "
-                             f"{[[round(v, 4) for v in row] for row in got.tolist()][:3]}; {hint}")
+            hint = "differentiate -log sigmoid(beta * margin) with respect to the margin, then flip the sign"
+        raise ExerciseFailed(f"for {what} expected {[round(v, 5) for v in want.tolist()]} but got "
+                             f"{[round(v, 5) for v in got.tolist()]}; {hint}")

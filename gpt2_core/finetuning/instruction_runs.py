@@ -220,8 +220,8 @@ def seed_spread(seeds: Sequence[int], recipe: InstructionRecipe, progress: bool 
                 runs[method][set_name].append(scores[set_name]["supported"])
             runs[method]["format_compliance"].append(scores["test"]["format_compliance"])
             print(f"{method}, seed {seed}: " + ", ".join(f"{s} {scores[s]['supported']:.1%}" for s in SETS), flush=True)
-    summary = {m: {k: _summary(v) for k, v in r.items()} for m, r in runs.items()}
-    return {"seeds": list(seeds), "methods": summary, "base_model": name, "recipe": recipe.to_dict(),
+    spread = {m: {k: summary(v) for k, v in r.items()} for m, r in runs.items()}
+    return {"seeds": list(seeds), "methods": spread, "base_model": name, "recipe": recipe.to_dict(),
             "seconds": round(time.perf_counter() - start, 1)}
 
 
@@ -250,7 +250,8 @@ def mix_search(shares: Sequence[float], recipe: InstructionRecipe, seed: int = 1
             "seconds": round(time.perf_counter() - start, 1)}
 
 
-def _summary(values: list[float]) -> dict:
+def summary(values: list[float]) -> dict:
+    """``{"values", "mean", "std"}`` of one measurement over seeds (the sample standard deviation; 0 for one seed)."""
     spread = statistics.stdev(values) if len(values) > 1 else 0.0
     return {"values": values, "mean": statistics.fmean(values), "std": spread}
 
@@ -289,7 +290,7 @@ def merge_measurements(parts: Sequence[dict]) -> dict:
     seeds = [x for p in parts for x in p["seeds"]]
     if len(set(seeds)) < len(seeds):
         raise ValueError(f"a seed is measured in two pieces ({seeds}); merge pieces of different seeds")
-    methods = {m: {key: _summary([v for p in parts for v in p["methods"][m][key]["values"]])
+    methods = {m: {key: summary([v for p in parts for v in p["methods"][m][key]["values"]])
                    for key in first["methods"][m]} for m in first["methods"]}
     return {**merged, "command": f"python -m {PROG} seed-spread --seeds {' '.join(map(str, seeds))}", "seeds": seeds,
             "methods": methods}

@@ -38,17 +38,18 @@
 #    starting model;
 # 5. **reward hacking**: a deliberately flawed reward, what the policy does with it, and how the exact
 #    reward catches it;
-# 6. a **fair comparison**: the same training budget spent on more supervised fine-tuning, beside each
-#    method, per family, on the test, on held-out words and on fresh records.
+# 6. a **fair comparison**: every method gets the same optimizer steps over the same number of sequences,
+#    beside the same budget spent on more supervised fine-tuning, over several seeds.
+#
+# Every recipe of this chapter (GRPO's, DPO's) was chosen on **validation** questions by a command that writes
+# `results/ch08-recipe-search.json`; the test questions only score the finished runs.
 
 # %%
 import time
 
 NOTEBOOK_START = time.perf_counter()  # the wall time written to results/ch08.json is measured from here
 
-import copy  # noqa: E402
 import math  # noqa: E402
-from collections import Counter  # noqa: E402
 
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
@@ -56,18 +57,18 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 from IPython.display import Markdown, display  # noqa: E402
 
-from gpt2_core.finetuning import instruction_runs as runs  # noqa: E402
-from gpt2_core.finetuning.instruction_data import KNOWLEDGE, SUPPORTED, extra_training_records  # noqa: E402
+from gpt2_core.finetuning import instruction_runs as ch7_runs  # noqa: E402
+from gpt2_core.finetuning import reward_runs as runs  # noqa: E402
+from gpt2_core.finetuning.compare import compare  # noqa: E402
+from gpt2_core.finetuning.grpo import group_advantages, grpo_loss, kl_k3  # noqa: E402
+from gpt2_core.finetuning.instruction_data import KNOWLEDGE, SUPPORTED  # noqa: E402
 from gpt2_core.finetuning.instruction_eval import (Answer, generate_answers, normalise_answer,  # noqa: E402
                                                    sample_answers, score_answers, summarise)
 from gpt2_core.finetuning.instruction_prompts import format_prompt  # noqa: E402
-from gpt2_core.finetuning.loop import FinetuneConfig, finetune  # noqa: E402
-from gpt2_core.finetuning.rewards import (answer_batch, answer_logprobs, contains_reward, is_right,  # noqa: E402
-                                          pass_at_k_by_family, reward)
-from gpt2_core.finetuning.rl import (GRPOConfig, best_of_k_items, dpo_loader, dpo_loss, dpo_loss_fn,  # noqa: E402
-                                     dpo_pairs, group_advantages, grpo_loss, items_loader, kl_k3, train_grpo)
+from gpt2_core.finetuning.rewards import (answer_batch, answer_logprobs, is_right, pass_at_k_by_family,  # noqa: E402
+                                          reward, unordered_reward)
+from gpt2_core.finetuning.rl import best_of_k_items, dpo_loss, frontier  # noqa: E402
 from gpt2_core.model.generation import generate  # noqa: E402
-from gpt2_core.pretraining.step import lm_loss  # noqa: E402
 from gpt2_core.profile import describe, get_device, pick, profile_name, seed_everything  # noqa: E402
 from gpt2_core.results import committed_results_dir, read_measurement, write_results  # noqa: E402
 
@@ -77,52 +78,37 @@ device = get_device()
 pd.set_option("display.precision", 3)
 
 # Every size comes from the profile: seconds in CI (tiny), minutes on a laptop CPU (default).
-K = 8  # samples per question for pass@k, best-of-k, DPO pairs and GRPO groups
-TEMPERATURE = 1.0  # sampling temperature: the distribution the model itself defines
+RECIPE = runs.profile_recipe()  # one budget for every method (gpt2_core/finetuning/reward_runs.py)
+K, TEMPERATURE, MAX_NEW = RECIPE.k, RECIPE.temperature, RECIPE.max_new_tokens
 PASS_QUESTIONS = pick(tiny=16, default=300)  # supported test questions scored by pass@k, before and after
-POOL = pick(tiny=32, default=1500)  # training questions the offline methods sample answers for
-GRPO_STEPS = pick(tiny=3, default=100)
-GRPO_QUESTIONS = pick(tiny=4, default=16)  # questions per GRPO step, K answers each
-GRPO_LR = pick(tiny=1e-4, default=2e-5)
-KL_COEF, CLIP_EPS = 0.02, 0.2
-DPO_BETA = 0.1
-BATCH = 32  # sequences per optimizer step, for every method
-# The budget every method gets: as many trained sequences as GRPO's steps x questions x K answers.
-BUDGET_STEPS = GRPO_STEPS * GRPO_QUESTIONS * K // BATCH
-OFFLINE_LR = pick(tiny=1e-4, default=2e-5)  # best-of-k, DPO and more SFT start from a tuned model: small steps
-print(f"K={K} samples at T={TEMPERATURE}; budget: {GRPO_STEPS * GRPO_QUESTIONS * K:,} trained sequences "
-      f"= {BUDGET_STEPS} steps of {BATCH} for the offline methods")
+SEARCH = read_measurement(committed_results_dir() / "ch08-recipe-search.json")  # recipes chosen on validation
+SPREAD = read_measurement(committed_results_dir() / "ch08-seed-spread.json")  # every method over seeds
+print(f"every method: {RECIPE.steps} AdamW steps of {RECIPE.batch} sequences ({RECIPE.steps * RECIPE.batch:,} "
+      f"sequences), warmup {RECIPE.warmup:.0%} then cosine, no weight decay; lr={RECIPE.lr:g} for the offline "
+      f"methods, {RECIPE.grpo_lr:g} for GRPO")
+print(f"GRPO: {RECIPE.sampling_steps} sampling steps of {RECIPE.questions} groups x {K} answers at T={TEMPERATURE:g}, "
+      f"each split into {RECIPE.minibatches} optimizer steps")
 
 # %% [markdown]
 # ## 1. The model we start from
 #
-# Chapter 7 saved its model under `data/outputs/`; `runs.chapter_model()` loads it, or, when it is missing
+# Chapter 7 saved its model under `data/outputs/`; `ch7_runs.chapter_model()` loads it, or, when it is missing
 # (chapter 7 not run yet, or run at another profile), trains it again with the same function and recipe.
 # It is the pretrained course model fine-tuned on the instruction set with its token embedding frozen.
-# Every method below starts from a copy of it.
+# Every method below starts from a copy of it (`runs.policy_from`, which keeps that embedding frozen).
 
 # %%
-start_model, tokenizer, source = runs.chapter_model(device)
+start_model, tokenizer, source = ch7_runs.chapter_model(device)
 EOT = tokenizer.eot_token
-RECIPE = runs.profile_recipe()
-sets = runs.instruction_sets(RECIPE)
-MAX_NEW = runs.max_new_tokens(tokenizer, [r for records in sets.values() for r in records])
+sets = ch7_runs.instruction_sets(ch7_runs.profile_recipe())
 print(f"chapter 7's model: {source}")
 print({name: len(records) for name, records in sets.items()})
-
-
-def fresh_policy():
-    """A trainable copy of the start, with the (tied) token embedding frozen as in chapter 7."""
-    policy = copy.deepcopy(start_model)
-    runs.freeze_token_embedding(policy)
-    return policy
-
-
-reference_model = copy.deepcopy(start_model).requires_grad_(False)  # the frozen starting point
+reference_model = runs.policy_from(start_model).requires_grad_(False)  # the frozen starting point
 t0 = time.perf_counter()
-scores = {"start": runs.score_sets(start_model, tokenizer, sets, max_new=MAX_NEW)}
-print(f"greedy answers to {sum(len(sets[s]) for s in runs.SETS):,} questions in {time.perf_counter() - t0:.0f} s")
-pd.DataFrame({s: {k: v for k, v in scores['start'][s].items() if k != 'table'} for s in runs.SETS}).T
+scores = {"start": ch7_runs.score_sets(start_model, tokenizer, sets, max_new=MAX_NEW)}
+print(f"greedy answers to {sum(len(sets[s]) for s in ch7_runs.SETS):,} questions in {time.perf_counter() - t0:.0f} s")
+pd.DataFrame({s: {k: v for k, v in scores['start'][s].items() if k not in ('table', 'correct')}
+              for s in ch7_runs.SETS}).T
 
 # %% [markdown]
 # ## 2. Sampling, and a reward a program checks
@@ -167,10 +153,10 @@ print("rewards:", mine)
 print("my_reward equals gpt2_core's reward:", mine == theirs)
 
 # %% [markdown]
-# **pass@k**: the chance that at least one of $k$ sampled answers is right. From $n \ge k$ samples of
-# which $c$ are right, the unbiased estimate (Chen et al., 2021) is the chance that $k$ of them drawn
-# without replacement include a right one, $1 - \binom{n-c}{k} / \binom{n}{k}$ (exercise 1 asks you to
-# write it). pass@1 is the chance that one sampled answer is right (exact match only: the reward's small
+# **pass@k**: the chance that at least one of $k$ sampled answers is right. Sampling exactly $k$ answers
+# per question gives a noisy estimate; Chen et al. (2021) sample $n \ge k$, count the $c$ right ones and
+# compute the chance that $k$ of them drawn *without replacement* include a right one (exercise 1 asks you to
+# derive it; `pass_at_k_by_family` computes it). pass@1 is the chance that one sampled answer is right (exact match only: the reward's small
 # format term does not count here); **pass@k well above pass@1 is headroom**: the model can answer, it just
 # does not answer that way first. Every score of the chapter is the *greedy* answer, though, so the cell after
 # the figure also sets pass@k beside greedy exact match on the same questions. Before any training, on a fixed
@@ -211,40 +197,52 @@ display(Markdown(f"Mean over the supported families: pass@1 at temperature {TEMP
                  "sampled pass@1 and pass@k."))
 
 # %% [markdown]
-# The families that need knowledge (chapter 7) are not in that figure; section 8 measures pass@k on them
-# too, and how many of their groups of samples carry a signal at all.
+# The families that need knowledge (chapter 7) are not in that figure; section 8 measures pass@k on them.
 #
-# ## 3. Best-of-k fine-tuning: keep what worked
+# ## 3. The training questions, and where a reward can teach
 #
-# Every method of this chapter trains on the same **new training questions**: drawn from the training
-# vocabulary like chapter 7's, but none of them asked before (not in training, not in any test). The
-# families with few possible questions (years, sums) have none left, so the pool is mostly words and
-# numbers, where the headroom is. The simplest way to learn from a reward: sample $k$ answers to each
-# question, **keep the right ones**, and fine-tune on them with the ordinary instruction loss. (Rejection sampling, or *expert
-# iteration*; STaR did it with reasoning chains.) Unlike chapter 7's data, the kept answers are the
-# model's *own* tokens, and only questions the model can already answer sometimes contribute.
+# Every method of this chapter learns from the same **new training questions**: drawn from the training
+# vocabulary like chapter 7's, but none of them asked before (not in training, not in any test or validation
+# set). The families with few possible questions (years, sums) have none left, so the pool holds the five word
+# and number families. The starting model answers each pool question $K$ times. A question whose $K$ answers
+# are **all right** or **all wrong** cannot teach a reward method anything: there is no better answer to move
+# towards (GRPO's advantages are all zero, DPO has no pair). The questions in between are the model's
+# **frontier**.
 
 # %%
-everything_asked = [r for records in runs.instruction_sets(runs.InstructionRecipe()).values() for r in records]
-pool = [r for r in extra_training_records(everything_asked, n=2 * POOL, seed=31) if r["family"] in SUPPORTED][:POOL]
-print(f"{len(pool):,} new training questions:", dict(Counter(r["family"] for r in pool)))
+pool = runs.training_pool(RECIPE)
 t0 = time.perf_counter()
-pool_answers = sample_answers(start_model, tokenizer, pool, K, TEMPERATURE, MAX_NEW,
-                              generator=torch.Generator(device=device).manual_seed(2))
+pool_answers = runs.sample_pool(start_model, tokenizer, pool, RECIPE, seed=123)
 sampling_seconds = time.perf_counter() - t0
-items = best_of_k_items(pool, pool_answers, per_question=2)
-right_share = sum(is_right(a, r["output"]) for r, g in zip(pool, pool_answers, strict=True) for a in g) / (K * len(pool))
+frontier_pool = frontier(pool, pool_answers)
+right_counts = [sum(is_right(a, r["output"]) for a in g) for r, g in zip(pool, pool_answers, strict=True)]
+where = pd.DataFrame({"family": [r["family"] for r in pool], "right": right_counts})
+where["group"] = ["all wrong" if c == 0 else f"all {K} right" if c == K else "frontier" for c in right_counts]
 print(f"{K} answers to each of {len(pool):,} training questions in {sampling_seconds:.0f} s; "
-      f"{right_share:.1%} of them right; kept {len(items):,} distinct right answers (at most 2 per question)")
-
-bok_model = fresh_policy()
-bok_history = finetune(bok_model, items_loader(items, EOT, BATCH, device=device), lm_loss,
-                       FinetuneConfig(steps=BUDGET_STEPS, lr=OFFLINE_LR, warmup_steps=max(1, BUDGET_STEPS // 10),
-                                      weight_decay=0.0, desc="best-of-k"))
-scores["best-of-k"] = runs.score_sets(bok_model, tokenizer, sets, max_new=MAX_NEW)
+      f"{sum(right_counts) / (K * len(pool)):.1%} of them right; {len(frontier_pool):,} frontier questions")
+where.groupby(["family", "group"]).size().unstack(fill_value=0)
 
 # %% [markdown]
-# ## 4. DPO: prefer the right answer, relative to where you started
+# ## 4. Best-of-k fine-tuning: keep what worked
+#
+# The simplest way to learn from a reward: keep the right samples and fine-tune on them with the ordinary
+# instruction loss (rejection sampling, or *expert iteration*; STaR did it with reasoning chains). Here the
+# reward is exact match, so every kept answer *is* the reference answer: best-of-k is supervised fine-tuning
+# restricted to the questions the model already answers sometimes, in the model's own tokens. The next cell
+# counts how often those tokens are the reference answer's own tokenization.
+
+# %%
+items = best_of_k_items(pool, pool_answers, per_question=1)
+reference_tokens = {tuple(tokenizer.encode_ordinary(" " + r["output"])) for r in pool}
+kept = [a for r, g in zip(pool, pool_answers, strict=True) for a in g if is_right(a, r["output"])]
+same_tokens = sum(tuple(a.answer_ids[:-1]) in reference_tokens for a in kept) / max(len(kept), 1)
+print(f"kept {len(items):,} questions' right answers (one per question); {same_tokens:.1%} of all right samples are "
+      "token for token the reference answer")
+bok_model, bok_history = runs.run_best_of_k(start_model, tokenizer, pool, pool_answers, RECIPE)
+scores["best-of-k"] = ch7_runs.score_sets(bok_model, tokenizer, sets, max_new=MAX_NEW)
+
+# %% [markdown]
+# ## 5. DPO: prefer the right answer, relative to where you started
 #
 # Best-of-k only ever *raises* right answers. A wrong answer the model likes stays as likely as it was.
 # DPO (Rafailov et al., 2023) trains on **pairs**: a right answer $y_w$ and a wrong one $y_l$ to the same
@@ -262,9 +260,10 @@ scores["best-of-k"] = runs.score_sets(bok_model, tokenizer, sets, max_new=MAX_NE
 # The sequence log-probabilities, by hand for one pair, then DPO's loss written out and checked:
 
 # %%
-pairs = dpo_pairs(pool, pool_answers, per_question=2)
-print(f"{len(pairs):,} pairs from {len(pool):,} questions (a question whose {K} answers are all right, or all "
-      "wrong, gives none)")
+pairs, validation_pairs = runs.split_pairs(pool, pool_answers, RECIPE, seed=123)
+print(f"{len(pairs):,} training pairs, {len(validation_pairs):,} validation pairs (from the last "
+      f"{RECIPE.dpo_validation:.0%} of the questions); a question whose {K} answers are all right, or all wrong, "
+      "gives none")
 pair = pairs[0]
 inputs, targets, mask = answer_batch([pair.chosen, pair.rejected], EOT, device)
 with torch.no_grad():
@@ -289,21 +288,89 @@ print("at the start (policy = reference) every pair costs log 2:",
       math.isclose(dpo_loss(*fake[2:], *fake[2:], 0.1).item(), math.log(2), rel_tol=1e-6))
 
 # %% [markdown]
-# Training: batches of pairs through the same `finetune` loop as every chapter since 6, with
-# `dpo_loss_fn(reference)` as the loss (the reference's log-probabilities are computed without gradients).
+# ### Likelihood displacement
+#
+# DPO's loss asks only that the **margin** grow: the chosen answer's log-ratio to the reference minus the
+# rejected one's. Nothing in it says the chosen answer must become *more* likely. Both can fall, as long as the
+# rejected one falls faster, and the probability they lose goes to answers in neither pair. Razin et al. (2024)
+# and Pal et al. (2024) call it **likelihood displacement**. `pair_statistics` measures it on a set of pairs:
+# the mean log-probability of the chosen and the rejected answers, the mean margin, and the share of chosen
+# answers that became less likely than under the reference. The search command (`results/ch08-recipe-search.json`)
+# trained plain DPO at the chapter's budget and measured them every few steps, on training pairs and on
+# validation pairs it never trained on:
 
 # %%
-dpo_model = fresh_policy()
-dpo_history = finetune(dpo_model, dpo_loader(pairs, EOT, BATCH // 2, device=device),
-                       dpo_loss_fn(reference_model, DPO_BETA),
-                       FinetuneConfig(steps=BUDGET_STEPS, lr=OFFLINE_LR, warmup_steps=max(1, BUDGET_STEPS // 10),
-                                      weight_decay=0.0, desc="DPO"))
-scores["DPO"] = runs.score_sets(dpo_model, tokenizer, sets, max_new=MAX_NEW)
-print(f"DPO loss: {dpo_history.losses[0]:.3f} at the first step (log 2 = {math.log(2):.3f}), "
-      f"{sum(dpo_history.losses[-10:]) / len(dpo_history.losses[-10:]):.3f} over the last 10")
+dpo_variants = {name: row for name, row in SEARCH["runs"].items() if row.get("method") == "DPO"}
+plain = dpo_variants["DPO, plain"]["history"]
+fig, (ax_lp, ax_down) = plt.subplots(1, 2, figsize=(11, 3.6))
+for split, style in (("train", "-"), ("validation", "--")):
+    for what in ("chosen", "rejected"):
+        ax_lp.plot(plain["eval_steps"], [e.get(f"{split} {what}") for e in plain["evals"]], style,
+                   label=f"{what}, {split} pairs")
+    ax_down.plot(plain["eval_steps"], [e.get(f"{split} chosen_down") for e in plain["evals"]], style,
+                 label=f"{split} pairs")
+ax_lp.set(xlabel="DPO step", ylabel="mean log-probability of the answer", title="chosen and rejected answers")
+ax_lp.legend(fontsize=8)
+ax_down.set(xlabel="DPO step", ylabel="share of pairs", ylim=(0, 1),
+            title="chosen answer less likely than at the start")
+ax_down.legend(fontsize=8)
+fig.suptitle("Figure 2: plain DPO, measured during training (the recipe search's run)", y=1.02)
+plt.tight_layout()
+plt.show()
+first, last = plain["evals"][0], plain["evals"][-1]
+display(Markdown(
+    f"Between step {plain['eval_steps'][0]} and step {plain['eval_steps'][-1]}, the chosen answers' mean log-probability "
+    f"on the training pairs went from {first['train chosen']:.2f} to {last['train chosen']:.2f} and the rejected "
+    f"ones' from {first['train rejected']:.2f} to {last['train rejected']:.2f}; the margin grew to "
+    f"{last['train margin']:.1f}, and {last['train chosen_down']:.0%} of the chosen training answers ended *less* "
+    f"likely than at the start ({last.get('validation chosen_down', math.nan):.0%} on validation pairs)."))
 
 # %% [markdown]
-# ## 5. GRPO: learn while you sample
+# Three fixes were tried on the same pairs and budget, and judged on the validation questions (greedy exact
+# match on the supported families): an **NLL term** that adds the chosen answer's own negative log-likelihood
+# per token to the loss (Pang et al., 2024), which pulls the chosen answer up directly, and a larger $\beta$,
+# which stops a pair from pulling once its margin is a few units wide (exercise 2 derives that pull):
+
+# %%
+start_validation = SEARCH["runs"]["start"]
+
+
+def validation_row(row):
+    """A run's greedy exact match on the supported families of the two validation sets, and their mean."""
+    both = (row["validation"]["supported"], row["validation_new"]["supported"])
+    return {"validation": both[0], "validation, made-up words": both[1], "mean": sum(both) / 2}
+
+
+def mean_validation(row):
+    return validation_row(row)["mean"]
+
+
+dpo_table = pd.DataFrame({"start": validation_row(start_validation),
+                          **{name: {**validation_row(row), "chosen log-prob at the end":
+                                    row["history"]["evals"][-1]["train chosen"]} for name, row in dpo_variants.items()}}).T
+best_dpo = max(dpo_variants, key=lambda n: mean_validation(dpo_variants[n]))
+chosen_recipe = dpo_variants[best_dpo]["recipe"]
+print(f"chosen on validation: {best_dpo} (nll weight {chosen_recipe['dpo_nll']:g}, beta {chosen_recipe['dpo_beta']:g}); "
+      f"the chapter's recipe is the same: {(RECIPE.dpo_nll, RECIPE.dpo_beta) == (chosen_recipe['dpo_nll'], chosen_recipe['dpo_beta'])}")
+dpo_table
+
+# %% [markdown]
+# The chapter's DPO run, with that recipe, through the same `finetune` loop as every chapter since 6, with
+# `dpo_loss_fn(reference, beta, nll_weight)` as the loss (the reference's log-probabilities are computed
+# without gradients), and the pairs measured as it trains:
+
+# %%
+dpo_model, dpo_history = runs.run_dpo(start_model, reference_model, tokenizer, pairs, validation_pairs, RECIPE)
+scores["DPO"] = ch7_runs.score_sets(dpo_model, tokenizer, sets, max_new=MAX_NEW)
+end = dpo_history.evals[-1]
+print(f"DPO loss: {dpo_history.losses[0]:.3f} at the first step, "
+      f"{sum(dpo_history.losses[-10:]) / len(dpo_history.losses[-10:]):.3f} over the last 10")
+print(f"at the end: chosen log-prob {end['train chosen']:.2f} (training pairs), margin {end['train margin']:.1f}, "
+      f"{end['train chosen_down']:.0%} of chosen answers less likely than at the start "
+      f"({end.get('validation chosen_down', math.nan):.0%} of validation pairs)")
+
+# %% [markdown]
+# ## 6. GRPO: learn while you sample
 #
 # Best-of-k and DPO learn from answers sampled once, by the starting model. **Online** methods sample
 # again from the model *as it learns*, so they keep finding out what it gets wrong now. GRPO (Shao et al.,
@@ -338,7 +405,7 @@ print("a group whose rewards are all equal teaches nothing:", group_advantages(t
 # negative, and unbiased on the policy's own samples. Both checked, on small distributions:
 
 # %%
-def my_clipped(ratio, advantage, eps=CLIP_EPS):
+def my_clipped(ratio, advantage, eps=RECIPE.clip_eps):
     return -torch.minimum(ratio * advantage, ratio.clamp(1 - eps, 1 + eps) * advantage)
 
 
@@ -356,100 +423,134 @@ exact_kl = (p * (p / q).log()).sum()
 # NBVAL_CHECK_OUTPUT
 logp = torch.log(torch.tensor([[1.3, 1.1, 0.7]]))
 loss, _ = grpo_loss(logp, torch.zeros(1, 3), torch.zeros(1, 3), torch.tensor([1.0]), torch.ones(1, 3, dtype=torch.bool),
-                    CLIP_EPS, kl_coef=0.0)
+                    RECIPE.clip_eps, kl_coef=0.0)
 print("grpo_loss equals my clipped objective:",
       torch.isclose(loss, my_clipped(logp.exp(), torch.tensor(1.0)).mean()).item())
 print(f"k3 estimate of KL(p || q) within 2% of the exact value: {abs(k3_estimate / exact_kl - 1) < 0.02}")
 
 # %% [markdown]
-# `train_grpo` puts it together. Each step draws `GRPO_QUESTIONS` training questions with prompts of one
-# token length (so that their $K$ answers each are sampled in one batch, without padding), samples, scores,
-# drops the groups without signal, and takes one optimizer step on the rest (with one update per batch
-# the ratio is exactly 1 and the clip never binds; `GRPOConfig(updates=...)` takes more). The reference
-# for the KL penalty is the frozen starting model.
+# `train_grpo` puts it together. A first version of this chapter drew each step's questions with one prompt
+# length (one batched generate call) from the whole pool and gained nothing; the recipe search measured what a
+# small model needs instead, on the validation questions:
+#
+# - **questions at the frontier** only: section 3 showed how many pool questions are all right or all wrong;
+# - **dynamic sampling** (DAPO; Yu et al., 2025): a group whose answers all score the same is dropped and more
+#   questions are drawn (up to `max_draws` times per step) until the step has its groups with a signal;
+# - questions of **mixed prompt lengths** in one step. With one length per step, count_words' answers were all
+#   alike within a step (the prompt's length fixes the number of words), and the policy learned that number;
+# - the step's answers split into **minibatches** of the same size as the offline methods' batches, so GRPO
+#   takes the same optimizer steps over the same number of sequences; after the first minibatch the policy
+#   has moved, its ratio to the sampling policy leaves 1, and the clip can bind;
+# - the learning rate.
 
 # %%
-grpo_model = fresh_policy()
-grpo_config = GRPOConfig(steps=GRPO_STEPS, questions=GRPO_QUESTIONS, group_size=K, temperature=TEMPERATURE,
-                         lr=GRPO_LR, warmup_steps=max(1, GRPO_STEPS // 10), kl_coef=KL_COEF, clip_eps=CLIP_EPS,
-                         max_new_tokens=MAX_NEW)
-grpo_history = train_grpo(grpo_model, reference_model, tokenizer, pool, grpo_config)
-scores["GRPO"] = runs.score_sets(grpo_model, tokenizer, sets, max_new=MAX_NEW)
-print(f"{GRPO_STEPS} GRPO steps in {grpo_history.seconds:.0f} s; groups with a signal per step: "
-      f"{sum(grpo_history.groups_used) / len(grpo_history.groups_used):.1f} of {GRPO_QUESTIONS}")
+grpo_variants = {name: row for name, row in SEARCH["runs"].items()
+                 if row.get("method") == "GRPO" and row["recipe"]["reward"] == "exact"}
+grpo_table = pd.DataFrame({"start": validation_row(start_validation),
+                           **{name: {**validation_row(row), "groups with a signal per step": sum(
+                               row["history"]["groups_used"]) / len(row["history"]["groups_used"]),
+                              "seconds": row["seconds"]} for name, row in grpo_variants.items()}}).T
+best_grpo = max(grpo_variants, key=lambda n: mean_validation(grpo_variants[n]))
+chosen_recipe = grpo_variants[best_grpo]["recipe"]
+same = all(getattr(RECIPE, k) == chosen_recipe[k]
+           for k in ("grpo_lr", "max_draws", "frontier_only", "procedure_share", "kl_coef", "clip_eps"))
+print(f"chosen on validation: {best_grpo}; the chapter's recipe is the same: {same}")
+grpo_table
+
+# %% [markdown]
+# The chapter's run, with greedy exact match on half the validation questions measured as it trains (as
+# nanochat's reinforcement learning does). The reference for the KL penalty is the frozen starting model.
+
+# %%
+grpo_records = frontier_pool if RECIPE.frontier_only else pool
+track = runs.greedy_tracker(tokenizer, sets["validation"][::2], MAX_NEW)
+validation_start = track(start_model)["validation"]
+grpo_model, grpo_history = runs.run_grpo(start_model, reference_model, tokenizer, grpo_records, RECIPE, evaluate=track)
+scores["GRPO"] = ch7_runs.score_sets(grpo_model, tokenizer, sets, max_new=MAX_NEW)
+print(f"{len(grpo_history.steps)} GRPO sampling steps in {grpo_history.seconds:.0f} s; groups with a signal per step: "
+      f"{sum(grpo_history.groups_used) / len(grpo_history.groups_used):.1f} of {RECIPE.questions}, "
+      f"draws per step: {sum(grpo_history.draws) / len(grpo_history.draws):.2f}")
 
 
 def smooth(values, k=10):
-    values = [v for v in values if v == v]
+    values = [v for v in values if v is not None and v == v]  # steps without an update have no KL
     return [sum(values[max(0, i - k + 1):i + 1]) / len(values[max(0, i - k + 1):i + 1]) for i in range(len(values))]
 
 
-fig, (ax_r, ax_kl) = plt.subplots(1, 2, figsize=(11, 3.6))
+fig, (ax_r, ax_v, ax_kl) = plt.subplots(1, 3, figsize=(13, 3.6))
 ax_r.plot(smooth(grpo_history.reward), label="mean reward")
 ax_r.plot(smooth(grpo_history.right), label="share of right samples")
-ax_r.set(xlabel="GRPO step", ylabel="mean of the last 10 steps", title="reward on the sampled answers")
-ax_r.legend()
-ax_kl.plot(smooth(grpo_history.kl))
-ax_kl.set(xlabel="GRPO step", ylabel="KL to the start, per answer token (k3)", title="how far the policy moved")
-fig.suptitle("Figure 2: GRPO, step by step", y=1.02)
+ax_r.set(xlabel="GRPO sampling step", ylabel="mean of the last 10 steps", title="reward on the sampled answers")
+ax_r.legend(fontsize=8)
+ax_v.plot([0, *grpo_history.eval_steps], [validation_start, *(e["validation"] for e in grpo_history.evals)], marker="o")
+ax_v.set(xlabel="GRPO sampling step", ylabel="greedy exact match", title="validation questions (supported)")
+ax_kl.plot(smooth(grpo_history.kl), label="KL to the start (k3, per token)")
+ax_kl.plot(smooth(grpo_history.clipped), label="share of clipped tokens")
+ax_kl.set(xlabel="GRPO sampling step", title="how far the policy moved")
+ax_kl.legend(fontsize=8)
+fig.suptitle("Figure 3: GRPO, step by step", y=1.02)
 plt.tight_layout()
 plt.show()
 
+# %%
+per_family = pd.DataFrame({name: sc["test"]["table"]["exact_match"] for name, sc in scores.items()})
+supported_families = [f for f in per_family.index if f in SUPPORTED]
+family_change = pd.DataFrame({"start": per_family.loc[supported_families, "start"],
+                              "GRPO": per_family.loc[supported_families, "GRPO"]})
+family_change["change (points)"] = 100 * (family_change["GRPO"] - family_change["start"])
+worst_family = family_change["change (points)"].idxmin()
+family_change
+
 # %% [markdown]
-# ## 6. Reward hacking: optimise a flawed reward
+# ## 7. Reward hacking: optimise a flawed reward
 #
-# A reward is a specification, and a policy optimises what it says, not what was meant. `contains_reward`
-# pays 1 whenever the expected answer appears *anywhere* in the output as whole words. That sounds
-# harmless; but an answer that lists several candidates is paid as if it were right. GRPO with this reward,
-# everything else the same, and both rewards measured on what it samples:
+# A reward is a specification, and a policy optimises what it says, not what was meant. `unordered_reward` is
+# a grader with a plausible bug: it compares the answer's *words* with the expected ones but forgets their
+# order. For reverse_words and sort_numbers, copying the input is then paid like the right answer, and copying
+# is easier for the model than reversing. The recipe search ran GRPO with this reward, everything else the
+# chapter's recipe, and judged the greedy answers to the supported validation questions both ways:
 
 # %%
-hack_model = fresh_policy()
-hack_history = train_grpo(hack_model, reference_model, tokenizer, pool,
-                          GRPOConfig(**{**vars(grpo_config), "reward_fn": contains_reward, "desc": "GRPO, flawed reward"}))
-hack_answers = sample_answers(hack_model, tokenizer, pass_records, 1, 0.0, MAX_NEW)
-start_answers = sample_answers(start_model, tokenizer, pass_records, 1, 0.0, MAX_NEW)
-
-
-def judged(groups):
-    """Greedy answers scored both ways, and how long they are."""
-    pairs_ = list(zip(pass_records, (g[0] for g in groups), strict=True))
-    return {"flawed reward": sum(contains_reward(a, r["output"]) for r, a in pairs_) / len(pairs_),
-            "exact match": sum(is_right(a, r["output"]) for r, a in pairs_) / len(pairs_),
-            "words per answer": sum(len(a.text.split()) for _, a in pairs_) / len(pairs_)}
-
-
-hacking = pd.DataFrame({"start": judged(start_answers), "after GRPO on the flawed reward": judged(hack_answers)}).T
-hacking
-
-# %%
-gamed = [(r, g[0].text) for r, g in zip(pass_records, hack_answers, strict=True)
-         if contains_reward(g[0], r["output"]) == 1.0 and not is_right(g[0], r["output"])]
-print(f"{len(gamed)} of {len(pass_records)} greedy answers are paid by the flawed reward but wrong; a few:")
-for r, text in gamed[:5]:
-    print(f"  {format_prompt(r)!r} -> {text!r} (expected {r['output']!r})")
+copied = Answer("apple river stone", True)  # asked to reverse "apple river stone", the model copies it
+print(f"a copied input: order-blind reward {unordered_reward(copied, 'stone river apple')}, "
+      f"exact reward {reward(copied, 'stone river apple')}")
+hack = SEARCH["runs"]["GRPO, order-blind reward"]
+hacking = pd.DataFrame({when: {k: v for k, v in hack["flawed"][when].items() if k not in ("examples", "n")}
+                        for when in ("start", "after")}).T.rename(index={"after": "after GRPO on the flawed reward"})
+display(hacking)
+n_hack = hack["flawed"]["after"]["n"]
+exploited = compare([hack["flawed"]["after"]["paid but wrong"]], [hack["flawed"]["start"]["paid but wrong"]],
+                    name_a="paid-but-wrong answers after GRPO on the flawed reward", name_b="at the start",
+                    n_a=n_hack, n_b=n_hack, what="validation questions")
+for example in hack["flawed"]["after"]["examples"][:5]:
+    print(f"  {example['family']}: {example['input']!r} -> {example['answer']!r} (expected {example['expected']!r})")
 fig, ax = plt.subplots(figsize=(7, 3.4))
-ax.plot(smooth(hack_history.reward), label="flawed reward (what it optimises)")
-ax.plot(smooth(hack_history.right), label="exact match (what we wanted)")
-ax.set(xlabel="GRPO step", ylabel="mean of the last 10 steps", title="Figure 3: optimising a flawed reward")
+ax.plot(smooth(hack["history"]["reward"]), label="flawed reward (what it optimises)")
+ax.plot(smooth(hack["history"]["right"]), label="exact match (what we wanted)")
+ax.set(xlabel="GRPO sampling step", ylabel="mean of the last 10 steps", title="Figure 4: optimising a flawed reward")
 ax.legend()
 plt.show()
+display(Markdown(
+    f"On the {n_hack} validation questions, {exploited.phrase}. " + (
+        "The policy found the gap in the grader: it is paid for answers that are wrong. Measured with the reward "
+        "we meant (exact match), the gap shows at once." if exploited.verdict == "beats" else
+        "In this run the flawed reward was **not** exploited beyond the noise: the sampled answers that copy the "
+        "input are paid, but the policy did not move towards them more than towards right answers. The claim that "
+        "it would is not supported here; the figure shows what the policy did optimise.")))
 
 # %% [markdown]
-# ## 7. A fair comparison: the same budget spent on more supervised fine-tuning
+# ## 8. A fair comparison, over seeds
 #
-# Every method above trained on the same number of sequences (the budget printed at the top). Would the
-# same budget spent on chapter 7's supervised loss, with the ground-truth answers of the same new
-# questions, do as well? That is the baseline a reward method has to beat.
+# Every method above took the same optimizer steps over the same number of sequences, with the same optimizer
+# and schedule (one learning rate for the offline methods; GRPO's was chosen on validation). Would that budget spent on chapter 7's supervised loss, with the reference answers of the
+# same pool questions, do as well? That is the baseline a reward method has to beat.
 
 # %%
-sft_model = fresh_policy()
-sft_history = runs.fine_tune(sft_model, tokenizer, pool, runs.InstructionRecipe(
-    steps=BUDGET_STEPS, batch_size=BATCH, lr=OFFLINE_LR, weight_decay=0.0, warmup=0.1), seed=123, desc="more SFT")
-scores["more SFT"] = runs.score_sets(sft_model, tokenizer, sets, max_new=MAX_NEW)
+sft_model, sft_history = runs.run_more_sft(start_model, tokenizer, pool, RECIPE)
+scores["more SFT"] = ch7_runs.score_sets(sft_model, tokenizer, sets, max_new=MAX_NEW)
 seconds = {"best-of-k": bok_history.seconds + sampling_seconds, "DPO": dpo_history.seconds + sampling_seconds,
-           "GRPO": grpo_history.seconds, "more SFT": sft_history.seconds}
-table = pd.DataFrame({name: {**{f"{s} (supported)": sc[s]["supported"] for s in runs.SETS},
+           "GRPO": grpo_history.seconds + sampling_seconds, "more SFT": sft_history.seconds}
+table = pd.DataFrame({name: {**{f"{s} (supported)": sc[s]["supported"] for s in ch7_runs.SETS},
                              "format compliance": sc["test"]["format_compliance"],
                              "training seconds": seconds.get(name, 0.0)}
                       for name, sc in scores.items()}).T
@@ -457,18 +558,39 @@ table
 
 # %%
 per_family = pd.DataFrame({name: sc["test"]["table"]["exact_match"] for name, sc in scores.items()})
-supported_families = [f for f in per_family.index if f in SUPPORTED]
 fig, ax = plt.subplots(figsize=(11, 4))
 per_family.loc[supported_families].plot.bar(ax=ax, width=0.8)
 ax.set(ylabel="exact match, test questions", ylim=(0, 1.15),
-       title="Figure 4: each method per supported family (greedy answers)")
+       title="Figure 5: each method per supported family (greedy answers)")
 ax.legend(ncols=len(scores), loc="upper center", fontsize=8, frameon=False)
 plt.xticks(rotation=20, ha="right")
 plt.tight_layout()
 plt.show()
 
 # %% [markdown]
-# ## 8. pass@1 and pass@k after GRPO, and the families that need knowledge
+# One run per method says little: a second seed moves every number. The seed-spread command ran each method
+# with the chapter's recipe once per seed (its own pool sampling, its own order), from the same starting
+# model, and scored the test questions. A lead counts only beyond twice the standard error of the
+# difference, from the seeds and from the sampling of the test questions (`gpt2_core.finetuning.compare`).
+
+# %%
+n_test = SPREAD["n"]["test"]
+spread_table = pd.DataFrame({m: {"mean": r["test"]["mean"], "std over seeds": r["test"]["std"],
+                                 "seeds": len(r["test"]["values"]), "held-out words": r["heldout"]["mean"],
+                                 "new words": r["new"]["mean"], "format compliance": r["format_compliance"]["mean"]}
+                             for m, r in SPREAD["methods"].items()}).T
+print(f"test questions (supported) behind each score: {n_test}; start: {SPREAD['start_exact_match_supported']:.1%}; "
+      f"measured in {SPREAD['seconds'] / 60:.0f} min ({SPREAD['torch_threads']} torch threads per process)")
+display(spread_table)
+start_value = [SPREAD["start_exact_match_supported"]]
+conclusions = [compare(SPREAD["methods"][m]["test"]["values"], start_value, name_a=m, name_b="the start",
+                       n_a=n_test, n_b=n_test, what="test questions") for m in runs.SPREAD_METHODS]
+conclusions.append(compare(SPREAD["methods"]["GRPO"]["test"]["values"], SPREAD["methods"]["more SFT"]["test"]["values"],
+                           name_a="GRPO", name_b="more SFT", n_a=n_test, n_b=n_test, what="test questions"))
+display(Markdown("Over the seeds: " + "; ".join(c.phrase for c in conclusions) + "."))
+
+# %% [markdown]
+# ## 9. pass@1 and pass@k after GRPO, and the families that need knowledge
 #
 # GRPO sharpens the sampling distribution: answers the model gave sometimes should now come first.
 
@@ -482,46 +604,43 @@ pd.DataFrame({"pass@1 before": before["pass@1"], "pass@1 after": after["pass@1"]
 knowledge = [r for r in sets["test"] if r["family"] in KNOWLEDGE][:PASS_QUESTIONS]
 knowledge_groups = sample_answers(start_model, tokenizer, knowledge, K, TEMPERATURE, MAX_NEW,
                                   generator=torch.Generator(device=device).manual_seed(3))
-no_signal = sum(len({reward(a, r["output"]) for a in g}) == 1 for r, g in zip(knowledge, knowledge_groups, strict=True))
-pd.DataFrame(pass_at_k_by_family(knowledge, knowledge_groups, ks=(1, K))).T
-
-# %%
+knowledge_table = pd.DataFrame(pass_at_k_by_family(knowledge, knowledge_groups, ks=(1, K))).T
+display(knowledge_table)
 display(Markdown(
-    f"On the {len(knowledge)} knowledge questions, {no_signal} groups of {K} samples have all-equal rewards "
-    f"({no_signal / max(len(knowledge), 1):.0%}): GRPO gets no signal from them. A reward can only sharpen what "
-    f"the model already does sometimes; it cannot teach a fact no sample contains. "
-    f"GRPO's exact match on the knowledge families: {scores['start']['test'].get('knowledge', float('nan')):.1%} "
-    f"before, {scores['GRPO']['test'].get('knowledge', float('nan')):.1%} after."))
+    f"The starting model's pass@{K} on the knowledge families ranges from {knowledge_table[f'pass@{K}'].min():.0%} to "
+    f"{knowledge_table[f'pass@{K}'].max():.0%}: some of its samples do contain the fact, so a reward could in "
+    "principle raise them. This chapter's pool holds no knowledge questions (none are left that were not asked "
+    "before), so it does not test whether a reward teaches them; GRPO's exact match on the knowledge families moved "
+    f"from {scores['start']['test'].get('knowledge', float('nan')):.1%} to "
+    f"{scores['GRPO']['test'].get('knowledge', float('nan')):.1%} without training on any."))
 
 # %% [markdown]
-# ## 9. What this run shows
+# ## 10. What this run shows
 #
-# The aims set for this chapter were: GRPO at least 5 points above the starting model on the supported
-# families of the test, and above the same budget of supervised fine-tuning; format compliance of 95% or
-# more. The next cell checks them against this run's numbers.
+# The aims set for this chapter: GRPO at least 3 points above the start on the supported test questions,
+# with the gain larger than twice its standard deviation over seeds, and above the same budget of supervised
+# fine-tuning; DPO no more than 1 point below the start; no supported family more than 3 points below the start
+# after GRPO; format compliance of 95% or more; and the notebook within 15 minutes. The next cell checks them
+# against the seed spread and this run.
 
 # %%
-start_s, grpo_s, sft_s = (scores[n]["test"]["supported"] for n in ("start", "GRPO", "more SFT"))
-aims = [(f"GRPO >= start + 5 points ({grpo_s:.1%} vs {start_s:.1%})", grpo_s >= start_s + 0.05),
-        (f"GRPO above more SFT at the same budget ({grpo_s:.1%} vs {sft_s:.1%})", grpo_s > sft_s),
+start_s, grpo_s, sft_s, dpo_s = (scores[n]["test"]["supported"] for n in ("start", "GRPO", "more SFT", "DPO"))
+grpo_spread = SPREAD["methods"]["GRPO"]["test"]
+gain = grpo_spread["mean"] - SPREAD["start_exact_match_supported"]
+minutes = (time.perf_counter() - NOTEBOOK_START) / 60
+aims = [(f"GRPO >= start + 3 points over seeds ({grpo_spread['mean']:.1%} vs {SPREAD['start_exact_match_supported']:.1%},"
+         f" gain {100 * gain:+.1f} points, 2 std {200 * grpo_spread['std']:.1f})",
+         gain >= 0.03 and gain > 2 * grpo_spread["std"]),
+        (f"GRPO above more SFT at the same budget: {conclusions[-1].phrase}", conclusions[-1].verdict == "beats"),
+        (f"DPO >= start - 1 point over seeds ({SPREAD['methods']['DPO']['test']['mean']:.1%})",
+         SPREAD["methods"]["DPO"]["test"]["mean"] >= SPREAD["start_exact_match_supported"] - 0.01),
+        (f"no supported family more than 3 points below the start after GRPO (worst: {worst_family}, "
+         f"{family_change.loc[worst_family, 'change (points)']:+.1f})", family_change["change (points)"].min() >= -3),
         (f"GRPO format compliance >= 95% ({scores['GRPO']['test']['format_compliance']:.1%})",
-         scores["GRPO"]["test"]["format_compliance"] >= 0.95)]
+         scores["GRPO"]["test"]["format_compliance"] >= 0.95),
+        (f"notebook within 15 minutes (so far {minutes:.1f} min)", minutes <= 15)]
 for aim, met in aims:
     print(f"{'met   ' if met else 'missed'}  {aim}")
-best = max(scores, key=lambda n: scores[n]["test"]["supported"])
-seed_spread = read_measurement(committed_results_dir() / "ch07-seed-spread.json")
-seed_std = seed_spread["methods"]["full fine-tuning"]["test"]["std"]
-display(Markdown(
-    f"The best method on the supported test questions in this run is **{best}** "
-    f"({scores[best]['test']['supported']:.1%}, start {start_s:.1%}). pass@1 moved from {pass1_before:.1%} to "
-    f"{pass1_after:.1%} under GRPO, pass@{K} from {passk_before:.1%} to {passk_after:.1%}. These are one seed "
-    f"each. Chapter 7's recipe moved by {seed_std:.1%} (standard deviation of the test score over "
-    f"{len(seed_spread['seeds'])} seeds, `results/ch07-seed-spread.json`), so the best method's lead over the "
-    f"start, {scores[best]['test']['supported'] - start_s:+.1%}, is "
-    f"{'larger' if scores[best]['test']['supported'] - start_s > seed_std else 'no larger'} than the seed "
-    f"spread, and GRPO's change, {grpo_s - start_s:+.1%}, "
-    f"{'larger' if abs(grpo_s - start_s) > seed_std else 'no larger'} (one seed of each method: a second "
-    "seed would tell more)."))
 
 # %%
 results = {
@@ -529,16 +648,19 @@ results = {
     "k": K,
     "start_exact_match_supported": start_s,
     "best_of_k_exact_match_supported": scores["best-of-k"]["test"]["supported"],
-    "dpo_exact_match_supported": scores["DPO"]["test"]["supported"],
+    "dpo_exact_match_supported": dpo_s,
     "grpo_exact_match_supported": grpo_s,
     "sft_more_exact_match_supported": sft_s,
     "grpo_heldout_words_exact_match_supported": scores["GRPO"]["heldout"]["supported"],
     "grpo_fresh_exact_match_supported": scores["GRPO"]["fresh"]["supported"],
     "grpo_format_compliance": scores["GRPO"]["test"]["format_compliance"],
     "grpo_kl_to_start": smooth(grpo_history.kl)[-1] if smooth(grpo_history.kl) else 0.0,
+    "grpo_seed_mean_exact_match_supported": grpo_spread["mean"],
+    "dpo_chosen_less_likely_share": end["train chosen_down"],
     "pass_at_1_before": pass1_before, "pass_at_k_before": passk_before,
     "pass_at_1_after": pass1_after, "pass_at_k_after": passk_after,
-    "flawed_reward_exact_match": hacking.loc["after GRPO on the flawed reward", "exact match"],
+    "flawed_reward_paid_but_wrong": hack["flawed"]["after"]["paid but wrong"],
+    "conclusions": [c.record() for c in [*conclusions, exploited]],
 }
 print(write_results(8, results))
 print(f"profile {profile_name()}: notebook ran for {results['seconds'] / 60:.1f} min")
@@ -546,16 +668,19 @@ print(f"profile {profile_name()}: notebook ran for {results['seconds'] / 60:.1f}
 # %% [markdown]
 # ## Summary: what you built
 #
-# - **Sampling** at a temperature turns one model into a distribution of answers; **pass@k** against
-#   pass@1 measures what it can do sometimes but not first: the headroom a reward can use.
-# - A **verifiable reward** (exact match plus a small format term) needs no human and no reward model.
-# - **Best-of-k** keeps the right samples and imitates them; **DPO** learns from pairs, relative to a frozen
-#   reference, without sampling while it trains; **GRPO** samples as it learns and scores each answer against
-#   its own group,
-#   with PPO's clip and a KL penalty to the start.
+# - **Sampling** at a temperature turns one model into a distribution of answers; **pass@k** against the greedy
+#   answer measures what it can do sometimes but not first: the headroom a reward can use.
+# - A **verifiable reward** (exact match plus a small format term) needs no human and no reward model; only the
+#   questions at the model's **frontier** (some answers right, some wrong) carry its signal.
+# - **Best-of-k** keeps the right samples and imitates them; with an exact-match reward that is supervised
+#   fine-tuning on the questions the model already answers sometimes.
+# - **DPO** learns from pairs, relative to a frozen reference; its loss widens the margin, and the chosen answer
+#   can still become less likely (likelihood displacement), which an NLL term on the chosen answer counters.
+# - **GRPO** samples as it learns, scores each answer against its own group, with PPO's clip and a KL penalty to
+#   the start; groups without a signal are dropped and drawn again.
 # - A **flawed reward** is optimised as written: measure the policy with the reward you meant.
-# - Every method is compared at the **same budget** with more supervised fine-tuning, per family, on held-out
-#   words and fresh records; a reward cannot teach a fact no sample contains.
+# - Every method is compared at the **same budget** with more supervised fine-tuning, over seeds, and a lead
+#   counts only beyond the noise.
 #
 # **What comes next.** This is where the course stops: a GPT built from its tokenizer up, pretrained,
 # fine-tuned to classify and to follow instructions, and trained further from rewards. The references below are
@@ -563,19 +688,15 @@ print(f"profile {profile_name()}: notebook ran for {results['seconds'] / 60:.1f}
 #
 # ## Exercises
 #
-# Each exercise checks itself against the package; reference solutions are in
+# Each checked exercise checks itself against the package; reference solutions are in
 # `gpt2_core/exercises/solutions/ch08.py`, for after you have tried.
 #
-# **1. pass@k from n samples.** pass@k is the chance that at least one of k sampled answers to a question is
-# correct. Sampling exactly k answers per question and checking them gives a noisy estimate; Chen et al.
-# (2021) sample $n \ge k$ answers, count the $c$ correct ones, and compute the chance that $k$ answers drawn
-# from those $n$ *without replacement* include a correct one. Write `my_pass_at_k(n, c, k)` for
-# $1 \le k \le n$.
+# **1. pass@k from n samples.** Derive the unbiased estimate of section 2 and write `my_pass_at_k(n, c, k)` for
+# $1 \le k \le n$: from $n$ sampled answers of which $c$ are right, the chance that $k$ of them drawn
+# *without replacement* include a right one.
 #
 # **Predict first:** with $n = 10$ answers of which $c = 3$ are correct, what are pass@1 and pass@5? Is
-# $1 - (1 - c/n)^k$ the same thing? Once it passes, compute pass@1, pass@4 and pass@8 of this chapter's
-# samples for the supported families from `before`: how much headroom is there between what the model answers
-# first and what it can answer at all?
+# $1 - (1 - c/n)^k$ the same thing?
 
 # %%
 from gpt2_core.exercises import check_exercise  # noqa: E402
@@ -588,28 +709,33 @@ def my_pass_at_k(n: int, c: int, k: int) -> float:
 _ = check_exercise("ch08.pass_at_k", my_pass_at_k)
 
 # %% [markdown]
-# **2. Group-normalised advantages.** Section 5 computed the advantages of one group by hand. Write
-# `my_group_advantages(rewards, eps)` for rewards of shape (questions, G), one row per question: each reward
-# minus its group's mean, divided by the group's standard deviation (`torch.std`'s default, which divides by
-# $G - 1$) plus `eps`.
+# **2. How hard does a pair pull?** A pair's DPO loss is $-\log\sigma(\beta m)$, with $m$ its margin. Write
+# `my_dpo_pull(margin, beta)`: for each pair, minus the derivative of its loss with respect to the chosen
+# answer's log-probability (the margin grows one for one with it), that is, how hard gradient descent pulls the
+# chosen answer up.
 #
-# **Predict first:** in a group with rewards [1, 0, 0, 0] and one with [1, 1, 1, 0], which answer gets the
-# largest advantage, and which the most negative one? What happens to a group whose rewards are all equal,
-# all right or all wrong, and what does that mean for what GRPO can learn from a question the model always
-# (or never) answers correctly?
+# **Predict first:** does a pair that is already ranked right by a wide margin still pull? Which pairs pull
+# hardest? Then use your answer to explain Figure 2: once most training pairs are ranked right, what is left
+# pulling, and why can the chosen answers still lose probability? Why does a larger $\beta$ stop the pull sooner?
 
 # %%
-def my_group_advantages(rewards: torch.Tensor, eps: float) -> torch.Tensor:
+def my_dpo_pull(margin: torch.Tensor, beta: float) -> torch.Tensor:
     raise NotImplementedError  # your code here
 
 
-_ = check_exercise("ch08.group_advantages", my_group_advantages)
+_ = check_exercise("ch08.dpo_pull", my_dpo_pull)
 
 # %% [markdown]
-# **3. (Open) More than one update per batch.** `GRPOConfig(updates=4)` takes four optimizer steps on each
-# batch of samples, so the policy ratio moves away from 1 and the clip starts to bind
-# (`grpo_history.clipped` records the share of clipped tokens). Does it learn faster per sampled answer? Does
-# the KL grow faster? Try `CLIP_EPS` of `0.1` and `0.4` too.
+# **3. (Open) Why did count_words fall?** Draw every GRPO step's questions with one prompt length, as the
+# chapter's first version did: write a sampler that picks a length, then questions of that length, and look at
+# count_words' expected answers within one step. What does a group's advantage reward there, and what does the
+# policy learn across steps? Then run `runs.run_grpo` with `RECIPE` and your sampler's questions, and compare
+# the count_words row of the per-family table.
+#
+# **4. (Open) A reward that cannot be hacked.** Section 7's grader forgot the order of the words. Write a
+# reward that pays only what chapter 7's exact match pays, yet gives a partial credit that GRPO can climb (a
+# copy of the input must not earn it). Test it on the examples section 7 printed, then ask what a policy
+# could still exploit in it.
 #
 # ## References
 #
@@ -622,8 +748,14 @@ _ = check_exercise("ch08.group_advantages", my_group_advantages)
 #   samples that reach the right answer, fine-tune on them, repeat.
 # - R. Rafailov, A. Sharma, E. Mitchell, S. Ermon, C. Manning, C. Finn (2023). *Direct Preference
 #   Optimization: Your Language Model is Secretly a Reward Model* (DPO).
+# - R. Y. Pang et al. (2024). *Iterative Reasoning Preference Optimization*: DPO plus an NLL term on the chosen
+#   answer.
+# - N. Razin et al. (2024). *Unintentional Unalignment: Likelihood Displacement in Direct Preference
+#   Optimization*; A. Pal et al. (2024). *Smaug: Fixing Failure Modes of Preference Optimisation with
+#   DPO-Positive*: why the chosen answer can become less likely.
 # - Z. Shao et al. (2024). *DeepSeekMath: Pushing the Limits of Mathematical Reasoning in Open Language
 #   Models*: GRPO.
+# - Q. Yu et al. (2025). *DAPO: An Open-Source LLM Reinforcement Learning System at Scale*: dynamic sampling.
 # - DeepSeek-AI (2025). *DeepSeek-R1: Incentivizing Reasoning Capability in LLMs via Reinforcement Learning*:
 #   GRPO with rewards a program checks.
 # - M. Chen et al. (2021). *Evaluating Large Language Models Trained on Code* (Codex): the unbiased pass@k.

@@ -16,14 +16,14 @@ def pass_at_k(n: int, c: int, k: int) -> float:
     return 1.0 - all_wrong
 
 
-def group_advantages(rewards: torch.Tensor, eps: float = 1e-4) -> torch.Tensor:
-    """GRPO's advantages: each answer's reward against the other answers to the same question (its row)."""
-    mean = rewards.mean(dim=1, keepdim=True)
-    std = rewards.std(dim=1, keepdim=True)  # torch's default: the sample std, dividing by G - 1
-    return (rewards - mean) / (std + eps)  # an all-equal row: 0 / (0 + eps) = 0
+def dpo_pull(margin: torch.Tensor, beta: float) -> torch.Tensor:
+    """How hard DPO pulls each pair's chosen answer up. d/dx of -log sigmoid(x) is -sigmoid(-x), and x = beta *
+    margin, so the loss's gradient is -beta * sigmoid(-beta * margin): a pair ranked wrong (margin < 0) pulls with
+    nearly beta, one ranked right by a wide margin with nearly nothing."""
+    return beta * torch.sigmoid(-beta * margin)
 
 
 SOLUTIONS = {
     "ch08.pass_at_k": pass_at_k,
-    "ch08.group_advantages": group_advantages,
+    "ch08.dpo_pull": dpo_pull,
 }
