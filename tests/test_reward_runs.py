@@ -88,3 +88,12 @@ def test_the_pool_mixes_in_procedure_questions_never_asked_before():
         reward_runs.ch7.InstructionRecipe()).values() for r in records}
     assert not any((r["instruction"], r["input"]) in asked for r in pool)
     assert not any(r.get("source") == "procedure" for r in reward_runs.training_pool(RewardRecipe(pool=40)))
+
+
+def test_a_history_without_an_update_at_some_step_writes_null_not_nan():
+    from gpt2_core.finetuning.grpo import GRPOHistory
+
+    history = GRPOHistory(steps=[1, 2], losses=[float("nan"), 0.5], kl=[float("nan"), 0.01], reward=[0.1, 0.2])
+    written = reward_runs._history_dict(history)
+    assert written["losses"] == [None, 0.5] and written["kl"] == [None, 0.01] and written["reward"] == [0.1, 0.2]
+    assert "lrs" not in written  # only the curves a notebook draws

@@ -9,6 +9,8 @@ import torch
 import torch.nn.functional as F
 from conftest import CharTokenizer, tiny_char_model
 
+from gpt2_core.finetuning import grpo
+from gpt2_core.finetuning.grpo import GRPOConfig, group_advantages, grpo_loss, kl_k3, train_grpo
 from gpt2_core.finetuning.instruction_eval import Answer, generate_answers, sample_answers
 from gpt2_core.finetuning.loop import FinetuneConfig, finetune
 from gpt2_core.finetuning.lora import LoRALinear, inject_lora
@@ -24,8 +26,6 @@ from gpt2_core.finetuning.rewards import (
     reward,
     unordered_reward,
 )
-from gpt2_core.finetuning import grpo
-from gpt2_core.finetuning.grpo import GRPOConfig, group_advantages, grpo_loss, kl_k3, train_grpo
 from gpt2_core.finetuning.rl import (
     Pair,
     best_of_k_items,

@@ -109,12 +109,6 @@ def gpt2_encoding() -> tiktoken.Encoding:
     return make_encoding(gpt2_ranks(), {ENDOFTEXT: ENDOFTEXT_ID}, GPT2_PATTERN, name="gpt2")
 
 
-def read_ranks_file(path: str | Path, expected: int | None = None) -> dict[bytes, int]:
-    """The ranks in the file at ``path`` (see :func:`parse_ranks`)."""
-    path = Path(path)
-    return parse_ranks(path.read_bytes(), str(path), expected)
-
-
 def tokenizer_files(tokenizer: Any) -> tuple[dict, dict[str, bytes]]:
     """(a JSON description, files to write beside it) of a tiktoken Encoding or a BPETokenizer: GPT-2's
     tokenizer by name, any other by its ranks (in :data:`TOKENIZER_FILE`), pattern and special tokens."""

@@ -205,8 +205,8 @@ display(Markdown(f"Mean over the supported families: pass@1 at temperature {TEMP
 # vocabulary like chapter 7's, but none of them asked before (not in training, not in any test or validation
 # set). The families with few possible questions (years, sums) have none left, so the pool holds the five word
 # and number families. The starting model answers each pool question $K$ times. A question whose $K$ answers
-# are **all right** or **all wrong** cannot teach a reward method anything: there is no better answer to move
-# towards (GRPO's advantages are all zero, DPO has no pair). The questions in between are the model's
+# are **all right** or **all wrong** cannot teach a reward method anything: no answer of the group scores above
+# another (GRPO's advantages are all zero, DPO has no pair). The questions in between are the model's
 # **frontier**.
 
 # %%
@@ -292,7 +292,7 @@ print("at the start (policy = reference) every pair costs log 2:",
 #
 # DPO's loss asks only that the **margin** grow: the chosen answer's log-ratio to the reference minus the
 # rejected one's. Nothing in it says the chosen answer must become *more* likely. Both can fall, as long as the
-# rejected one falls faster, and the probability they lose goes to answers in neither pair. Razin et al. (2024)
+# rejected one falls by more, and the probability they lose goes to answers in neither pair. Razin et al. (2024)
 # and Pal et al. (2024) call it **likelihood displacement**. `pair_statistics` measures it on a set of pairs:
 # the mean log-probability of the chosen and the rejected answers, the mean margin, and the share of chosen
 # answers that became less likely than under the reference. The search command (`results/ch08-recipe-search.json`)
@@ -301,6 +301,9 @@ print("at the start (policy = reference) every pair costs log 2:",
 
 # %%
 dpo_variants = {name: row for name, row in SEARCH["runs"].items() if row.get("method") == "DPO"}
+full_sets = ch7_runs.instruction_sets(ch7_runs.InstructionRecipe())  # what the search scored, at every profile
+validation_sizes = [sum(r["family"] in SUPPORTED for r in full_sets[s]) for s in ch7_runs.VALIDATION_SETS]
+validation_size = sum(validation_sizes)
 plain = dpo_variants["DPO, plain"]["history"]
 fig, (ax_lp, ax_down) = plt.subplots(1, 2, figsize=(11, 3.6))
 for split, style in (("train", "-"), ("validation", "--")):
@@ -326,33 +329,42 @@ display(Markdown(
     f"likely than at the start ({last.get('validation chosen_down', math.nan):.0%} on validation pairs)."))
 
 # %% [markdown]
-# Three fixes were tried on the same pairs and budget, and judged on the validation questions (greedy exact
-# match on the supported families): an **NLL term** that adds the chosen answer's own negative log-likelihood
-# per token to the loss (Pang et al., 2024), which pulls the chosen answer up directly, and a larger $\beta$,
-# which stops a pair from pulling once its margin is a few units wide (exercise 2 derives that pull):
+# The search tried, on the same pairs and budget, an **NLL term** that adds the chosen answer's own negative
+# log-likelihood per token to the loss (Pang et al., 2024) and pulls the chosen answer up directly, alone and
+# with a larger $\beta$, which stops a pair from pulling once its margin is a few units wide (exercise 2
+# derives that pull). Each was judged on the validation questions (greedy exact match on the supported families;
+# "both" pools the two sets):
 
 # %%
 start_validation = SEARCH["runs"]["start"]
 
 
 def validation_row(row):
-    """A run's greedy exact match on the supported families of the two validation sets, and their mean."""
+    """A run's greedy exact match on the supported families of the two validation sets, and on both together."""
     both = (row["validation"]["supported"], row["validation_new"]["supported"])
-    return {"validation": both[0], "validation, made-up words": both[1], "mean": sum(both) / 2}
+    pooled = sum(v * n for v, n in zip(both, validation_sizes, strict=True)) / sum(validation_sizes)
+    return {"validation": both[0], "validation, made-up words": both[1], "both": pooled}
 
 
 def mean_validation(row):
-    return validation_row(row)["mean"]
+    return validation_row(row)["both"]
 
 
 dpo_table = pd.DataFrame({"start": validation_row(start_validation),
-                          **{name: {**validation_row(row), "chosen log-prob at the end":
-                                    row["history"]["evals"][-1]["train chosen"]} for name, row in dpo_variants.items()}}).T
+                          **{name: {**validation_row(row),
+                                    "chosen log-prob at the end": row["history"]["evals"][-1]["train chosen"],
+                                    "chosen less likely": row["history"]["evals"][-1]["train chosen_down"]}
+                             for name, row in dpo_variants.items()}}).T
 best_dpo = max(dpo_variants, key=lambda n: mean_validation(dpo_variants[n]))
 chosen_recipe = dpo_variants[best_dpo]["recipe"]
 print(f"chosen on validation: {best_dpo} (nll weight {chosen_recipe['dpo_nll']:g}, beta {chosen_recipe['dpo_beta']:g}); "
-      f"the chapter's recipe is the same: {(RECIPE.dpo_nll, RECIPE.dpo_beta) == (chosen_recipe['dpo_nll'], chosen_recipe['dpo_beta'])}")
-dpo_table
+      "the chapter's recipe (default profile) is the same: "
+      f"{(runs.RewardRecipe().dpo_nll, runs.RewardRecipe().dpo_beta) == (chosen_recipe['dpo_nll'], chosen_recipe['dpo_beta'])}")
+display(dpo_table)
+dpo_vs_start = compare([mean_validation(dpo_variants[best_dpo])], [mean_validation(start_validation)],
+                       name_a=best_dpo, name_b="the start", n_a=validation_size, n_b=validation_size,
+                       what="validation questions")
+display(Markdown(f"On both validation sets together, {dpo_vs_start.phrase}."))
 
 # %% [markdown]
 # The chapter's DPO run, with that recipe, through the same `finetune` loop as every chapter since 6, with
@@ -430,32 +442,47 @@ print(f"k3 estimate of KL(p || q) within 2% of the exact value: {abs(k3_estimate
 
 # %% [markdown]
 # `train_grpo` puts it together. A first version of this chapter drew each step's questions with one prompt
-# length (one batched generate call) from the whole pool and gained nothing; the recipe search measured what a
-# small model needs instead, on the validation questions:
+# length (one batched generate call) from the whole pool. With one length per step, count_words' answers were
+# all alike within a step (the prompt's length fixes the number of words), and the policy learned that number.
+# `train_grpo` now draws questions at random, so a step mixes prompt lengths (one generate call per length).
+# The recipe search then tried, on the validation questions:
 #
-# - **questions at the frontier** only: section 3 showed how many pool questions are all right or all wrong;
+# - **questions at the frontier** only (section 3), against the whole pool;
 # - **dynamic sampling** (DAPO; Yu et al., 2025): a group whose answers all score the same is dropped and more
 #   questions are drawn (up to `max_draws` times per step) until the step has its groups with a signal;
-# - questions of **mixed prompt lengths** in one step. With one length per step, count_words' answers were all
-#   alike within a step (the prompt's length fixes the number of words), and the policy learned that number;
-# - the step's answers split into **minibatches** of the same size as the offline methods' batches, so GRPO
-#   takes the same optimizer steps over the same number of sequences; after the first minibatch the policy
-#   has moved, its ratio to the sampling policy leaves 1, and the clip can bind;
-# - the learning rate.
+# - a larger learning rate;
+# - a pool in which most questions are about chapter 7's procedure words (made-up words, letter strings), the
+#   records that taught chapter 7's model to handle words it never saw.
+#
+# In every variant the step's answers are split into **minibatches** of the offline methods' batch size, so
+# GRPO takes the same optimizer steps over the same number of sequences; after the first minibatch the policy
+# has moved, so its ratio to the sampling policy leaves 1 and the clip could bind (the table shows whether it
+# did).
 
 # %%
 grpo_variants = {name: row for name, row in SEARCH["runs"].items()
                  if row.get("method") == "GRPO" and row["recipe"]["reward"] == "exact"}
+def last_mean(values, k=10):
+    values = [v for v in values if v is not None]
+    return sum(values[-k:]) / len(values[-k:]) if values else float("nan")
+
+
 grpo_table = pd.DataFrame({"start": validation_row(start_validation),
                            **{name: {**validation_row(row), "groups with a signal per step": sum(
                                row["history"]["groups_used"]) / len(row["history"]["groups_used"]),
+                              "KL at the end": last_mean(row["history"]["kl"]),
+                              "clipped share at the end": last_mean(row["history"]["clipped"]),
                               "seconds": row["seconds"]} for name, row in grpo_variants.items()}}).T
 best_grpo = max(grpo_variants, key=lambda n: mean_validation(grpo_variants[n]))
 chosen_recipe = grpo_variants[best_grpo]["recipe"]
-same = all(getattr(RECIPE, k) == chosen_recipe[k]
+same = all(getattr(runs.RewardRecipe(), k) == chosen_recipe[k]
            for k in ("grpo_lr", "max_draws", "frontier_only", "procedure_share", "kl_coef", "clip_eps"))
-print(f"chosen on validation: {best_grpo}; the chapter's recipe is the same: {same}")
-grpo_table
+print(f"chosen on validation: {best_grpo}; the chapter's recipe (default profile) is the same: {same}")
+display(grpo_table)
+grpo_vs_start = compare([mean_validation(grpo_variants[best_grpo])], [mean_validation(start_validation)],
+                        name_a=best_grpo, name_b="the start", n_a=validation_size, n_b=validation_size,
+                        what="validation questions")
+display(Markdown(f"On both validation sets together, {grpo_vs_start.phrase}."))
 
 # %% [markdown]
 # The chapter's run, with greedy exact match on half the validation questions measured as it trains (as
@@ -506,9 +533,9 @@ family_change
 #
 # A reward is a specification, and a policy optimises what it says, not what was meant. `unordered_reward` is
 # a grader with a plausible bug: it compares the answer's *words* with the expected ones but forgets their
-# order. For reverse_words and sort_numbers, copying the input is then paid like the right answer, and copying
-# is easier for the model than reversing. The recipe search ran GRPO with this reward, everything else the
-# chapter's recipe, and judged the greedy answers to the supported validation questions both ways:
+# order. For reverse_words and sort_numbers, a copy of the input, or any shuffle of it, is then paid like the
+# right answer. The recipe search ran GRPO with this reward, everything else the chapter's recipe, and judged
+# the greedy answers to the supported validation questions both ways:
 
 # %%
 copied = Answer("apple river stone", True)  # asked to reverse "apple river stone", the model copies it
@@ -534,9 +561,11 @@ display(Markdown(
     f"On the {n_hack} validation questions, {exploited.phrase}. " + (
         "The policy found the gap in the grader: it is paid for answers that are wrong. Measured with the reward "
         "we meant (exact match), the gap shows at once." if exploited.verdict == "beats" else
-        "In this run the flawed reward was **not** exploited beyond the noise: the sampled answers that copy the "
-        "input are paid, but the policy did not move towards them more than towards right answers. The claim that "
-        "it would is not supported here; the figure shows what the policy did optimise.")))
+        "In this run the flawed reward was **not** exploited beyond the noise: answers with the right words in a "
+        "wrong order are paid, but after the same budget as every other method the greedy answers had not moved "
+        "towards them by more than the sampling of the questions explains. So this chapter does not show reward "
+        "hacking; it shows how to look for it: judge the policy with the reward you meant, and count the answers "
+        "the flawed reward pays but exact match does not.")))
 
 # %% [markdown]
 # ## 8. A fair comparison, over seeds
@@ -628,6 +657,7 @@ start_s, grpo_s, sft_s, dpo_s = (scores[n]["test"]["supported"] for n in ("start
 grpo_spread = SPREAD["methods"]["GRPO"]["test"]
 gain = grpo_spread["mean"] - SPREAD["start_exact_match_supported"]
 minutes = (time.perf_counter() - NOTEBOOK_START) / 60
+results_kl = smooth(grpo_history.kl)[-1] if smooth(grpo_history.kl) else 0.0
 aims = [(f"GRPO >= start + 3 points over seeds ({grpo_spread['mean']:.1%} vs {SPREAD['start_exact_match_supported']:.1%},"
          f" gain {100 * gain:+.1f} points, 2 std {200 * grpo_spread['std']:.1f})",
          gain >= 0.03 and gain > 2 * grpo_spread["std"]),
@@ -641,6 +671,15 @@ aims = [(f"GRPO >= start + 3 points over seeds ({grpo_spread['mean']:.1%} vs {SP
         (f"notebook within 15 minutes (so far {minutes:.1f} min)", minutes <= 15)]
 for aim, met in aims:
     print(f"{'met   ' if met else 'missed'}  {aim}")
+validation_curve = [validation_start, *(e["validation"] for e in grpo_history.evals)]
+display(Markdown(
+    f"Over {len(grpo_spread['values'])} seeds GRPO moved the supported test score by {100 * gain:+.1f} points (standard "
+    f"deviation {100 * grpo_spread['std']:.1f}). What bounds it, measured in this run: against the greedy answers "
+    f"the headroom is {passk_before - greedy_before['supported']:.1%} (section 2): a policy whose greedy answer "
+    f"were always the best of its {K} samples would gain that much; {len(frontier_pool) / len(pool):.0%} of the pool's "
+    f"questions are at the frontier (section 3); on the validation questions the greedy exact match went from "
+    f"{validation_curve[0]:.1%} to {validation_curve[-1]:.1%} (highest {max(validation_curve):.1%}) while the KL to the "
+    f"start grew to {results_kl:.3f} per answer token."))
 
 # %%
 results = {
@@ -654,7 +693,7 @@ results = {
     "grpo_heldout_words_exact_match_supported": scores["GRPO"]["heldout"]["supported"],
     "grpo_fresh_exact_match_supported": scores["GRPO"]["fresh"]["supported"],
     "grpo_format_compliance": scores["GRPO"]["test"]["format_compliance"],
-    "grpo_kl_to_start": smooth(grpo_history.kl)[-1] if smooth(grpo_history.kl) else 0.0,
+    "grpo_kl_to_start": results_kl,
     "grpo_seed_mean_exact_match_supported": grpo_spread["mean"],
     "dpo_chosen_less_likely_share": end["train chosen_down"],
     "pass_at_1_before": pass1_before, "pass_at_k_before": passk_before,
@@ -678,9 +717,10 @@ print(f"profile {profile_name()}: notebook ran for {results['seconds'] / 60:.1f}
 #   can still become less likely (likelihood displacement), which an NLL term on the chosen answer counters.
 # - **GRPO** samples as it learns, scores each answer against its own group, with PPO's clip and a KL penalty to
 #   the start; groups without a signal are dropped and drawn again.
-# - A **flawed reward** is optimised as written: measure the policy with the reward you meant.
+# - A **flawed reward** pays for answers nobody meant: judge the policy with the reward you meant, and count the
+#   answers only the flawed one pays.
 # - Every method is compared at the **same budget** with more supervised fine-tuning, over seeds, and a lead
-#   counts only beyond the noise.
+#   counts only when it exceeds twice the standard error of the difference.
 #
 # **What comes next.** This is where the course stops: a GPT built from its tokenizer up, pretrained,
 # fine-tuned to classify and to follow instructions, and trained further from rewards. The references below are
