@@ -11,7 +11,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from gpt2_core.finetuning.loop import FinetuneConfig, epochs_to_steps, finetune
-from gpt2_core.finetuning.loop import _evaluation as run_evaluation
+from gpt2_core.finetuning.loop import evaluation as run_evaluation
 from gpt2_core.pretraining.optim import lr_schedule
 
 

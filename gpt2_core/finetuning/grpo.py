@@ -32,10 +32,10 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..checks import check_int, check_number
-from ..model.gpt import eval_mode
 from ..pretraining.optim import OptimConfig, autocast_for, optimizer_for
 from ..pretraining.step import RunHistory, train_step
 from .instruction_eval import Answer, sample_answers
+from .loop import evaluation
 from .rewards import answer_batch, answer_logprobs, is_right, reference_logprobs, reward
 
 
@@ -234,8 +234,7 @@ def train_grpo(policy: nn.Module, reference: nn.Module | None, tokenizer: Any, r
                 getattr(history, key).append(sum(d[key] for d in stats) / len(stats) if stats else float("nan"))
             if evaluate is not None and ((config.eval_every and step % config.eval_every == 0)
                                          or step == config.steps):
-                with eval_mode(policy), torch.no_grad():
-                    history.evals.append(evaluate(policy))
+                history.evals.append(evaluation(policy, evaluate))
                 history.eval_steps.append(step)
             bar.update(1)
             bar.set_postfix(reward=f"{history.reward[-1]:.2f}", right=f"{history.right[-1]:.2f}")

@@ -261,23 +261,11 @@ def merge_measurements(parts: Sequence[dict]) -> dict:
     processes of one thread each can share 2 cores. The pieces must agree on the command, profile, base model and
     recipe; the result reads as the one command that measures it all at once (``command``), and ``measured_in``
     keeps each piece's own command, date, threads and time."""
-    if len(parts) < 2:
-        raise ValueError(f"merge needs at least 2 measurements, got {len(parts)}")
     first = parts[0]
     what = first.get("command", "").split()[3:4]
-    for part in parts[1:]:
-        if part.get("command", "").split()[3:4] != what:
-            raise ValueError("cannot merge a mix search with a seed spread; merge pieces of one command")
-        for key in ("profile", "base_model", "recipe", *(("seed",) if "shares" in first else ())):
-            if part.get(key) != first.get(key):
-                raise ValueError(f"cannot merge measurements with different {key}: {first.get(key)!r} and "
-                                 f"{part.get(key)!r}; re-run the piece with the same {key}")
-    merged = {"measured": max(p["measured"] for p in parts), "profile": first["profile"],
-              "torch_threads": max(p["torch_threads"] for p in parts),
-              "measured_in": [f"{p['command']} ({p['measured']}, torch threads: {p['torch_threads']}, "
-                              f"{p['seconds']:.0f} s)" for p in parts],
-              "base_model": first["base_model"], "recipe": first["recipe"],
-              "seconds": round(sum(p["seconds"] for p in parts), 1)}
+    if any(part.get("command", "").split()[3:4] != what for part in parts[1:]):
+        raise ValueError("cannot merge a mix search with a seed spread; merge pieces of one command")
+    merged = merge_stamp(parts, ("profile", "base_model", "recipe", *(("seed",) if "shares" in first else ())))
     if "shares" in first:
         shares = [x for p in parts for x in p["shares"]]
         if len(set(shares)) < len(shares):
@@ -290,10 +278,44 @@ def merge_measurements(parts: Sequence[dict]) -> dict:
     seeds = [x for p in parts for x in p["seeds"]]
     if len(set(seeds)) < len(seeds):
         raise ValueError(f"a seed is measured in two pieces ({seeds}); merge pieces of different seeds")
-    methods = {m: {key: summary([v for p in parts for v in p["methods"][m][key]["values"]])
-                   for key in first["methods"][m]} for m in first["methods"]}
     return {**merged, "command": f"python -m {PROG} seed-spread --seeds {' '.join(map(str, seeds))}", "seeds": seeds,
-            "methods": methods}
+            "methods": merge_methods(parts)}
+
+
+def merge_stamp(parts: Sequence[dict], agree: Sequence[str]) -> dict:
+    """What a measurement merged from ``parts`` says of them: the latest date, the profile, the most torch threads,
+    each piece's own command, date, threads and time (``measured_in``), the seconds added up, and the values of the
+    keys ``agree`` names, which every piece must share (a ValueError names the first one they do not)."""
+    if len(parts) < 2:
+        raise ValueError(f"merge needs at least 2 measurements, got {len(parts)}")
+    first = parts[0]
+    for part in parts[1:]:
+        for key in agree:
+            if part.get(key) != first.get(key):
+                raise ValueError(f"cannot merge measurements with different {key}: {first.get(key)!r} and "
+                                 f"{part.get(key)!r}; re-run the piece with the same {key}")
+    return {"measured": max(p["measured"] for p in parts), "profile": first["profile"],
+            "torch_threads": max(p["torch_threads"] for p in parts),
+            "measured_in": [f"{p['command']} ({p['measured']}, torch threads: {p['torch_threads']}, "
+                            f"{p['seconds']:.0f} s)" for p in parts],
+            **{key: first[key] for key in agree if key not in ("profile", "seed")},
+            "seconds": round(sum(p["seconds"] for p in parts), 1)}
+
+
+def merge_methods(parts: Sequence[dict]) -> dict:
+    """The seed spreads of ``parts`` joined: per method and score, every piece's values and their summary."""
+    first = parts[0]
+    return {m: {key: summary([v for p in parts for v in p["methods"][m][key]["values"]]) for key in first["methods"][m]}
+            for m in first["methods"]}
+
+
+def write_merged(parts: Sequence[str], out: str, merge: Callable[[list[dict]], dict]) -> int:
+    """The ``merge`` command of a measuring module: read the pieces, ``merge`` them, write the result atomically."""
+    merged = merge([read_measurement(p) for p in parts])
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    write_file_atomically(Path(out), (json.dumps(merged, indent=1) + "\n").encode("utf-8"))
+    print(f"wrote {out}: {merged['command']}")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -308,11 +330,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--progress", action="store_true")
     args = parser.parse_args(argv)
     if args.what == "merge":
-        merged = merge_measurements([read_measurement(p) for p in args.parts])
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        write_file_atomically(Path(args.out), (json.dumps(merged, indent=1) + "\n").encode("utf-8"))
-        print(f"wrote {args.out}: {merged['command']}")
-        return 0
+        return write_merged(args.parts, args.out, merge_measurements)
     if args.what == "mix-search":
         result = mix_search(args.shares, profile_recipe(), args.seeds[0], args.progress)
     else:

@@ -76,7 +76,9 @@ def _cycle(loader: DataLoader) -> Iterator[Any]:
             raise ValueError("the training loader yields no batches; give it at least one example")
 
 
-def _evaluation(model: nn.Module, evaluate: Callable[[nn.Module], dict]) -> dict:
+def evaluation(model: nn.Module, evaluate: Callable[[nn.Module], dict]) -> dict:
+    """``evaluate(model)`` in eval mode without gradients (the model's mode restored after), checked to be a dict:
+    what every training loop of the package records as one evaluation."""
     with eval_mode(model), torch.no_grad():
         result = evaluate(model)
     if not isinstance(result, dict):
@@ -125,7 +127,7 @@ def finetune(model: nn.Module, loader: DataLoader, loss_fn: LossFn, config: Fine
             if evaluate is not None and ((config.eval_every and step % config.eval_every == 0)
                                          or step == config.steps):
                 history.eval_steps.append(step)
-                history.evals.append(_evaluation(model, evaluate))
+                history.evals.append(evaluation(model, evaluate))
             bar.update(1)
             bar.set_postfix(loss=f"{loss:.3f}", lr=f"{lr:.1e}")
     finally:

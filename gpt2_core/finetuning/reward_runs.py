@@ -18,21 +18,18 @@ from __future__ import annotations
 import argparse
 import copy
 import dataclasses
-import json
 import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from ..files import write_file_atomically
 from ..pretraining.step import lm_loss
 from ..profile import get_device, pick, seed_everything
-from ..results import read_measurement, write_measurement
+from ..results import write_measurement
 from . import instruction_runs as ch7
 from .grpo import GRPOConfig, GRPOHistory, train_grpo
 from .instruction_data import SUPPORTED, extra_training_records
@@ -258,12 +255,10 @@ def _flawed_reward_report(model: nn.Module, tokenizer: Any, records: Sequence[di
                           max_new: int) -> dict:
     """Greedy answers to ``records`` judged by the flawed reward and by exact match, with examples paid but wrong."""
     answers = generate_answers(model, tokenizer, records, max_new)
-    flawed = REWARDS[reward_name]
-    paid_wrong = [(r, a) for r, a in zip(records, answers, strict=True)
-                  if flawed(a, r["output"], 0.0) == 1.0 and not is_right(a, r["output"])]
-    return {"flawed reward": sum(flawed(a, r["output"], 0.0) for r, a in zip(records, answers, strict=True))
-            / len(records),
-            "exact match": sum(is_right(a, r["output"]) for r, a in zip(records, answers, strict=True)) / len(records),
+    paid = [REWARDS[reward_name](a, r["output"], 0.0) for r, a in zip(records, answers, strict=True)]
+    right = [is_right(a, r["output"]) for r, a in zip(records, answers, strict=True)]
+    paid_wrong = [(r, a) for r, a, p, ok in zip(records, answers, paid, right, strict=True) if p == 1.0 and not ok]
+    return {"flawed reward": sum(paid) / len(records), "exact match": sum(right) / len(records),
             "paid but wrong": len(paid_wrong) / len(records), "n": len(records),
             "words per answer": sum(len(a.text.split()) for a in answers) / len(records),
             "examples": [{"input": r["input"], "family": r["family"], "answer": a.text, "expected": r["output"]}
@@ -344,27 +339,15 @@ def seed_spread(seeds: Sequence[int], progress: bool = False) -> dict:
 def merge(parts: Sequence[dict]) -> dict:
     """One measurement from pieces of one command run apart (other variants, or other seeds), as
     :func:`~gpt2_core.finetuning.instruction_runs.merge_measurements` does for chapter 7."""
-    if len(parts) < 2:
-        raise ValueError(f"merge needs at least 2 measurements, got {len(parts)}")
     # a recipe written before a field was added reads as that field's default
     parts = [{**p, "recipe": RewardRecipe(**p["recipe"]).to_dict(),
               **({"runs": {k: {**v, "recipe": RewardRecipe(**v["recipe"]).to_dict()} if "recipe" in v else v
                            for k, v in p["runs"].items()}} if "runs" in p else {})} for p in parts]
     first = parts[0]
     kind = "variants" if "variants" in first else "seeds"
-    for part in parts[1:]:
-        if kind not in part:
-            raise ValueError("cannot merge a recipe search with a seed spread; merge pieces of one command")
-        for key in ("profile", "recipe", "start_model", *(("seed",) if kind == "variants" else ())):
-            if part.get(key) != first.get(key):
-                raise ValueError(f"cannot merge measurements with different {key}: {first.get(key)!r} and "
-                                 f"{part.get(key)!r}; re-run the piece with the same {key}")
-    merged = {"measured": max(p["measured"] for p in parts), "profile": first["profile"],
-              "torch_threads": max(p["torch_threads"] for p in parts),
-              "measured_in": [f"{p['command']} ({p['measured']}, torch threads: {p['torch_threads']}, "
-                              f"{p['seconds']:.0f} s)" for p in parts],
-              "start_model": first["start_model"], "recipe": first["recipe"],
-              "seconds": round(sum(p["seconds"] for p in parts), 1)}
+    if any(kind not in part for part in parts[1:]):
+        raise ValueError("cannot merge a recipe search with a seed spread; merge pieces of one command")
+    merged = ch7.merge_stamp(parts, ("profile", "recipe", "start_model", *(("seed",) if kind == "variants" else ())))
     listed = [x for p in parts for x in p[kind]]
     if len(set(listed)) < len(listed):
         raise ValueError(f"one of {listed} is measured in two pieces; merge pieces that measure different {kind}")
@@ -372,12 +355,9 @@ def merge(parts: Sequence[dict]) -> dict:
         names = " ".join(f"'{n}'" for n in listed)
         return {**merged, "command": f"python -m {PROG} search --variants {names}", "seed": first["seed"],
                 "variants": listed, "runs": {k: v for p in parts for k, v in p["runs"].items()}}
-    methods = {m: {key: ch7.summary([v for p in parts for v in p["methods"][m][key]["values"]])
-                   for key in first["methods"][m]} for m in first["methods"]}
     return {**merged, "command": f"python -m {PROG} seed-spread --seeds {' '.join(map(str, listed))}", "seeds": listed,
             "start_exact_match_supported": first["start_exact_match_supported"], "start": first["start"],
-            "n": first["n"],
-            "methods": methods}
+            "n": first["n"], "methods": ch7.merge_methods(parts)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -392,11 +372,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--progress", action="store_true")
     args = parser.parse_args(argv)
     if args.what == "merge":
-        merged = merge([read_measurement(p) for p in args.parts])
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        write_file_atomically(Path(args.out), (json.dumps(merged, indent=1) + "\n").encode("utf-8"))
-        print(f"wrote {args.out}: {merged['command']}")
-        return 0
+        return ch7.write_merged(args.parts, args.out, merge)
     if args.what == "search":
         result = search(args.variants, args.seeds[0], args.progress)
     else:
