@@ -41,12 +41,12 @@ unit:
 	$(BIN)/pytest -q tests
 
 pairing:
-	$(BIN)/python -m gpt2_core.notebook_tools check-pairing $(NOTEBOOKS)
+	$(BIN)/python -m gpt2_core.course.notebook_tools check-pairing $(NOTEBOOKS)
 
 # Every notebook re-executed under the tiny profile; cells marked NBVAL_CHECK_OUTPUT are compared with the
 # committed run's outputs (a notebook holding a learner's saved run is swapped for its committed copy).
 nbval:
-	notebooks=$$($(BIN)/python -m gpt2_core.notebook_tools committed-runs data/outputs/committed-notebooks \
+	notebooks=$$($(BIN)/python -m gpt2_core.course.notebook_tools committed-runs data/outputs/committed-notebooks \
 		$(NOTEBOOKS)) && GPT2_COURSE_PROFILE=tiny $(BIN)/pytest -q -p no:cacheprovider --nbval-lax \
 		--nbval-sanitize-with tests/nbval_sanitize.cfg $$notebooks
 
@@ -62,7 +62,7 @@ sync:
 	$(BIN)/jupytext --sync $(NOTEBOOKS)
 
 bench: $(VENV)/.test-installed
-	$(BIN)/python -m gpt2_core.bench
+	$(BIN)/python -m gpt2_core.course.bench
 
 clean:
 	rm -rf $(VENV) data/cache data/checkpoints data/outputs

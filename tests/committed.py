@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from gpt2_core.notebook_tools import committed_bytes
+from gpt2_core.course.notebook_tools import committed_bytes
 
 ROOT = Path(__file__).resolve().parent.parent
 

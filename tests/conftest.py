@@ -11,8 +11,7 @@ from functools import lru_cache
 import pytest
 import torch
 
-import gpt2_core.reference
-from gpt2_core.finetuning import instruction_runs
+from gpt2_core.course import instruction_runs
 from gpt2_core.model.config import GPTConfig
 from gpt2_core.model.gpt import GPTModel
 from gpt2_core.text.bpe import BPETokenizer
@@ -71,7 +70,7 @@ def tiny_base(monkeypatch, tmp_path):
     """Chapter 7's runs (instruction_runs) on a tiny model and recipe, saving under ``tmp_path``."""
     monkeypatch.setenv("GPT2_COURSE_DATA", str(tmp_path))
     monkeypatch.setattr(instruction_runs, "profile_recipe", lambda: TINY_INSTRUCTION_RECIPE)
-    monkeypatch.setattr(gpt2_core.reference, "base_model_name", lambda: "tiny")
-    monkeypatch.setattr(gpt2_core.reference, "load_base_model", lambda device=None, name=None: (
+    monkeypatch.setattr(instruction_runs, "base_model_name", lambda: "tiny")
+    monkeypatch.setattr(instruction_runs, "load_base_model", lambda device=None, name=None: (
         tiny_model(context_length=256, drop_rate=0.0).eval(), tiny_tokenizer(), "tiny"))
     return tmp_path

@@ -15,9 +15,9 @@ from committed import judge_committed
 from hypothesis import given
 from hypothesis import strategies as st
 
+from gpt2_core.course.prose import check_conclusions
 from gpt2_core.exercises.solutions.ch06 import mcnemar_p
 from gpt2_core.finetuning import compare
-from gpt2_core.prose import check_conclusions
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = sorted((ROOT / "results").glob("ch[0-9][0-9].json"))

@@ -1,4 +1,4 @@
-"""gpt2_core.flops (FLOPs per token, peaks, MFU) and the training CLI's steady-state report."""
+"""gpt2_core.pretraining.flops (FLOPs per token, peaks, MFU) and the training CLI's steady-state report."""
 
 from __future__ import annotations
 
@@ -7,7 +7,9 @@ import re
 import pytest
 import torch
 
-from gpt2_core.flops import (
+from gpt2_core.model.config import GPTConfig
+from gpt2_core.model.gpt import GPTModel
+from gpt2_core.pretraining.flops import (
     CUDA_BF16_PEAKS,
     matmul_parameters,
     measured_matmul_peak,
@@ -15,8 +17,6 @@ from gpt2_core.flops import (
     peak_flops,
     training_flops_per_token,
 )
-from gpt2_core.model.config import GPTConfig
-from gpt2_core.model.gpt import GPTModel
 
 
 def test_gpt2_small_flops_per_token():
@@ -57,9 +57,9 @@ def test_cuda_peaks_match_the_right_card_first(monkeypatch):
 
 
 def test_cli_reports_steady_state_and_mfu(capsys, monkeypatch):
+    from gpt2_core.course.train import main
     from gpt2_core.pretraining import recipes as pretrained
     from gpt2_core.text.ranks import gpt2_encoding
-    from gpt2_core.train import main
 
     monkeypatch.setattr(pretrained, "course_tokenizer", lambda profile=None: gpt2_encoding())
     assert main(["--profile", "tiny", "--preset", "tiny", "--train-chars", "6000", "--context-length", "16",

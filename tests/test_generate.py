@@ -1,5 +1,5 @@
 """Tests for gpt2_core.model.generation (greedy/sampling, KV cache parity, eos, helpers) and its command line,
-gpt2_core.generate (each model read with its own tokenizer; usage errors in one line, exit status 2)."""
+gpt2_core.course.generate (each model read with its own tokenizer; usage errors in one line, exit status 2)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gpt2_core.generate import main
+from gpt2_core.course.generate import main
+from gpt2_core.course.reference import load_reference
 from gpt2_core.model.config import GPTConfig
 from gpt2_core.model.generation import (
     generate,
@@ -27,7 +28,6 @@ from gpt2_core.model.generation import (
 from gpt2_core.model.gpt import GPTModel
 from gpt2_core.model.hf_weights import save_hf
 from gpt2_core.pretraining.checkpoint import save_checkpoint
-from gpt2_core.reference import load_reference
 from gpt2_core.text.ranks import ENDOFTEXT, ENDOFTEXT_ID, GPT2_PATTERN, gpt2_encoding, gpt2_ranks
 
 CTX = 16
@@ -294,7 +294,7 @@ def test_cli_help_exits_zero(capsys):
 
 
 def test_cli_help_as_module():
-    result = subprocess.run([sys.executable, "-m", "gpt2_core.generate", "--help"], capture_output=True,
+    result = subprocess.run([sys.executable, "-m", "gpt2_core.course.generate", "--help"], capture_output=True,
                             text=True, timeout=120)
     assert result.returncode == 0 and "--checkpoint" in result.stdout
 

@@ -317,7 +317,7 @@ def test_base_model_switch_starts_from_a_cached_gpt2_offline(tmp_path):
     """GPT2_COURSE_BASE_MODEL=gpt2 in a fresh process (the hub reads its cache path at import time) with the
     hub offline: load_base_model returns the cached GPT-2 and GPT-2's tokenizer, not the reference model."""
     _hub_cache(tmp_path / "hub", hf_model(32, 4, 2, 16, 50257))
-    code = ("from gpt2_core.reference import load_base_model\n"
+    code = ("from gpt2_core.course.reference import load_base_model\n"
             "model, tok, name = load_base_model('cpu')\n"
             "print(name, model.cfg.n_layers, model.cfg.vocab_size, tok.n_vocab, tok.eot_token)\n")
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(tmp_path / "hub"),

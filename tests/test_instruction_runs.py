@@ -9,7 +9,7 @@ import torch
 from conftest import TINY_INSTRUCTION_RECIPE as RECIPE
 from conftest import tiny_model, tiny_tokenizer
 
-from gpt2_core.finetuning import instruction_runs as runs
+from gpt2_core.course import instruction_runs as runs
 
 
 def test_the_chapter_model_is_saved_then_loaded_and_remade_when_the_recipe_changes(tiny_base, capsys):
@@ -46,7 +46,7 @@ def test_seed_spread_command_writes_every_method_and_seed(tiny_base, tmp_path):
     out = tmp_path / "spread.json"
     assert runs.main(["seed-spread", "--out", str(out), "--seeds", "1", "2"]) == 0
     result = json.loads(out.read_text())
-    assert result["command"] == "python -m gpt2_core.finetuning.instruction_runs seed-spread --seeds 1 2"
+    assert result["command"] == "python -m gpt2_core.course.instruction_runs seed-spread --seeds 1 2"
     assert result["seeds"] == [1, 2] and result["recipe"]["steps"] == 2
     assert set(result["methods"]) == set(runs.METHODS)
     for method in result["methods"].values():
@@ -60,7 +60,7 @@ def test_mix_search_scores_each_share_on_the_validation_sets_only(tiny_base, tmp
     out = tmp_path / "mix.json"
     assert runs.main(["mix-search", "--out", str(out), "--shares", "0", "0.5", "--seeds", "3"]) == 0
     result = json.loads(out.read_text())
-    assert result["command"] == "python -m gpt2_core.finetuning.instruction_runs mix-search --shares 0 0.5 --seeds 3"
+    assert result["command"] == "python -m gpt2_core.course.instruction_runs mix-search --shares 0 0.5 --seeds 3"
     assert result["shares"] == [0.0, 0.5] and result["seed"] == 3 and set(result["runs"]) == {"0.0", "0.5"}
     sets = runs.instruction_sets(RECIPE)
     for run in result["runs"].values():
@@ -76,7 +76,7 @@ def _piece(command: str, **fields: object) -> dict:
 
 
 def test_merge_joins_pieces_of_one_command_and_refuses_others(tmp_path):
-    prog = "python -m gpt2_core.finetuning.instruction_runs"
+    prog = "python -m gpt2_core.course.instruction_runs"
     a = _piece(f"{prog} seed-spread --seeds 1", seeds=[1], methods={"LoRA": {"test": {"values": [0.5]}}})
     b = _piece(f"{prog} seed-spread --seeds 2 3", seeds=[2, 3], methods={"LoRA": {"test": {"values": [0.7, 0.6]}}})
     merged = runs.merge_measurements([a, b])

@@ -19,9 +19,9 @@ import pytest
 import torch
 from conftest import tiny_model, tiny_tokenizer
 
-from gpt2_core import reference
-from gpt2_core.finetuning import instruction_runs as runs
-from gpt2_core.notebook_tools import pairing_problems
+from gpt2_core.course import instruction_runs as runs
+from gpt2_core.course import reference
+from gpt2_core.course.notebook_tools import pairing_problems
 from gpt2_core.pretraining.checkpoint import MODEL_FILE, save_checkpoint
 from gpt2_core.pretraining.recipes import learner_checkpoint_dir
 from gpt2_core.text.corpus import load_addresses

@@ -1,11 +1,11 @@
-"""Tests for gpt2_core.notebook_tools: the pairing check (notebooks/NN.ipynb <-> notebooks/scripts/NN.py)."""
+"""Tests for gpt2_core.course.notebook_tools: the pairing check (notebooks/NN.ipynb <-> notebooks/scripts/NN.py)."""
 
 from __future__ import annotations
 
 import shutil
 from pathlib import Path
 
-from gpt2_core.notebook_tools import FORMATS, SCRIPTS, main, pairing_problems
+from gpt2_core.course.notebook_tools import FORMATS, SCRIPTS, main, pairing_problems
 
 NOTEBOOKS = sorted((Path(__file__).resolve().parent.parent / "notebooks").glob("[0-9]*.ipynb"))
 
@@ -34,7 +34,7 @@ def test_a_stale_or_missing_script_is_reported(tmp_path, capsys):
 def test_reading_stats_count_prose_code_and_exercises(tmp_path):
     import json
 
-    from gpt2_core.notebook_tools import reading_stats, reading_table
+    from gpt2_core.course.notebook_tools import reading_stats, reading_table
 
     cells = [{"cell_type": "markdown", "source": ["# Title\n", "one two three four"]},
              {"cell_type": "code", "source": ["x = 1\n", "# a comment\n", "\n", "y = 2"]},
@@ -58,7 +58,7 @@ def test_nbval_re_executes_the_committed_run_where_a_learner_saved_theirs(tmp_pa
 
     import nbformat
 
-    from gpt2_core.notebook_tools import committed_bytes, committed_runs
+    from gpt2_core.course.notebook_tools import committed_bytes, committed_runs
 
     def git(*args):
         subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@example.invalid", *args], cwd=tmp_path,

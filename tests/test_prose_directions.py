@@ -1,6 +1,6 @@
 """Prose true to its run, for directions (issue 32): a sentence of a notebook's static markdown that says one thing
 beats, helps, or is higher or within the spread of another is a conclusion, and is rendered from the run's numbers
-or backed by a claim with its source in notebooks/facts/ (the rules are in gpt2_core/prose.py)."""
+or backed by a claim with its source in notebooks/facts/ (the rules are in gpt2_core/course/prose.py)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from gpt2_core import notebook_tools, prose
-from gpt2_core.prose import check_directions
+from gpt2_core.course import notebook_tools, prose
+from gpt2_core.course.prose import check_directions
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9]*.ipynb"))
@@ -80,7 +80,7 @@ def test_a_claim_or_a_reproducing_command_backs_a_direction_and_stale_claims_are
                                                     ("stale claim", "a sentence no cell contains")]
     # claims are not numbers: the number check neither uses them nor calls them stale
     assert [p.kind for p in prose.check_notebook(tmp_path / "notebooks" / "09_demo.ipynb")] == ["stale fact"]
-    cells = ["Measured on a CPU, ours is faster; reproduce it with `python -m gpt2_core.bench`."]
+    cells = ["Measured on a CPU, ours is faster; reproduce it with `python -m gpt2_core.course.bench`."]
     assert _flagged(_notebook(tmp_path, cells)) == []
 
 

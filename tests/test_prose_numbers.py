@@ -1,6 +1,6 @@
 """Prose true to its run (COURSE_DESIGN.md section 3; issue 21): every number in a notebook's markdown,
 and in the README, is printed by that notebook's run, reproduced by a command the prose names, or a fact
-listed with its source in notebooks/facts/<notebook>.json. The rules are in gpt2_core/prose.py."""
+listed with its source in notebooks/facts/<notebook>.json. The rules are in gpt2_core/course/prose.py."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from committed import judge_committed
 
-from gpt2_core import notebook_tools, prose, results
-from gpt2_core.prose import check_notebook, check_readme, numbers_in_prose
+from gpt2_core.course import notebook_tools, prose, results
+from gpt2_core.course.prose import check_notebook, check_readme, numbers_in_prose
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9]*.ipynb"))
@@ -60,7 +60,7 @@ def test_readmes_generated_tables_are_current(tmp_path):
         return [] if results.readme_generated(readme, notebooks=notebooks) == readme else ["stale"]
 
     assert not judge_committed(NOTEBOOKS, stale, tmp_path), (
-        "README.md's generated tables are stale: run `python -m gpt2_core.results`")
+        "README.md's generated tables are stale: run `python -m gpt2_core.course.results`")
 
 
 # --- the checker itself, on small synthetic notebooks ---------------------------------------------------------
@@ -170,7 +170,7 @@ def test_facts_back_numbers_and_must_be_used_and_sourced(tmp_path):
 
 
 def test_a_reproducing_command_backs_its_cell_only_if_it_exists(tmp_path):
-    cells = [_md("Measured at 93.9% and 95.2%: reproduce with `python -m gpt2_core.results --check`."),
+    cells = [_md("Measured at 93.9% and 95.2%: reproduce with `python -m gpt2_core.course.results --check`."),
              _md("Also 88.8%.")]
     assert _unbacked(_notebook(tmp_path, cells)) == ["88.8%"]
     cells[0] = _md("Measured at 93.9%; reproduce it with `make nonsense-target`.")
@@ -178,7 +178,7 @@ def test_a_reproducing_command_backs_its_cell_only_if_it_exists(tmp_path):
     assert {(p.kind, p.text) for p in problems} == {("unknown command", "make nonsense-target"),
                                                     ("unbacked", "93.9%"), ("unbacked", "88.8%")}
     assert prose.command_exists("GPT2_COURSE_PROFILE=default make execute", ROOT)
-    assert prose.command_exists("python -m gpt2_core.bench --only bpe", ROOT)
+    assert prose.command_exists("python -m gpt2_core.course.bench --only bpe", ROOT)
     assert not prose.command_exists("python -m gpt2_core.checks", ROOT)  # a module without a __main__
     assert not prose.command_exists("pip install torch", ROOT)
 
@@ -206,10 +206,11 @@ def test_check_prose_command(tmp_path, capsys):
     assert notebook_tools.main(["check-prose"]) == 2
 
 
-# --- the README's benchmark table, generated from `python -m gpt2_core.bench --write` ------------------------
+# --- the README's benchmark table, generated from `python -m gpt2_core.course.bench --write` -----------------
 
 
-BENCH = {"command": "python -m gpt2_core.bench --write results/bench-cpu.json", "date": "2026-11-25", "device": "cpu",
+BENCH = {"command": "python -m gpt2_core.course.bench --write results/bench-cpu.json", "date": "2026-11-25",
+         "device": "cpu",
          "machine": "x86_64, 2 cores, 2 torch threads, torch 2.13.0+cpu, python 3.11.7",
          "peak": "measured float32 matmul peak 0.354 TFLOP/s on cpu", "repeats": 5, "quick": False, "parts": [],
          "load_start": 0.2, "load_end": 1.3,
@@ -226,20 +227,22 @@ def test_bench_table_is_rendered_from_its_json(tmp_path):
     new = results.readme_with_bench(readme, tmp_path)
     assert results.readme_with_bench(new, tmp_path) == new  # rendering again changes nothing
     block = new.split(begin)[1].split(end)[0]
-    assert "Measured by `python -m gpt2_core.bench --write results/bench-cpu.json` on 2026-11-25: x86_64" in block
+    assert ("Measured by `python -m gpt2_core.course.bench --write results/bench-cpu.json` on 2026-11-25: x86_64"
+            in block)
     assert "load average 0.2 at the start, 1.3 at the end." in block
     assert ("| BPE encode 1.0 MB (cold cache) | 9.85 MB/s | 32.84 MB/s (tiktoken) | 0.30x | identical ids: True |"
             in block)
     assert "| FAILED |  | n/a | exit 1 |" in block
     assert results.readme_with_bench("no markers", tmp_path) == "no markers"
     missing = results.readme_with_bench(readme.replace("bench-cpu", "bench-cuda"), tmp_path)
-    assert "Not measured yet: `python -m gpt2_core.bench --device cuda --write results/bench-cuda.json`" in missing
+    assert ("Not measured yet: `python -m gpt2_core.course.bench --device cuda --write results/bench-cuda.json`"
+            in missing)
     with pytest.raises(ValueError, match="must be exactly"):
         results.readme_with_bench("<!-- bench-cpu:begin -->\nx\n<!-- bench-cpu:end -->", tmp_path)
 
 
 def test_bench_writes_what_the_readme_renders(tmp_path):
-    from gpt2_core import bench
+    from gpt2_core.course import bench
 
     rows = [bench.Row("BPE train 5000 vocab on 1.0 MB", "0.4 s", "target <= 10 s", 22.7),
             bench.Row("training CLI", "FAILED", "", float("nan"), "boom")]

@@ -1,5 +1,5 @@
 """Tests for gpt2_core.pretraining.recipes (chapter 5's runs and the reference model's, one Recipe type) and
-the base-model switch of chapters 6-8 (gpt2_core.reference.load_base_model)."""
+the base-model switch of chapters 6-8 (gpt2_core.course.reference.load_base_model)."""
 
 from __future__ import annotations
 
@@ -9,13 +9,13 @@ import math
 import pytest
 import torch
 
-from gpt2_core import reference
+from gpt2_core.course import reference
+from gpt2_core.course.reference import BASE_MODEL_ENV, base_model_name, load_base_model
 from gpt2_core.model.config import GPTConfig
 from gpt2_core.model.gpt import GPTModel
 from gpt2_core.pretraining.batches import eval_batches
 from gpt2_core.pretraining.recipes import REFERENCE_RECIPE, Recipe, course_data, course_recipe, course_tokenizer
 from gpt2_core.pretraining.step import evaluate
-from gpt2_core.reference import BASE_MODEL_ENV, base_model_name, load_base_model
 
 
 def micro_recipe(**changes) -> Recipe:

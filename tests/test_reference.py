@@ -1,4 +1,4 @@
-"""Tests for gpt2_core.reference: the shipped reference course model (a checkpoint whose files keep their
+"""Tests for gpt2_core.course.reference: the shipped reference course model (a checkpoint whose files keep their
 committed bytes), the recipe that makes it, and its command line."""
 
 from __future__ import annotations
@@ -9,12 +9,7 @@ import shutil
 import pytest
 import torch
 
-from gpt2_core.model.config import GPTConfig
-from gpt2_core.model.gpt import GPTModel
-from gpt2_core.pretraining.checkpoint import load_checkpoint
-from gpt2_core.pretraining.recipes import REFERENCE_RECIPE, REFERENCE_SHA256, REFERENCE_VOCAB, Recipe, reference_dir
-from gpt2_core.pretraining.step import bits_per_byte
-from gpt2_core.reference import (
+from gpt2_core.course.reference import (
     ReferenceModelError,
     build_reference,
     file_hashes,
@@ -23,6 +18,11 @@ from gpt2_core.reference import (
     reference_history,
     reference_info,
 )
+from gpt2_core.model.config import GPTConfig
+from gpt2_core.model.gpt import GPTModel
+from gpt2_core.pretraining.checkpoint import load_checkpoint
+from gpt2_core.pretraining.recipes import REFERENCE_RECIPE, REFERENCE_SHA256, REFERENCE_VOCAB, Recipe, reference_dir
+from gpt2_core.pretraining.step import bits_per_byte
 from gpt2_core.text.bpe import BPETokenizer
 from gpt2_core.text.corpus import sotu_text
 from gpt2_core.text.ranks import dump_ranks, parse_ranks
@@ -90,7 +90,7 @@ def test_a_changed_or_missing_file_is_refused(tmp_path):
         load_reference("cpu", path=copy)
     load_reference("cpu", path=copy, verify=False)  # a model you re-made yourself
     (copy / "tokenizer.tiktoken").unlink()
-    with pytest.raises(ReferenceModelError, match="missing.*python -m gpt2_core.reference"):
+    with pytest.raises(ReferenceModelError, match="missing.*python -m gpt2_core.course.reference"):
         load_reference("cpu", path=copy, verify=False)
 
 
@@ -153,7 +153,7 @@ def test_command_line(capsys, tmp_path, monkeypatch):
     copy = tmp_path / "model"
     shutil.copytree(reference_dir(), copy)
     (copy / "config.json").write_text((copy / "config.json").read_text().replace("4", "5", 1))
-    monkeypatch.setattr("gpt2_core.reference.reference_dir", lambda: copy)
+    monkeypatch.setattr("gpt2_core.course.reference.reference_dir", lambda: copy)
     assert main(["--check"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "does not match its pinned sha256" in err[0]  # one line, no traceback

@@ -243,18 +243,18 @@ def test_dropout_seeds_differ_per_rank_and_step_and_are_reproducible():
     (["--resume", "/no/such/run"], "argument --resume: no checkpoint directory at '/no/such/run'"),
 ])
 def test_cli_bad_arguments_are_usage_errors(capsys, argv, reason):
-    from gpt2_core.train import main
+    from gpt2_core.course.train import main
 
     with pytest.raises(SystemExit) as exc:
         main(argv)
     assert exc.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err[-1].startswith("python -m gpt2_core.train: error:") and reason in err[-1]
+    assert err[-1].startswith("python -m gpt2_core.course.train: error:") and reason in err[-1]
     assert "Traceback" not in "\n".join(err)
 
 
 def test_cli_out_that_is_a_file_is_a_usage_error(capsys, tmp_path):
-    from gpt2_core.train import main
+    from gpt2_core.course.train import main
 
     (tmp_path / "f").write_text("x")
     with pytest.raises(SystemExit) as exc:
@@ -269,7 +269,7 @@ def test_cli_out_that_is_a_file_is_a_usage_error(capsys, tmp_path):
     (["--out", "/proc/gpt2-run"], {}, "--out: cannot write /proc/gpt2-run: /proc is not writable"),
 ])
 def test_cli_environment_and_unwritable_out_are_usage_errors(capsys, monkeypatch, argv, env, reason):
-    from gpt2_core.train import main
+    from gpt2_core.course.train import main
 
     if env.get("GPT2_COURSE_DEVICE") == "cuda" and torch.cuda.is_available():
         pytest.skip("this machine has CUDA")
@@ -286,7 +286,7 @@ def gpt2_tokenizer(monkeypatch):
     """The CLI's data steps with GPT-2's offline tokenizer (no dependency on the reference model files)."""
     from gpt2_core.text.ranks import gpt2_encoding
 
-    monkeypatch.setattr("gpt2_core.train.course_tokenizer", lambda profile=None: gpt2_encoding())
+    monkeypatch.setattr("gpt2_core.course.train.course_tokenizer", lambda profile=None: gpt2_encoding())
 
 
 @pytest.mark.parametrize("extra, reason", [
@@ -294,17 +294,17 @@ def gpt2_tokenizer(monkeypatch):
     (["--train-chars", "2000", "--batch-size", "64"], "batch_size=64"),  # not one batch
 ])
 def test_cli_too_little_text_is_a_usage_error(capsys, gpt2_tokenizer, extra, reason):
-    from gpt2_core.train import main
+    from gpt2_core.course.train import main
 
     with pytest.raises(SystemExit) as exc:
         main(["--profile", "tiny", "--max-steps", "5", "--no-progress", *extra])
     assert exc.value.code == 2
     last = capsys.readouterr().err.strip().splitlines()[-1]
-    assert last.startswith("python -m gpt2_core.train: error:") and reason in last and "--train-chars" in last
+    assert last.startswith("python -m gpt2_core.course.train: error:") and reason in last and "--train-chars" in last
 
 
 def test_cli_resume_with_other_settings_is_a_usage_error_unless_allowed(capsys, gpt2_tokenizer, tmp_path):
-    from gpt2_core.train import main
+    from gpt2_core.course.train import main
 
     out = str(tmp_path / "run")
     common = ["--profile", "tiny", "--train-chars", "6000", "--context-length", "16", "--batch-size", "2",

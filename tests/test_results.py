@@ -1,4 +1,4 @@
-"""Tests for gpt2_core.results: chapters' headline numbers as data, and the README generated from them."""
+"""Tests for gpt2_core.course.results: chapters' headline numbers as data, and the README generated from them."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from gpt2_core import results
-from gpt2_core.results import read_results, readme_with_table, results_dir, results_table, write_results
+from gpt2_core.course import results
+from gpt2_core.course.results import read_results, readme_with_table, results_dir, results_table, write_results
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -89,11 +89,11 @@ def test_readme_results_table_matches_the_committed_results():
     assert all(r["profile"] == "default" for r in committed.values())
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     assert readme_with_table(readme, results_table(committed)) == readme, (
-        "README.md's results table is stale: run `python -m gpt2_core.results`")
+        "README.md's results table is stale: run `python -m gpt2_core.course.results`")
 
 
 def test_the_readme_is_rewritten_whole_or_not_at_all(tmp_path, monkeypatch, capsys):
-    """`python -m gpt2_core.results` replaces README.md atomically: a full disk leaves the old one, whole."""
+    """`python -m gpt2_core.course.results` replaces README.md atomically: a full disk leaves the old one, whole."""
     import errno
 
     from gpt2_core import files

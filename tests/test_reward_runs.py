@@ -8,8 +8,8 @@ import pytest
 import torch
 from conftest import CharTokenizer, tiny_char_model
 
-from gpt2_core.finetuning import reward_runs
-from gpt2_core.finetuning.reward_runs import REWARDS, VARIANTS, RewardRecipe, merge, run_grpo, run_methods
+from gpt2_core.course import reward_runs
+from gpt2_core.course.reward_runs import REWARDS, VARIANTS, RewardRecipe, merge, run_grpo, run_methods
 
 RECORDS = [{"instruction": "Repeat the word.", "input": w, "output": w, "family": "first_word"} for w in
            ("cat", "dog", "sun", "map")]
@@ -50,7 +50,7 @@ def test_run_methods_rejects_an_unknown_method(monkeypatch):
         run_methods(tiny_char_model(), CharTokenizer(), RewardRecipe(k=2), 0, ["PPO"])
 
 
-def _part(seeds, values, command="python -m gpt2_core.finetuning.reward_runs seed-spread"):
+def _part(seeds, values, command="python -m gpt2_core.course.reward_runs seed-spread"):
     return {"measured": "2026-12-06", "profile": "default", "command": command, "torch_threads": 1, "seconds": 10.0,
             "recipe": {"lr": 2e-5}, "start_model": "loaded", "seeds": seeds, "start_exact_match_supported": 0.7,
             "start": {"test": 0.7}, "n": {"test": 800},

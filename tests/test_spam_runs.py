@@ -8,9 +8,10 @@ import pandas as pd
 import pytest
 from conftest import tiny_model, tiny_tokenizer
 
-import gpt2_core.reference
-from gpt2_core.finetuning import spam, spam_runs
-from gpt2_core.results import read_measurement
+import gpt2_core.course.reference
+from gpt2_core.course import spam_runs
+from gpt2_core.course.results import read_measurement
+from gpt2_core.finetuning import spam
 
 HAM = ["Hi Tom, lunch at noon? The meeting is moved to Thursday.", "We the people of the United States."]
 SPAM = ["Free money!!! Click here to claim your prize.", "Click here: free prize money, claim it!!!"]
@@ -31,7 +32,7 @@ def tiny_course(monkeypatch):
     recipe = spam_runs.SpamRecipe(window=8, min_steps=2, window_epochs=0.1, lr=1e-3, domain_lm_steps=2)
     monkeypatch.setattr(spam_runs, "profile_recipe", lambda: recipe)
     monkeypatch.setattr(spam, "spam_splits", lambda **_: (_table(16, 0), _table(8, 100), _table(8, 200)))
-    monkeypatch.setattr(gpt2_core.reference, "load_base_model",
+    monkeypatch.setattr(gpt2_core.course.reference, "load_base_model",
                         lambda device=None: (tiny_model(drop_rate=0.0, n_layers=2).eval(), tiny_tokenizer(), "tiny"))
     return recipe
 
@@ -40,7 +41,7 @@ def test_learning_curve_command_writes_every_method_seed_and_label_count(tiny_co
     out = tmp_path / "curve.json"
     assert spam_runs.main(["learning-curve", "--out", str(out), "--labels", "4", "1000", "--seeds", "1", "2"]) == 0
     result = json.loads(out.read_text())
-    assert result["command"] == "python -m gpt2_core.finetuning.spam_runs learning-curve --labels 4 1000 --seeds 1 2"
+    assert result["command"] == "python -m gpt2_core.course.spam_runs learning-curve --labels 4 1000 --seeds 1 2"
     assert result["labels"] == [4, 16] and result["seeds"] == [1, 2] and result["test_emails"] == 8
     assert result["measured"] and result["recipe"]["window"] == 8
     assert set(result["methods"]) == set(spam_runs.METHODS)
@@ -99,7 +100,7 @@ def test_merged_curve_reads_as_one_command_over_every_label_count(tmp_path):
                            "--out", str(out)]) == 0
     merged = read_measurement(out)
     assert merged["labels"] == [16, 64, 256, 2501] and merged["seeds"] == [1, 2]
-    assert merged["command"] == ("python -m gpt2_core.finetuning.spam_runs learning-curve --labels 16 64 256 2501 "
+    assert merged["command"] == ("python -m gpt2_core.course.spam_runs learning-curve --labels 16 64 256 2501 "
                                  "--seeds 1 2")
     assert merged["measured"] == "2026-12-01" and merged["seconds"] == 150.0 and merged["torch_threads"] == 2
     assert [m.split(" (")[0] for m in merged["measured_in"]] == [low["command"], high["command"]]

@@ -304,7 +304,7 @@ def test_cross_entropy_reference_matches_functional():
 
 
 def test_cli_help(capsys):
-    from gpt2_core.train import main
+    from gpt2_core.course.train import main
 
     with pytest.raises(SystemExit) as exc:
         main(["--help"])
@@ -315,7 +315,7 @@ def test_cli_help(capsys):
 
 
 def test_cli_rejects_bad_arguments(capsys):
-    from gpt2_core.train import main
+    from gpt2_core.course.train import main
 
     with pytest.raises(SystemExit):
         main(["--preset", "huge"])

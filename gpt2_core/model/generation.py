@@ -28,7 +28,7 @@ plain sampling and greedy decoding both go wrong and introduces top-p):
 - ``top_k``: keep only the k highest-scoring tokens before sampling.
 - ``top_p`` (nucleus): keep the smallest set of top tokens whose probabilities add up to ``top_p``.
 
-``python -m gpt2_core.generate --help`` is the command-line tool.
+``python -m gpt2_core.course.generate --help`` is the command-line tool.
 """
 
 from __future__ import annotations

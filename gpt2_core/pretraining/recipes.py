@@ -3,7 +3,7 @@
 :class:`Recipe` serves both of the course's pretrained models:
 
 - :func:`course_recipe`, the **learner's own run** in chapter 5 (and the defaults of
-  ``python -m gpt2_core.train``), sized by the profile:
+  ``python -m gpt2_core.course.train``), sized by the profile:
 
   - ``tiny``: the ``tiny`` shape, a few seconds on a slice of the corpus (CI; it learns little);
   - ``default``: the ``default`` shape (4 layers, 256 wide, 4 heads, 128 tokens), about eight minutes
@@ -13,7 +13,7 @@
   ``tiny`` and ``default`` use the reference model's tokenizer, so the two models can be compared
   token for token; ``gpt2`` uses GPT-2's.
 - :data:`REFERENCE_RECIPE`, the **reference course model** shipped in ``data/course-model/`` (made by
-  :func:`gpt2_core.reference.build_reference`): the ``default`` shape for 4,900 steps of 32 windows.
+  :func:`gpt2_core.course.reference.build_reference`): the ``default`` shape for 4,900 steps of 32 windows.
 """
 
 from __future__ import annotations

@@ -559,7 +559,7 @@ print(f"throughput ratio ours / tiktoken: {tiktoken_seconds / ours_seconds:.2f} 
 # README's results table is generated from it):
 
 # %%
-from gpt2_core.results import write_results
+from gpt2_core.course.results import write_results
 
 same_as_tiktoken = all(gpt2_tok.encode_ordinary(s) == enc.encode(s, disallowed_special=()) for s in tricky)
 ch01 = {"seconds": round(time.perf_counter() - notebook_start, 1), "equals_tiktoken": same_as_tiktoken,

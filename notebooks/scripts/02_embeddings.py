@@ -350,7 +350,7 @@ plt.show()
 # %%
 from IPython.display import Markdown, display
 
-from gpt2_core.reference import load_reference, reference_info
+from gpt2_core.course.reference import load_reference, reference_info
 
 ref_model, ref_tok = load_reference("cpu")
 ref_cfg, ref_trained = ref_model.cfg, reference_info()["trained"]
@@ -485,7 +485,7 @@ print(f"batch {tuple(x.shape)} -> input embeddings {tuple(h.shape)}  "
 # The chapter's headline numbers, computed above in this run, go to `results/ch02.json`:
 
 # %%
-from gpt2_core.results import write_results
+from gpt2_core.course.results import write_results
 
 ch02 = {"seconds": round(time.perf_counter() - notebook_start, 1), "train_tokens": train_set.num_tokens,
         "train_windows": len(train_set), "context_length": cfg.context_length,

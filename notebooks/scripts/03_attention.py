@@ -489,7 +489,7 @@ print(f"largest weight of each row, on average: {w_plain.amax(-1).mean():.2f} wi
 
 # %%
 from gpt2_core.figures import plot_attention_heads
-from gpt2_core.reference import load_reference
+from gpt2_core.course.reference import load_reference
 
 ref_model, ref_tok = load_reference("cpu")
 print(f"reference model: {ref_model.cfg.n_layers} layers of {ref_model.cfg.n_heads} heads, "
@@ -654,7 +654,7 @@ with torch.no_grad():
 # The chapter's headline numbers, computed above in this run, go to `results/ch03.json`:
 
 # %%
-from gpt2_core.results import write_results
+from gpt2_core.course.results import write_results
 
 with torch.no_grad():
     q_small, k_small, v_small = torch.randn(3, 2, 4, 10, 16).unbind(0)

@@ -562,12 +562,12 @@ else:
 # Why a smaller vocabulary? The output layer multiplies every position's vector by the whole
 # `vocab_size × emb_dim` matrix. For a small model with a large vocabulary that is most of the work; the
 # table counts the output layer's share of the training FLOPs with each vocabulary (as
-# `gpt2_core.flops` counts them for MFU):
+# `gpt2_core.pretraining.flops` counts them for MFU):
 
 # %%
 from collections import Counter
 
-from gpt2_core.flops import training_flops_per_token
+from gpt2_core.pretraining.flops import training_flops_per_token
 from gpt2_core.pretraining.recipes import course_recipe, course_tokenizer
 from gpt2_core.text.corpus import sotu_text
 
@@ -605,7 +605,7 @@ else:
 # from them (the line under the table counts them). The course measured the trade at an equal CPU
 # budget: validation loss of **1.80 bits per byte with the 8,192-token tokenizer against 1.89 with
 # GPT-2's** (bits per byte, unlike loss per token, can compare two tokenizers; the measurement is
-# described in the docstring of `gpt2_core/reference.py`). The course's reference model, which chapters
+# described in the docstring of `gpt2_core/course/reference.py`). The course's reference model, which chapters
 # 5-7 compare with or start from, uses the same tokenizer and the `default` shape.
 
 # %% [markdown]
@@ -614,7 +614,7 @@ else:
 # The chapter's headline numbers, computed above in this run, go to `results/ch04.json`:
 
 # %%
-from gpt2_core.results import write_results
+from gpt2_core.course.results import write_results
 
 ch04 = {"seconds": round(time.perf_counter() - notebook_start, 1),
         "parameters": {name: int(sizes.loc[name, "parameters"]) for name in sizes.index}}
@@ -681,7 +681,7 @@ _ = check_exercise("ch04.count_parameters", count_parameters)
 # Hint: section 7 lists the block's matrices. (Kaplan et al., 2020, *Scaling Laws for Neural Language
 # Models*, §2.1, count the same way.) Once it passes, put a number on chapter 5: your run's tokens/s
 # times `flops_per_token(cfg, training=True)` is the arithmetic your machine did per second; compare
-# it with what its matrix multiplications can do, `gpt2_core.flops.measured_matmul_peak()` (in FLOP/s).
+# it with what its matrix multiplications can do, `gpt2_core.pretraining.flops.measured_matmul_peak()` (in FLOP/s).
 
 # %%
 def flops_per_token(cfg: GPTConfig, training: bool = False) -> int:

@@ -67,7 +67,7 @@ device = get_device()
 # token, and at this width GPT-2's 50,257 rows would outweigh the rest of the model several times over
 # (the cell below counts them), while most of its tokens never occur in this corpus. Measured at an
 # equal CPU budget, a model with the small vocabulary also ends at a lower loss per byte (see
-# `gpt2_core/reference.py` for the numbers). We use the same tokenizer here, so your model and the
+# `gpt2_core/course/reference.py` for the numbers). We use the same tokenizer here, so your model and the
 # reference can be compared token for token. (Under the `gpt2` profile it is GPT-2's tokenizer and
 # GPT-2's shape instead.)
 
@@ -287,7 +287,7 @@ pd.DataFrame({"step": history.eval_steps, "tokens seen": history.eval_tokens,
 #   its frequency in the training split. Anything that uses context must beat it;
 # - the course's **reference model**, shipped in `data/course-model/`. It has exactly your model's
 #   shape and tokenizer and was trained by the same `train` function, but on 20M tokens (about ten
-#   passes over the training split; `python -m gpt2_core.reference --out DIR` re-makes it). Chapters
+#   passes over the training split; `python -m gpt2_core.course.reference --out DIR` re-makes it). Chapters
 #   6 and 7 start from it.
 #
 # Losses in nats per token compare models that share a tokenizer. To compare across tokenizers (say,
@@ -300,7 +300,7 @@ pd.DataFrame({"step": history.eval_steps, "tokens seen": history.eval_tokens,
 from gpt2_core.text.corpus import sotu_text
 from gpt2_core.text.windows import encode_text
 from gpt2_core.pretraining.step import bits_per_byte, token_byte_lengths
-from gpt2_core.reference import load_reference, reference_history, reference_info
+from gpt2_core.course.reference import load_reference, reference_history, reference_info
 
 val_ids = torch.tensor(encode_text(sotu_text("val"), tok))
 score_windows = pick(tiny=40, default=None)  # the tiny profile scores a slice to stay fast
@@ -561,12 +561,12 @@ if gpt2 is not None:
 # processes after `backward`, and only rank 0 prints and writes checkpoints. On a machine with two GPUs:
 #
 # ```bash
-# torchrun --nproc_per_node=2 -m gpt2_core.train --preset default --max-steps 700 --out runs/sotu
+# torchrun --nproc_per_node=2 -m gpt2_core.course.train --preset default --max-steps 700 --out runs/sotu
 # ```
 #
 # (`--batch-size` is per process; on CPU the same command uses the gloo backend.) The package's tests
 # check that two processes with batch *B* give the same losses as one process with batch *2B*.
-# `python -m gpt2_core.train --help` lists every option, including `--resume`, `--grad-accum`,
+# `python -m gpt2_core.course.train --help` lists every option, including `--resume`, `--grad-accum`,
 # `--bf16` and `--compile`.
 #
 # ## 10. Try it: ask the models
@@ -602,7 +602,7 @@ ask("The railroads of the country", seed=123)
 # results table is generated from it):
 
 # %%
-from gpt2_core.results import write_results
+from gpt2_core.course.results import write_results
 
 ch05 = {"seconds": round(time.perf_counter() - notebook_start, 1), "train_seconds": round(train_seconds, 1),
         "tokens_seen": history.tokens_seen, "val_loss": mine["loss"], "val_bits_per_byte": mine["bits_per_byte"],

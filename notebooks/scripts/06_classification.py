@@ -61,12 +61,13 @@ from torch import nn  # noqa: E402
 from gpt2_core import figures  # noqa: E402
 from gpt2_core.finetuning import classification as clf  # noqa: E402
 from gpt2_core.finetuning import classification_data as cdata  # noqa: E402
-from gpt2_core.finetuning import compare, spam, spam_runs  # noqa: E402
+from gpt2_core.course import spam_runs  # noqa: E402
+from gpt2_core.finetuning import compare, spam  # noqa: E402
 from gpt2_core.finetuning.baselines import NaiveBayes, majority_class  # noqa: E402
 from gpt2_core.pretraining.step import lm_loss  # noqa: E402
 from gpt2_core.profile import describe, get_device, pick, profile_name, seed_everything  # noqa: E402
-from gpt2_core.reference import BASE_MODEL_ENV, load_base_model  # noqa: E402
-from gpt2_core.results import committed_results_dir, read_measurement, write_results  # noqa: E402
+from gpt2_core.course.reference import BASE_MODEL_ENV, load_base_model  # noqa: E402
+from gpt2_core.course.results import committed_results_dir, read_measurement, write_results  # noqa: E402
 
 print(describe())
 seed_everything(123)

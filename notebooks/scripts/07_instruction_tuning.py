@@ -60,7 +60,7 @@ from torch import nn
 
 from gpt2_core.exercises import check_exercise
 from gpt2_core.figures import lora_diagram, loss_mask_diagram, plot_family_scores
-from gpt2_core.finetuning import instruction_runs as runs
+from gpt2_core.course import instruction_runs as runs
 from gpt2_core.finetuning.compare import compare, mcnemar_counts
 from gpt2_core.finetuning.instruction_data import (FAMILIES, INSTRUCTIONS_SHA256, SUPPORTED, dump_records,
                                                    make_instruction_data, vocabulary_split, word_list)
@@ -74,8 +74,8 @@ from gpt2_core.finetuning.lora import LoRALinear, inject_lora, merge_lora
 from gpt2_core.files import sha256
 from gpt2_core.pretraining.step import lm_loss
 from gpt2_core.profile import describe, get_device, pick, profile_name, seed_everything
-from gpt2_core.reference import BASE_MODEL_ENV, load_base_model, reference_info
-from gpt2_core.results import committed_results_dir, read_measurement, write_results
+from gpt2_core.course.reference import BASE_MODEL_ENV, load_base_model, reference_info
+from gpt2_core.course.results import committed_results_dir, read_measurement, write_results
 
 notebook_start = time.time()
 print(describe())

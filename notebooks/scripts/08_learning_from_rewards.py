@@ -57,8 +57,8 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 from IPython.display import Markdown, display  # noqa: E402
 
-from gpt2_core.finetuning import instruction_runs as ch7_runs  # noqa: E402
-from gpt2_core.finetuning import reward_runs as runs  # noqa: E402
+from gpt2_core.course import instruction_runs as ch7_runs  # noqa: E402
+from gpt2_core.course import reward_runs as runs  # noqa: E402
 from gpt2_core.finetuning.compare import compare  # noqa: E402
 from gpt2_core.finetuning.grpo import group_advantages, grpo_loss, kl_k3  # noqa: E402
 from gpt2_core.finetuning.instruction_data import KNOWLEDGE, SUPPORTED  # noqa: E402
@@ -70,7 +70,7 @@ from gpt2_core.finetuning.rewards import (answer_batch, answer_logprobs, is_righ
 from gpt2_core.finetuning.rl import best_of_k_items, dpo_loss, frontier  # noqa: E402
 from gpt2_core.model.generation import generate  # noqa: E402
 from gpt2_core.profile import describe, get_device, pick, profile_name, seed_everything  # noqa: E402
-from gpt2_core.results import committed_results_dir, read_measurement, write_results  # noqa: E402
+from gpt2_core.course.results import committed_results_dir, read_measurement, write_results  # noqa: E402
 
 print(describe())
 seed_everything(123)
@@ -78,7 +78,7 @@ device = get_device()
 pd.set_option("display.precision", 3)
 
 # Every size comes from the profile: seconds in CI (tiny), minutes on a laptop CPU (default).
-RECIPE = runs.profile_recipe()  # one budget for every method (gpt2_core/finetuning/reward_runs.py)
+RECIPE = runs.profile_recipe()  # one budget for every method (gpt2_core/course/reward_runs.py)
 K, TEMPERATURE, MAX_NEW = RECIPE.k, RECIPE.temperature, RECIPE.max_new_tokens
 PASS_QUESTIONS = pick(tiny=16, default=300)  # supported test questions scored by pass@k, before and after
 SEARCH = read_measurement(committed_results_dir() / "ch08-recipe-search.json")  # recipes chosen on validation

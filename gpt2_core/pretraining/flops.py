@@ -17,8 +17,8 @@ from collections.abc import Callable
 
 import torch
 
-from .checks import check_int
-from .model.config import GPTConfig
+from ..checks import check_int
+from ..model.config import GPTConfig
 
 # Dense bf16 (= fp16) tensor-core peaks, FLOP/s, from NVIDIA's data sheets; matched against
 # torch.cuda.get_device_name() in this order (the first substring that occurs wins).

@@ -1,9 +1,9 @@
 """Command line: continue a prompt with a GPT-2 model.
 
-    python -m gpt2_core.generate --checkpoint runs/sotu --prompt "The Congress of the United States"
-    python -m gpt2_core.generate --reference --temperature 0.8 --top-k 40
-    python -m gpt2_core.generate --pretrained gpt2            # OpenAI's weights (downloads once)
-    python -m gpt2_core.generate --reference --prompt-file my_prompt.txt   # a long prompt, from a UTF-8 file
+    python -m gpt2_core.course.generate --checkpoint runs/sotu --prompt "The Congress of the United States"
+    python -m gpt2_core.course.generate --reference --temperature 0.8 --top-k 40
+    python -m gpt2_core.course.generate --pretrained gpt2            # OpenAI's weights (downloads once)
+    python -m gpt2_core.course.generate --reference --prompt-file my_prompt.txt   # a long prompt, from a UTF-8 file
 
 Every model is read with its own tokenizer: a course checkpoint records the one it was trained with (and
 one that records none is refused), the reference model ships with its own, and GPT-2's weights use
@@ -19,12 +19,12 @@ from pathlib import Path
 
 import torch
 
-from .model.generation import generate_text
-from .model.hf_weights import WeightsDownloadError, from_hf, from_pretrained
-from .pretraining.checkpoint import load_checkpoint
-from .profile import get_device, profile_name, seed_everything
+from ..model.generation import generate_text
+from ..model.hf_weights import WeightsDownloadError, from_hf, from_pretrained
+from ..pretraining.checkpoint import load_checkpoint
+from ..profile import get_device, profile_name, seed_everything
+from ..text.ranks import gpt2_encoding
 from .reference import ReferenceModelError, load_reference
-from .text.ranks import gpt2_encoding
 
 
 def _number(kind: type, low: float | None = None, high: float | None = None) -> Callable[[str], float]:
@@ -46,7 +46,7 @@ def _number(kind: type, low: float | None = None, high: float | None = None) -> 
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m gpt2_core.generate", description=__doc__.split("\n\n")[0],
+    parser = argparse.ArgumentParser(prog="python -m gpt2_core.course.generate", description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--checkpoint", metavar="DIR", help="a course checkpoint directory (with its tokenizer)")

@@ -1,9 +1,9 @@
 """Chapter 8's runs as functions, and the commands that choose its recipes on the validation sets, measure a
 flawed reward and the seed spread:
 
-    python -m gpt2_core.finetuning.reward_runs search --out results/ch08-recipe-search.json
-    python -m gpt2_core.finetuning.reward_runs seed-spread --out results/ch08-seed-spread.json
-    python -m gpt2_core.finetuning.reward_runs merge --parts a.json b.json --out joined.json
+    python -m gpt2_core.course.reward_runs search --out results/ch08-recipe-search.json
+    python -m gpt2_core.course.reward_runs seed-spread --out results/ch08-seed-spread.json
+    python -m gpt2_core.course.reward_runs merge --parts a.json b.json --out joined.json
 
 **One budget for every method** (:class:`RewardRecipe`): ``steps`` AdamW steps of ``batch`` sequences each,
 the same betas, warmup and cosine decay, no weight decay; one learning rate for the offline methods (best-of-k,
@@ -27,19 +27,28 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..finetuning.grpo import GRPOConfig, GRPOHistory, train_grpo
+from ..finetuning.instruction_data import SUPPORTED, extra_training_records
+from ..finetuning.instruction_eval import Answer, generate_answers, sample_answers
+from ..finetuning.instruction_sets import procedure_records
+from ..finetuning.loop import FinetuneConfig, FinetuneHistory, finetune
+from ..finetuning.rewards import contains_reward, is_right, reward, unordered_reward
+from ..finetuning.rl import (
+    Pair,
+    best_of_k_items,
+    dpo_loader,
+    dpo_loss_fn,
+    dpo_pairs,
+    frontier,
+    items_loader,
+    pair_statistics,
+)
 from ..pretraining.step import lm_loss
 from ..profile import get_device, pick, seed_everything
-from ..results import write_measurement
 from . import instruction_runs as ch7
-from .grpo import GRPOConfig, GRPOHistory, train_grpo
-from .instruction_data import SUPPORTED, extra_training_records
-from .instruction_eval import Answer, generate_answers, sample_answers
-from .instruction_sets import procedure_records
-from .loop import FinetuneConfig, FinetuneHistory, finetune
-from .rewards import contains_reward, is_right, reward, unordered_reward
-from .rl import Pair, best_of_k_items, dpo_loader, dpo_loss_fn, dpo_pairs, frontier, items_loader, pair_statistics
+from .results import write_measurement
 
-PROG = "gpt2_core.finetuning.reward_runs"
+PROG = "gpt2_core.course.reward_runs"
 POOL_PROCEDURE_SEED = 61  # chapter 7's procedure records use another seed
 REWARDS: dict[str, Callable[[Answer, str, float], float]] = {
     "exact": reward, "contains": contains_reward, "unordered": unordered_reward}
@@ -338,7 +347,7 @@ def seed_spread(seeds: Sequence[int], progress: bool = False) -> dict:
 
 def merge(parts: Sequence[dict]) -> dict:
     """One measurement from pieces of one command run apart (other variants, or other seeds), as
-    :func:`~gpt2_core.finetuning.instruction_runs.merge_measurements` does for chapter 7."""
+    :func:`~gpt2_core.course.instruction_runs.merge_measurements` does for chapter 7."""
     # a recipe written before a field was added reads as that field's default
     parts = [{**p, "recipe": RewardRecipe(**p["recipe"]).to_dict(),
               **({"runs": {k: {**v, "recipe": RewardRecipe(**v["recipe"]).to_dict()} if "recipe" in v else v

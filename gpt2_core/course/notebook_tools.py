@@ -1,14 +1,14 @@
 """Maintainer tools for the notebooks: the jupytext pairing check that CI runs, and the prose check.
 
-``python -m gpt2_core.notebook_tools check-pairing notebooks/*.ipynb`` fails when a notebook has
+``python -m gpt2_core.course.notebook_tools check-pairing notebooks/*.ipynb`` fails when a notebook has
 no paired percent-format ``.py`` in ``scripts/`` beside it, or when the two differ (run ``make sync``
 to fix). The scripts live in a subfolder so that a learner's file browser shows each chapter once.
 
-``python -m gpt2_core.notebook_tools check-prose notebooks/*.ipynb README.md`` lists every number in
+``python -m gpt2_core.course.notebook_tools check-prose notebooks/*.ipynb README.md`` lists every number in
 the notebooks' markdown (and the README) that the run's outputs, a facts list or a reproducing command
-do not back (the rules: :mod:`gpt2_core.prose`).
+do not back (the rules: :mod:`gpt2_core.course.prose`).
 
-``python -m gpt2_core.notebook_tools committed-runs FOLDER notebooks/*.ipynb`` prints the notebooks for
+``python -m gpt2_core.course.notebook_tools committed-runs FOLDER notebooks/*.ipynb`` prints the notebooks for
 ``make nbval`` to re-execute: each one, or the committed copy (written into FOLDER) where the working tree's
 differs from it in outputs only. A learner's saved run, or one saved with its outputs cleared, holds no
 reference outputs for nbval to compare with; the committed run does.
@@ -127,9 +127,10 @@ def main(argv: list[str]) -> int:
         print(" ".join(str(p) for p in committed_runs([Path(p) for p in argv[2:]], Path(argv[1]))))
         return 0
     if len(argv) < 1 or argv[0] != "check-pairing":
-        print("usage: python -m gpt2_core.notebook_tools check-pairing NOTEBOOK.ipynb ...\n"
-              "       python -m gpt2_core.notebook_tools check-prose NOTEBOOK.ipynb ... [README.md]\n"
-              "       python -m gpt2_core.notebook_tools committed-runs FOLDER NOTEBOOK.ipynb ...", file=sys.stderr)
+        print("usage: python -m gpt2_core.course.notebook_tools check-pairing NOTEBOOK.ipynb ...\n"
+              "       python -m gpt2_core.course.notebook_tools check-prose NOTEBOOK.ipynb ... [README.md]\n"
+              "       python -m gpt2_core.course.notebook_tools committed-runs FOLDER NOTEBOOK.ipynb ...",
+              file=sys.stderr)
         return 2
     notebooks = [Path(p) for p in argv[1:]]
     problems = [msg for nb in notebooks for msg in pairing_problems(nb)]

@@ -1,4 +1,4 @@
-"""Benchmarks: ``python -m gpt2_core.bench`` prints speed ratios measured side by side, in one process.
+"""Benchmarks: ``python -m gpt2_core.course.bench`` prints speed ratios measured side by side, in one process.
 
 Every row compares the course's code with a reference run on the same machine, in the same
 process, on the same inputs (and, for the model, the same weights): Hugging Face ``transformers``
@@ -18,13 +18,13 @@ Generation compares :func:`gpt2_core.model.generation.generate` with ``transform
 
 ``--device cpu`` (the default) measures in float32 without compiling. ``--device cuda`` measures what a
 GPU run uses: the training step of GPT-2 124M at T=1024 under bf16 autocast and ``torch.compile`` for
-both models, with MFU against the card's dense bf16 peak (:mod:`gpt2_core.flops`; ``--peak-tflops``
+both models, with MFU against the card's dense bf16 peak (:mod:`gpt2_core.pretraining.flops`; ``--peak-tflops``
 overrides it); our generation with its compiled one-token step (CUDA graphs; float32, so that the
-tokens can be compared); and the steady-state throughput of ``python -m gpt2_core.train --profile gpt2``.
+tokens can be compared); and the steady-state throughput of ``python -m gpt2_core.course.train --profile gpt2``.
 Both devices run the same functions with these settings switched.
 
 ``--write results/bench-cpu.json`` (or ``results/bench-cuda.json``) also writes the rows, the machine and
-the command to that file; ``python -m gpt2_core.results`` renders the README's performance table from it,
+the command to that file; ``python -m gpt2_core.course.results`` renders the README's performance table from it,
 so the README's speed numbers are generated like its results table.
 """
 
@@ -49,18 +49,18 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from .files import write_file_atomically
-from .flops import peak_flops, synchronizer, training_flops_per_token
-from .model.config import GPTConfig
-from .model.generation import generate
-from .model.gpt import GPTModel
-from .model.hf_weights import save_hf
-from .pretraining.optim import make_optimizer
-from .pretraining.step import lm_loss, train_step
+from ..files import write_file_atomically
+from ..model.config import GPTConfig
+from ..model.generation import generate
+from ..model.gpt import GPTModel
+from ..model.hf_weights import save_hf
+from ..pretraining.flops import peak_flops, synchronizer, training_flops_per_token
+from ..pretraining.optim import make_optimizer
+from ..pretraining.step import lm_loss, train_step
+from ..text.bpe import BPETokenizer
+from ..text.corpus import sample_text
+from ..text.ranks import gpt2_encoding
 from .results import bench_rows_table
-from .text.bpe import BPETokenizer
-from .text.corpus import sample_text
-from .text.ranks import gpt2_encoding
 
 
 @dataclass
@@ -203,9 +203,9 @@ def bench_generation(cfg: GPTConfig, prompt_len: int, new_tokens: int, repeats: 
 
 
 def bench_cli(device: torch.device, profile: str, steps: int) -> Row:
-    """``python -m gpt2_core.train`` as a learner runs it: its own steady-state tokens/s and MFU report."""
+    """``python -m gpt2_core.course.train`` as a learner runs it: its own steady-state tokens/s and MFU report."""
     root = Path(__file__).resolve().parent.parent
-    cmd = [sys.executable, "-m", "gpt2_core.train", "--profile", profile, "--max-steps", str(steps),
+    cmd = [sys.executable, "-m", "gpt2_core.course.train", "--profile", profile, "--max-steps", str(steps),
            "--warmup", "0", "--eval-every", "0", "--eval-batches", "2", "--no-progress"]
     env = {**os.environ, "GPT2_COURSE_DEVICE": device.type, "GPT2_COURSE_PROFILE": profile}
     start = time.perf_counter()
@@ -288,13 +288,13 @@ def print_table(rows: list[Row]) -> None:
 
 def write_bench(path: Path, rows: list[Row], **run: object) -> Path:
     """Write the rows and how they were measured (``run``: command, date, machine, peak, repeats, ...) to
-    ``path`` as JSON, from which ``python -m gpt2_core.results`` renders the README's benchmark table."""
+    ``path`` as JSON, from which ``python -m gpt2_core.course.results`` renders the README's benchmark table."""
     data = {**run, "rows": [{**vars(r), "ratio": r.ratio if math.isfinite(r.ratio) else None} for r in rows]}
     return write_file_atomically(Path(path), (json.dumps(data, indent=2) + "\n").encode("utf-8"))
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m gpt2_core.bench", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m gpt2_core.course.bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--only", choices=["train", "generate", "cli", "bpe", "notebooks"], action="append",
                         help="run only these parts (repeatable); default: all (on cuda: train, generate, cli)")
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="where to run (default cpu)")
@@ -305,9 +305,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="the peak for MFU, in TFLOP/s (default: the card's data sheet, or measured)")
     parser.add_argument("--write", type=Path, default=None, metavar="JSON",
                         help="also write the rows and the machine to this file (results/bench-cpu.json or "
-                             "results/bench-cuda.json: `python -m gpt2_core.results` renders the README's table)")
+                             "results/bench-cuda.json: `python -m gpt2_core.course.results` renders the "
+                             "README's table)")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
-    command = " ".join(["python -m gpt2_core.bench", *(sys.argv[1:] if argv is None else argv)])
+    command = " ".join(["python -m gpt2_core.course.bench", *(sys.argv[1:] if argv is None else argv)])
     if args.repeats < 1:
         parser.error(f"--repeats must be >= 1, got {args.repeats}")
     if args.threads is not None:
@@ -362,7 +363,7 @@ def main(argv: list[str] | None = None) -> int:
         written = write_bench(args.write, rows, command=command, date=date, device=device.type,
                               machine=machine(device), peak=peak_name, repeats=args.repeats, quick=args.quick,
                               parts=args.only or [], load_start=load_start, load_end=load_end)
-        print(f"wrote {written}; `python -m gpt2_core.results` renders it into the README")
+        print(f"wrote {written}; `python -m gpt2_core.course.results` renders it into the README")
     return 0
 
 

@@ -1,10 +1,11 @@
 """Prose true to its run: every number a notebook's prose states is backed (COURSE_DESIGN.md, section 3), and
 so is every direction it states (which result is ahead), and every comparison a run recorded.
 
-``python -m gpt2_core.notebook_tools check-prose notebooks/*.ipynb README.md`` (or ``python -m gpt2_core.prose``)
-lists every number and direction in the prose that nothing backs, with the sentence it sits in;
-``tests/test_prose_numbers.py`` and ``tests/test_prose_directions.py`` run it. :func:`check_conclusions` checks
-the comparisons a notebook recorded in its ``results/chNN.json`` (``tests/test_conclusions.py``).
+``python -m gpt2_core.course.notebook_tools check-prose notebooks/*.ipynb README.md`` (or
+``python -m gpt2_core.course.prose``) lists every number and direction in the prose that nothing backs, with the
+sentence it sits in; ``tests/test_prose_numbers.py`` and ``tests/test_prose_directions.py`` run it.
+:func:`check_conclusions` checks the comparisons a notebook recorded in its ``results/chNN.json``
+(``tests/test_conclusions.py``).
 
 **What counts as a number** (in a markdown cell, or in the README):
 
@@ -64,7 +65,7 @@ checked. Counts that grow with the data are four digits or more here and are che
 (c) a reproducing command: the markdown cell has a sentence with a word "reproduce..." and a command
     in backticks that exists in the repository (``python -m gpt2_core.<module>`` with a ``__main__``,
     ``python <path>.py``, ``torchrun ... -m gpt2_core.<module>``, ``make <target>``; its options are
-    not checked), e.g. "Measured on a CPU; reproduce the table with `python -m gpt2_core.bench`."
+    not checked), e.g. "Measured on a CPU; reproduce the table with `python -m gpt2_core.course.bench`."
     Every number of that cell is backed. A reproducing command that does not exist is reported.
 
 Settings named in prose (a learning rate, an exercise's ``alpha``) are code values: write them as
@@ -90,7 +91,7 @@ Left out: questions (a sentence ending in ``?``), headings, hyphenated compounds
 titles of papers, named variants).
 
 For the README: the numbers inside its generated blocks (between ``<!-- results:begin ... -->`` and
-``<!-- results:end -->``, and between the benchmark markers of :mod:`gpt2_core.results`) are not
+``<!-- results:end -->``, and between the benchmark markers of :mod:`gpt2_core.course.results`) are not
 checked; any other is backed by a value in ``results/*.json`` (the chapters' results and the
 benchmark files; four or more significant digits, as above) or by ``notebooks/facts/README.json``.
 """
@@ -104,6 +105,7 @@ import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
+from ..finetuning.compare import from_record  # the library's rule decides; prose only checks it was followed
 from .prose_numbers import (
     FACTS_DIR,
     MIN_GLOBAL_DIGITS,
@@ -356,8 +358,6 @@ def check_conclusions(notebook: Path, results: Path) -> list[Problem]:
     """Every comparison a notebook's run stated and recorded under ``conclusions`` in its ``results/chNN.json``
     (the records of :mod:`gpt2_core.finetuning.compare`): its verdict and sentence still follow from its recorded
     numbers, and the committed notebook's outputs show the sentence. Empty when all hold (or none is recorded)."""
-    from .finetuning.compare import from_record  # the library's rule decides; this only checks that it was followed
-
     notebook, results = Path(notebook), Path(results)
     records = json.loads(results.read_text(encoding="utf-8")).get("conclusions", [])
     if not isinstance(records, list):
@@ -439,7 +439,8 @@ def check(path: Path) -> list[Problem]:
 def main(paths: list[str]) -> int:
     """Print every unbacked number of each notebook or README in ``paths``; 1 if there is any."""
     if not paths:
-        print("usage: python -m gpt2_core.notebook_tools check-prose NOTEBOOK.ipynb ... [README.md]", file=sys.stderr)
+        print("usage: python -m gpt2_core.course.notebook_tools check-prose NOTEBOOK.ipynb ... [README.md]",
+              file=sys.stderr)
         return 2
     total = 0
     for p in paths:

@@ -1,9 +1,9 @@
 """Chapter 7's instruction-tuning runs as functions, the chapter model chapter 8 starts from, and the commands
 that choose the training mix on the validation sets and measure the seed spread:
 
-    python -m gpt2_core.finetuning.instruction_runs mix-search --out results/ch07-mix-search.json
-    python -m gpt2_core.finetuning.instruction_runs seed-spread --out results/ch07-seed-spread.json
-    python -m gpt2_core.finetuning.instruction_runs merge --parts a.json b.json --out joined.json
+    python -m gpt2_core.course.instruction_runs mix-search --out results/ch07-mix-search.json
+    python -m gpt2_core.course.instruction_runs seed-spread --out results/ch07-seed-spread.json
+    python -m gpt2_core.course.instruction_runs merge --parts a.json b.json --out joined.json
 
 ``merge`` joins pieces of one command run apart (other shares or seeds, e.g. two processes of one thread each
 on 2 cores) into the file the whole command would write.
@@ -33,18 +33,19 @@ import torch
 from torch import nn
 
 from ..files import write_file_atomically
+from ..finetuning.instruction_eval import generate_answers, is_correct, score_answers, summarise
+from ..finetuning.instruction_prompts import InstructionDataset, instruction_loader
+from ..finetuning.instruction_sets import course_instructions
+from ..finetuning.loop import FinetuneConfig, FinetuneHistory, finetune
+from ..finetuning.lora import inject_lora
 from ..model.gpt import GPTModel
 from ..pretraining.checkpoint import checkpoint_info, load_checkpoint, save_checkpoint
 from ..pretraining.step import lm_loss
 from ..profile import data_dir, get_device, pick, profile_name, seed_everything
-from ..results import read_measurement, write_measurement
-from .instruction_eval import generate_answers, is_correct, score_answers, summarise
-from .instruction_prompts import InstructionDataset, instruction_loader
-from .instruction_sets import course_instructions
-from .loop import FinetuneConfig, FinetuneHistory, finetune
-from .lora import inject_lora
+from .reference import base_model_name, load_base_model
+from .results import read_measurement, write_measurement
 
-PROG = "gpt2_core.finetuning.instruction_runs"
+PROG = "gpt2_core.course.instruction_runs"
 SETS = ("test", "heldout", "fresh", "new")  # what a chapter model is scored on
 VALIDATION_SETS = ("validation", "validation_new")  # what a recipe is chosen on
 
@@ -183,8 +184,6 @@ def chapter_model(device: torch.device | str | None = None, recipe: InstructionR
                   progress: bool = True) -> tuple[GPTModel, Any, str]:
     """(model, tokenizer, where it came from): chapter 7's saved model when it matches this profile's recipe
     and base model, else trained again here (a few minutes at the default profile) and saved."""
-    from ..reference import base_model_name, load_base_model
-
     device = torch.device(device) if device is not None else get_device()
     recipe = recipe or profile_recipe()
     if _saved_matches(recipe, base_model_name()):
@@ -202,8 +201,6 @@ def chapter_model(device: torch.device | str | None = None, recipe: InstructionR
 def seed_spread(seeds: Sequence[int], recipe: InstructionRecipe, progress: bool = False) -> dict:
     """Each of :data:`METHODS` once per seed; exact match on the supported families of each set, per seed,
     with mean and standard deviation."""
-    from ..reference import load_base_model
-
     start = time.perf_counter()
     base, tokenizer, name = load_base_model(get_device())
     state = {k: v.clone() for k, v in base.state_dict().items()}
@@ -229,8 +226,6 @@ def mix_search(shares: Sequence[float], recipe: InstructionRecipe, seed: int = 1
     """Full fine-tuning (the chapter's recipe) once per share of procedure records, scored on the validation
     sets only (never the test, the held-out or the new words): exact match on the supported families, per
     family, and whether each record was answered right (for the chapter's figure of answer tokens)."""
-    from ..reference import load_base_model
-
     start = time.perf_counter()
     base, tokenizer, name = load_base_model(get_device())
     state = {k: v.clone() for k, v in base.state_dict().items()}
@@ -319,7 +314,7 @@ def write_merged(parts: Sequence[str], out: str, merge: Callable[[list[dict]], d
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m gpt2_core.finetuning.instruction_runs",
+    parser = argparse.ArgumentParser(prog="python -m gpt2_core.course.instruction_runs",
                                      description="Measure chapter 7's seed spread, or choose its training mix.")
     parser.add_argument("what", choices=("seed-spread", "mix-search", "merge"))
     parser.add_argument("--out", required=True, help="the JSON file to write")

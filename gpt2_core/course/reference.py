@@ -4,8 +4,8 @@ A model trained for ten CPU minutes does not transfer: it fine-tunes worse than 
 trained on about 20M tokens does. So the course ships one in ``data/course-model/``, made by the course's
 own code from one command::
 
-    python -m gpt2_core.reference --out data/course-model     # re-make it (about 55 min on 2 CPU cores)
-    python -m gpt2_core.reference --check                      # verify the shipped files
+    python -m gpt2_core.course.reference --out data/course-model     # re-make it (about 55 min on 2 CPU cores)
+    python -m gpt2_core.course.reference --check                      # verify the shipped files
 
 The recipe is in code (:data:`gpt2_core.pretraining.recipes.REFERENCE_RECIPE`):
 
@@ -40,12 +40,12 @@ from pathlib import Path
 import tiktoken
 import torch
 
-from .files import sha256
-from .model.gpt import GPTModel
-from .model.hf_weights import WeightsDownloadError, from_pretrained
-from .pretraining.checkpoint import IncompleteCheckpointError, load_checkpoint, save_checkpoint
-from .pretraining.loop import train
-from .pretraining.recipes import (
+from ..files import sha256
+from ..model.gpt import GPTModel
+from ..model.hf_weights import WeightsDownloadError, from_pretrained
+from ..pretraining.checkpoint import IncompleteCheckpointError, load_checkpoint, save_checkpoint
+from ..pretraining.loop import train
+from ..pretraining.recipes import (
     REFERENCE_RECIPE,
     REFERENCE_SHA256,
     REFERENCE_VOCAB,
@@ -54,12 +54,12 @@ from .pretraining.recipes import (
     learner_checkpoint_dir,
     reference_dir,
 )
-from .pretraining.step import bits_per_byte
-from .profile import get_device, profile_name
-from .text.bpe import BPETokenizer
-from .text.corpus import sotu_text
-from .text.ranks import ENDOFTEXT, gpt2_encoding, make_encoding
-from .text.windows import encode_text
+from ..pretraining.step import bits_per_byte
+from ..profile import get_device, profile_name
+from ..text.bpe import BPETokenizer
+from ..text.corpus import sotu_text
+from ..text.ranks import ENDOFTEXT, gpt2_encoding, make_encoding
+from ..text.windows import encode_text
 
 HISTORY_FILE = "history.json"  # the shipped model's training history (a re-made one keeps it in its checkpoint)
 CHECK_WINDOWS = 16  # validation windows re-scored by the test of the shipped files
@@ -122,7 +122,7 @@ def load_reference(device: torch.device | str | None = None, path: str | os.Path
         loaded = load_checkpoint(path, restore_rng=False, expected_sha256=REFERENCE_SHA256 if verify else None)
     except (FileNotFoundError, IncompleteCheckpointError) as err:
         raise ReferenceModelError(f"{err}. The reference model ships in the repository (git checkout "
-                                  "data/course-model) or can be re-made with `python -m gpt2_core.reference "
+                                  "data/course-model) or can be re-made with `python -m gpt2_core.course.reference "
                                   "--out data/course-model`") from None
     except ValueError as err:
         raise ReferenceModelError(f"{err}. Restore it with `git checkout data/course-model`, or pass "
@@ -201,7 +201,7 @@ def load_base_model(device: torch.device | str | None = None, name: str | None =
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m gpt2_core.reference",
+    parser = argparse.ArgumentParser(prog="python -m gpt2_core.course.reference",
                                      description="Re-make (--out) or check (--check) the reference course model.")
     parser.add_argument("--out", help="directory to write the re-made model to (e.g. data/course-model)")
     parser.add_argument("--check", action="store_true", help="verify the shipped files' hashes and validation loss")

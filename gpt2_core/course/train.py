@@ -1,8 +1,8 @@
 """Command line: pretrain a GPT on the State of the Union corpus.
 
-    python -m gpt2_core.train --preset default --max-steps 240 --out runs/sotu
-    python -m gpt2_core.train --resume runs/sotu --out runs/sotu        # carry on where it stopped
-    torchrun --nproc_per_node=2 -m gpt2_core.train --preset tiny --max-steps 50   # DDP, 2 processes
+    python -m gpt2_core.course.train --preset default --max-steps 240 --out runs/sotu
+    python -m gpt2_core.course.train --resume runs/sotu --out runs/sotu        # carry on where it stopped
+    torchrun --nproc_per_node=2 -m gpt2_core.course.train --preset tiny --max-steps 50   # DDP, 2 processes
 
 Unset options come from the active profile's course recipe (``gpt2_core.pretraining.recipes.course_recipe``).
 Under torchrun ``--batch-size`` is per process; the global batch is ``batch_size * processes * grad_accum``.
@@ -10,7 +10,7 @@ Every process builds the same initial model (the seed is shared) and sees the da
 as one process would; dropout differs per process (``train`` seeds it from seed, rank and step).
 Bad arguments, a resume with other settings than the saved run (unless ``--allow-config-change``)
 and too little text for one batch are usage errors (exit status 2) before anything is trained. The
-checkpoint records the tokenizer the run used, so ``python -m gpt2_core.generate --checkpoint DIR`` reads it
+checkpoint records the tokenizer the run used, so ``python -m gpt2_core.course.generate --checkpoint DIR`` reads it
 with the right one.
 """
 
@@ -26,16 +26,16 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-from .flops import mfu, peak_flops, training_flops_per_token
-from .model.config import GPTConfig
-from .model.gpt import GPTModel
-from .pretraining.checkpoint import check_checkpoint_path
-from .pretraining.distributed import setup_distributed
-from .pretraining.loop import TrainSetupError, train
-from .pretraining.optim import on_for_cuda
-from .pretraining.recipes import course_data, course_recipe, course_tokenizer
-from .pretraining.step import perplexity
-from .profile import get_device, profile_name
+from ..model.config import GPTConfig
+from ..model.gpt import GPTModel
+from ..pretraining.checkpoint import check_checkpoint_path
+from ..pretraining.distributed import setup_distributed
+from ..pretraining.flops import mfu, peak_flops, training_flops_per_token
+from ..pretraining.loop import TrainSetupError, train
+from ..pretraining.optim import on_for_cuda
+from ..pretraining.recipes import course_data, course_recipe, course_tokenizer
+from ..pretraining.step import perplexity
+from ..profile import get_device, profile_name
 
 
 def _number(kind: type, low: float, strict: bool) -> Callable[[str], float]:
@@ -67,7 +67,7 @@ def _checkpoint_dir(text: str) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m gpt2_core.train", description=__doc__.split("\n\n")[0],
+    parser = argparse.ArgumentParser(prog="python -m gpt2_core.course.train", description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
                                      epilog="Defaults come from the active profile (GPT2_COURSE_PROFILE).")
     parser.add_argument("--profile", choices=["tiny", "default", "gpt2"], help="recipe to start from")

@@ -1,5 +1,5 @@
 """Reading numbers: what counts as a number in prose (and how precisely it is written), and the numbers
-in an output, for :mod:`gpt2_core.prose` (the rule itself, and what backs a number, is documented there).
+in an output, for :mod:`gpt2_core.course.prose` (the rule itself, and what backs a number, is documented there).
 """
 
 from __future__ import annotations

@@ -4,12 +4,12 @@ One run of the chapter fine-tunes a few models once. Whether a gap between two o
 several seeds, and choosing the recipe needs many runs; both take longer than a notebook should. So
 they are measured here, by a command that writes JSON the notebook reads and labels with its date:
 
-    python -m gpt2_core.finetuning.spam_runs learning-curve --out results/ch06-learning-curve.json
-    python -m gpt2_core.finetuning.spam_runs recipe-search --out results/ch06-recipe-search.json
+    python -m gpt2_core.course.spam_runs learning-curve --out results/ch06-learning-curve.json
+    python -m gpt2_core.course.spam_runs recipe-search --out results/ch06-recipe-search.json
 
 A long curve can be measured in pieces (label counts run at different times) and joined into one file:
 
-    python -m gpt2_core.finetuning.spam_runs merge-curves --parts a.json b.json --out results/ch06-learning-curve.json
+    python -m gpt2_core.course.spam_runs merge-curves --parts a.json b.json --out results/ch06-learning-curve.json
 
 The notebook's own runs call the same functions (:func:`start_model`, :func:`domain_lm_step`,
 :func:`fine_tune`), so its single-seed numbers are one draw of the distributions measured here.
@@ -33,17 +33,18 @@ from typing import Any
 import pandas as pd
 import torch
 
+from ..finetuning import classification as clf
+from ..finetuning import spam
+from ..finetuning.baselines import NaiveBayes
+from ..finetuning.classification_data import WindowedTexts, lm_loader
+from ..finetuning.loop import FinetuneConfig, FinetuneHistory, finetune
 from ..model.gpt import GPTModel
 from ..pretraining.step import lm_loss
 from ..profile import get_device, pick, seed_everything
-from ..results import read_measurement, write_measurement
-from . import classification as clf
-from . import spam
-from .baselines import NaiveBayes
-from .classification_data import WindowedTexts, lm_loader
-from .loop import FinetuneConfig, FinetuneHistory, finetune
+from .reference import load_base_model
+from .results import read_measurement, write_measurement
 
-PROG = "gpt2_core.finetuning.spam_runs"  # run as `python -m PROG`
+PROG = "gpt2_core.course.spam_runs"  # run as `python -m PROG`
 METHODS = ("pretrained + e-mail LM step", "pretrained only", "random init", "Naive Bayes")
 
 
@@ -159,8 +160,6 @@ def _setup(recipe: SpamRecipe, per_class: int | None, progress: bool
            ) -> tuple[SpamData, Any, dict[str, dict | None], Any, str]:
     """The data, the model's config, the three starting states (after the LM step, before it, random),
     the tokenizer and the base model's name."""
-    from ..reference import load_base_model  # the reference model is only needed by the command
-
     base, tokenizer, name = load_base_model(get_device())
     data = SpamData.load(tokenizer, recipe.window, per_class)
     pretrained = copy.deepcopy(base.state_dict())
