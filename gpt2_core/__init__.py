@@ -5,7 +5,7 @@ Grouped as the course is, each subpackage a part of it, each module one idea:
 - ``text``         chapters 1-2: the BPE tokenizer, GPT-2's ranks offline, the corpus, training windows
 - ``model``        chapters 3-4: attention and the KV cache, GPTConfig, GPTModel (one forward for training,
                    prefill and decoding), the fused output layer + loss, Hugging Face weights, generation
-- ``pretraining``  chapter 5: the shared loss/step/evaluation, AdamW + schedule, the training loop,
+- ``pretraining``  chapter 5: the shared loss, step and loop (every run's), AdamW + schedule, the training loop,
                    data parallelism, checkpoints (the model with its tokenizer), recipes
 - ``finetuning``   chapters 6-8: the shared fine-tuning loop, the classifier and its data, instruction
                    tuning and LoRA

@@ -85,17 +85,17 @@ def test_kv_cache_equals_full_forward(splits):
 def test_kv_cache_full_raises():
     cache = KVCache(1, 1, 2, 3, max_len=4, device="cpu")
     k = torch.zeros(1, 2, 3, 3)
-    cache.store(0, k, k, cache.positions(3))
+    cache.store(0, k, k)
     cache.advance(3)
     with pytest.raises(ValueError, match="KV cache is full \\(4 tokens\\)"):
-        cache.store(0, k[:, :, :2], k[:, :, :2], cache.positions(2))
+        cache.store(0, k[:, :, :2], k[:, :, :2])
 
 
 def test_kv_cache_batch_mismatch_raises():
     cache = KVCache(2, 2, 2, 3, max_len=4, device="cpu")
     k = torch.zeros(3, 2, 1, 3)
     with pytest.raises(ValueError, match="made for batch 2 but got batch 3"):
-        cache.store(1, k, k, cache.positions(1))
+        cache.store(1, k, k)
 
 
 def test_heads_must_divide_d_out():

@@ -161,56 +161,43 @@ def test_collate_right_pads_and_records_last_index():
 
 
 def test_pad_id_comes_from_the_tokenizer():
-    ds = cdata.ClassificationDataset(["ab", "a"], [0, 1], ByteTokenizer())
+    ds = cdata.WindowedTexts(["ab", "a"], [0, 1], ByteTokenizer(), window=8)
     assert ds.pad_id == 299 and next(iter(ds.loader(2)))[0][1].tolist() == [ord("a"), 299]
-    assert cdata.ClassificationDataset(["a"], [0], ByteTokenizer(), pad_id=5).pad_id == 5
+    assert cdata.WindowedTexts(["a"], [0], ByteTokenizer(), 8, pad_id=5).pad_id == 5
     with pytest.raises(TypeError, match="tiktoken's interface"):
-        cdata.ClassificationDataset(["a"], [0], object())
+        cdata.WindowedTexts(["a"], [0], object(), 8)
 
 
-def test_dataset_truncates_with_a_warning_and_count():
+def test_first_windows_read_each_text_truncated():
     texts = ["short", "exactly8", "much longer than eight"]
-    with pytest.warns(UserWarning, match="1 of 3 texts"):
-        ds = cdata.ClassificationDataset(texts, [0, 1, 0], ByteTokenizer(), max_length=8)
-    assert ds.n_truncated == 1 and len(ds) == 3
-    assert ds[2] == (list(b"much lon"), 0)
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        ds = cdata.ClassificationDataset(texts, [0, 1, 0], ByteTokenizer())  # None: the longest text
-    assert ds.max_length == len("much longer than eight") and ds.n_truncated == 0
+    first = cdata.WindowedTexts(texts, [0, 1, 0], ByteTokenizer(), window=8).first_windows()
+    assert len(first) == 3 and first.n_texts == 3
+    assert first[2] == (list(b"much lon"), 0) and first[1] == (list(b"exactly8"), 1)
 
 
-def test_dataset_loader_batches_with_last_index():
-    ds = cdata.ClassificationDataset(["ab", "abcd", "a"], [0, 1, 1], ByteTokenizer(), pad_id=0)
+def test_loader_batches_with_last_index():
+    ds = cdata.WindowedTexts(["ab", "abcd", "a"], [0, 1, 1], ByteTokenizer(), window=8, pad_id=0)
     ids, labels, last = next(iter(ds.loader(batch_size=3)))
     assert ids.shape == (3, 4) and last.tolist() == [1, 3, 0] and labels.tolist() == [0, 1, 1]
     assert ids[2].tolist() == [ord("a"), 0, 0, 0]
 
 
-def test_dataset_errors():
+def test_windowed_texts_errors():
     tok = ByteTokenizer()
-    with pytest.raises(ValueError, match="2 texts but 1 labels"):
-        cdata.ClassificationDataset(["a", "b"], [0], tok)
+    with pytest.raises(ValueError, match="2 texts and 1 labels"):
+        cdata.WindowedTexts(["a", "b"], [0], tok, 8)
     with pytest.raises(ValueError, match="text 1 is empty"):
-        cdata.ClassificationDataset(["a", "  "], [0, 1], tok)
-    with pytest.raises(ValueError, match="max_length"):
-        cdata.ClassificationDataset(["a"], [0], tok, max_length=0)
+        cdata.WindowedTexts(["a", "  "], [0, 1], tok, 8)
+    with pytest.raises(ValueError, match="window"):
+        cdata.WindowedTexts(["a"], [0], tok, 0)
     with pytest.raises(ValueError, match="at least one"):
-        cdata.ClassificationDataset([], [], tok)
+        cdata.WindowedTexts([], [], tok, 8)
     with pytest.raises(TypeError, match="must be a str"):
-        cdata.ClassificationDataset([3], [0], tok)
+        cdata.WindowedTexts([3], [0], tok, 8)
     with pytest.raises(ValueError, match="labels must be class indices"):
-        cdata.ClassificationDataset(["a"], [-1], tok)
-
-
-def test_subset_keeps_the_encoding_and_counts_truncation():
-    with pytest.warns(UserWarning):
-        ds = cdata.ClassificationDataset(["abc", "abcdefgh", "xy"], [0, 1, 1], ByteTokenizer(), max_length=4)
-    sub = ds.subset([2, 1])
-    assert sub.ids == [list(b"xy"), list(b"abcd")] and sub.labels == [1, 1]
-    assert sub.n_truncated == 1 and sub.pad_id == ds.pad_id and len(sub) == 2
+        cdata.WindowedTexts(["a"], [-1], tok, 8)
     with pytest.raises(ValueError, match="indices is empty"):
-        ds.subset([])
+        cdata.WindowedTexts(["a"], [0], tok, 8).subset([])
 
 
 @settings(max_examples=15, deadline=None)
@@ -288,12 +275,12 @@ def test_metrics_by_hand():
         clf.metrics_from_confusion([[1, 0], [0, 1]], positive=2)
 
 
-def test_evaluate_matches_hand_counts_of_predictions():
+def test_classifier_metrics_match_hand_counts_of_predictions():
     model = _model()
-    ds = cdata.ClassificationDataset(["hello", "spam spam", "hi", "win money", "ok"], [0, 1, 0, 1, 1],
-                                   ByteTokenizer(), pad_id=0)
-    y_true, y_pred, _ = clf.predict(model, ds.loader(2))
-    result = clf.evaluate(model, ds.loader(2))
+    texts = cdata.WindowedTexts(["hello", "spam spam", "hi", "win money", "ok"], [0, 1, 0, 1, 1], ByteTokenizer(),
+                                window=16, pad_id=0)
+    result = clf.classifier_metrics(model, texts)
+    y_true, y_pred = texts.labels, result["predictions"]
     tp = sum(t == p == 1 for t, p in zip(y_true, y_pred, strict=True))
     assert result["n"] == 5
     assert result["accuracy"] == pytest.approx(sum(t == p for t, p in zip(y_true, y_pred, strict=True)) / 5)
@@ -301,11 +288,11 @@ def test_evaluate_matches_hand_counts_of_predictions():
     assert sum(map(sum, result["confusion"])) == 5 and result["loss"] > 0
 
 
-def test_evaluate_and_classify_refuse_a_model_without_a_classification_head():
+def test_metrics_and_classify_refuse_a_model_without_a_classification_head():
     model = _model(None)
-    ds = cdata.ClassificationDataset(["a"], [0], ByteTokenizer())
+    texts = cdata.WindowedTexts(["a"], [0], ByteTokenizer(), 8)
     with pytest.raises(ValueError, match="add_classification_head"):
-        clf.evaluate(model, ds.loader())
+        clf.classifier_metrics(model, texts)
     with pytest.raises(ValueError, match="add_classification_head"):
         clf.classify(model, ByteTokenizer(), "hello")
 
@@ -329,9 +316,9 @@ def test_fine_tuning_learns_a_last_token_rule_through_the_shared_loop(pooling):
     clf.freeze_for_finetuning(model, trainable_blocks=1, train_embeddings=False)
     frozen_before = model.blocks[0].att.qkv.weight.detach().clone()
     texts, labels = _toy_data(64)
-    ds = cdata.ClassificationDataset(texts, labels, ByteTokenizer(), pad_id=0)
+    ds = cdata.WindowedTexts(texts, labels, ByteTokenizer(), window=16, pad_id=0)
     config = FinetuneConfig(steps=24, lr=3e-3, warmup_steps=2, eval_every=12, progress=False)
-    history = clf.fine_tune_classifier(model, ds.loader(16, shuffle=True), config, ds.loader(32))
+    history = clf.fine_tune_classifier(model, ds.loader(16, shuffle=True), config, ds)
     assert isinstance(history, FinetuneHistory) and history.eval_steps == [12, 24]
     assert set(history.evals[0]) == {"val_loss", "val_accuracy"}
     assert history.evals[-1]["val_loss"] < history.evals[0]["val_loss"] or history.evals[0]["val_accuracy"] == 1.0
@@ -347,9 +334,11 @@ def test_classification_loss_is_cross_entropy_of_the_pooled_logits():
     batch = cdata.pad_collate([([1, 2, 3], 1), ([4], 0)], 0)
     want = torch.nn.functional.cross_entropy(clf.pool_logits(model(batch[0]), batch[2], "mean"), batch[1])
     torch.testing.assert_close(clf.classification_loss(model, batch), want)
-    ds = cdata.ClassificationDataset(["a"], [0], ByteTokenizer())
+    ds = cdata.WindowedTexts(["a"], [0], ByteTokenizer(), 8)
     with pytest.raises(ValueError, match="add_classification_head"):
         clf.fine_tune_classifier(_model(None), ds.loader(), FinetuneConfig(steps=1, lr=1e-3, progress=False))
+    with pytest.raises(TypeError, match="val_texts must be WindowedTexts"):
+        clf.fine_tune_classifier(_model(), ds.loader(), FinetuneConfig(steps=1, lr=1e-3, progress=False), ds.loader())
 
 
 # ----------------------------------------------------------------- the language-model step
@@ -437,16 +426,11 @@ def test_pool_windows_by_hand():
         clf.pool_windows(logits, owner, 3)
 
 
-def test_evaluate_windows_equals_evaluate_when_every_text_fits_in_one_window():
+def test_classifier_metrics_pool_the_windows_of_long_texts():
     model, tok = _model(pooling="mean"), ByteTokenizer()
-    texts, labels = ["free money", "lunch?", "win big now"], [1, 0, 1]
-    whole = clf.evaluate_windows(model, cdata.WindowedTexts(texts, labels, tok, 12))
-    cut = clf.evaluate(model, cdata.ClassificationDataset(texts, labels, tok, 12).loader(2))
-    assert whole["predictions"] == cut["predictions"] and whole["accuracy"] == cut["accuracy"]
-    assert whole["loss"] == pytest.approx(cut["loss"], abs=1e-5)
     long = cdata.WindowedTexts(["free money " * 5, "lunch?"], [1, 0], tok, 12)
     logits = clf.window_logits(model, long)
     assert logits.shape == (len(long), 2)
     for how in ("mean", "max", "first"):
         expected = clf.pool_windows(logits, long.owner, 2, how).argmax(-1).tolist()
-        assert clf.evaluate_windows(model, long, how, logits=logits)["predictions"] == expected
+        assert clf.classifier_metrics(model, long, how, logits=logits)["predictions"] == expected

@@ -13,8 +13,9 @@ from __future__ import annotations
 import pytest
 import torch
 
+from gpt2_core.model.attention import KVCache
 from gpt2_core.model.config import GPTConfig
-from gpt2_core.model.generation import generate
+from gpt2_core.model.generation import StaticKVCache, generate
 from gpt2_core.model.gpt import GPTModel
 from gpt2_core.model.hf_weights import save_hf
 from gpt2_core.pretraining.checkpoint import load_checkpoint, save_checkpoint
@@ -136,15 +137,15 @@ def test_kv_cache_equals_recomputation_on_cuda(batch):
 @pytest.mark.parametrize("static", [False, True])
 def test_cached_steps_equal_recomputation_on_cuda(static):
     model = small_model(spread=4.0).eval()
-    cache = model.new_kv_cache(2, static=static)
+    cache = model.new_kv_cache(2, cache_class=StaticKVCache if static else KVCache)
     seq = prompt(2, 6)
     with torch.inference_mode():
-        logits = model(seq, cache, last_only=True)[:, -1]
+        logits = model.next_token_logits(seq, cache)
         for _ in range(6):
             torch.testing.assert_close(logits, model(seq)[:, -1], rtol=1e-4, atol=1e-4)
             token = logits.argmax(-1)
             seq = torch.cat([seq, token[:, None]], dim=1)
-            logits = model(token[:, None], cache, last_only=True)[:, -1]
+            logits = model.next_token_logits(token[:, None], cache)
 
 
 @pytest.mark.parametrize("batch", [1, 8])

@@ -11,8 +11,8 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from gpt2_core.finetuning.loop import FinetuneConfig, epochs_to_steps, finetune
-from gpt2_core.finetuning.loop import evaluation as run_evaluation
 from gpt2_core.pretraining.optim import lr_schedule
+from gpt2_core.pretraining.runner import measure
 
 
 def regression(n: int = 64, seed: int = 0) -> DataLoader:
@@ -50,30 +50,30 @@ def test_same_seed_same_run():
     assert a.losses == b.losses
 
 
-def test_evaluate_runs_in_eval_mode_every_n_steps_and_at_the_end():
+def test_metrics_fn_runs_in_eval_mode_every_n_steps_and_at_the_end():
     modes = []
 
-    def evaluate(model):
+    def metrics_fn(model):
         modes.append((model.training, torch.is_grad_enabled()))
         return {"n": len(modes)}
 
     history = finetune(Net(), regression(), mse, FinetuneConfig(steps=10, lr=1e-3, eval_every=4, progress=False),
-                       evaluate=evaluate)
+                       metrics_fn=metrics_fn)
     assert history.eval_steps == [4, 8, 10] and [e["n"] for e in history.evals] == [1, 2, 3]
     assert modes == [(False, False)] * 3
 
 
-def test_run_evaluation_restores_the_mode_when_evaluation_fails():
+def test_measure_restores_the_mode_when_metrics_fn_fails():
     model = Net().train()
 
     def broken(m):
         raise RuntimeError("boom")
 
     with pytest.raises(RuntimeError, match="boom"):
-        run_evaluation(model, broken)
+        measure(model, broken)
     assert model.training
     with pytest.raises(TypeError, match="dict"):
-        run_evaluation(model, lambda m: 0.5)
+        measure(model, lambda m: 0.5)
 
 
 def test_frozen_parameters_stay_put():
@@ -95,7 +95,8 @@ def test_a_non_finite_loss_stops_with_the_step():
         loss = mse(model, batch)
         return loss * (math.inf if len(calls) == 3 else 1.0)
 
-    with pytest.raises(FloatingPointError, match="at step 3"):
+    with pytest.raises(FloatingPointError, match=r"at step 3 is inf \(not finite, lr 0\.000\d+\).*update was not "
+                                                 r"applied\. Lower the learning rate \(lr=0\.001\)"):
         finetune(Net(), regression(), exploding, FinetuneConfig(steps=10, lr=1e-3, progress=False))
 
 

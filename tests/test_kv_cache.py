@@ -1,4 +1,4 @@
-"""One forward for everything: cached decoding (dynamic and static caches, eager and compiled) gives the
+"""Cached decoding (dynamic and static caches, eager and compiled) gives the
 model's own logits and tokens, equals transformers' generate, and always sees the current weights; the
 weights are stored input-major without changing what the model computes."""
 
@@ -10,7 +10,7 @@ import torch
 from gpt2_core.finetuning.lora import inject_lora, merge_lora
 from gpt2_core.model.attention import KVCache
 from gpt2_core.model.config import GPTConfig
-from gpt2_core.model.generation import generate
+from gpt2_core.model.generation import StaticKVCache, generate
 from gpt2_core.model.gpt import GPTModel
 from gpt2_core.model.hf_weights import save_hf
 from gpt2_core.pretraining.checkpoint import load_checkpoint, save_checkpoint
@@ -36,48 +36,46 @@ def prompt(batch: int, length: int, seed: int = 0) -> torch.Tensor:
 @pytest.mark.parametrize("static", [False, True])
 def test_cached_steps_give_the_logits_of_recomputation(batch, static):
     model, idx = small_model(), prompt(batch, 5)
-    cache = model.new_kv_cache(batch, static=static)
+    cache = model.new_kv_cache(batch, cache_class=StaticKVCache if static else KVCache)
     with torch.inference_mode():
-        logits = model(idx, cache, last_only=True)[:, -1]
+        logits = model.next_token_logits(idx, cache)
         seq = idx
         for _ in range(8):
             torch.testing.assert_close(logits, model(seq)[:, -1], rtol=1e-5, atol=1e-5)
             token = logits.argmax(-1)
             seq = torch.cat([seq, token[:, None]], dim=1)
-            logits = model(token[:, None], cache, last_only=True)[:, -1]
+            logits = model.next_token_logits(token[:, None], cache)
     assert (int(cache.position) if static else cache.pos) == 13
 
 
 def test_a_static_cache_keeps_its_shapes_and_masks_the_empty_slots():
-    cache = KVCache(1, 2, 3, 4, max_len=6, device="cpu", static=True)
+    cache = StaticKVCache(1, 2, 3, 4, max_len=6, device="cpu")
     k, v = torch.randn(2, 3, 1, 4), torch.randn(2, 3, 1, 4)
     cache.advance(2)
-    positions = cache.positions(1)
-    keys, values, mask = cache.store(0, k, v, positions)
+    assert cache.positions(1).tolist() == [2]
+    keys, values, mask = cache.store(0, k, v)
     assert keys.shape == (2, 3, 6, 4) and torch.equal(keys[:, :, 2:3], k) and torch.equal(values[:, :, 2:3], v)
     assert mask.tolist() == [[True, True, True, False, False, False]]
     assert cache.pos == 0 and int(cache.position) == 2  # a static cache keeps its position in a tensor
-    cache.reset()
-    assert int(cache.position) == 0 and len(cache.tensors()) == 4
 
 
 def test_a_dynamic_cache_refuses_overflow_and_another_batch():
     model = small_model()
     cache = model.new_kv_cache(1, max_len=2)
     with torch.inference_mode():
-        model(prompt(1, 2), cache)
+        model.next_token_logits(prompt(1, 2), cache)
         with pytest.raises(ValueError, match="full"):
-            model(prompt(1, 1), cache)
+            model.next_token_logits(prompt(1, 1), cache)
         with pytest.raises(ValueError, match="batch 1"):
-            model(prompt(2, 1), model.new_kv_cache(1))
+            model.next_token_logits(prompt(2, 1), model.new_kv_cache(1))
 
 
 def test_the_one_token_step_has_no_graph_breaks():
     model = small_model()
-    cache = model.new_kv_cache(2, static=True)
+    cache = model.new_kv_cache(2, cache_class=StaticKVCache)
     with torch.inference_mode():
-        model(prompt(2, 4), cache)
-        explanation = torch._dynamo.explain(GPTModel.forward)(model, prompt(2, 1), cache, last_only=True)
+        model.next_token_logits(prompt(2, 4), cache)
+        explanation = torch._dynamo.explain(GPTModel.next_token_logits)(model, prompt(2, 1), cache)
     assert explanation.graph_break_count == 0, explanation.break_reasons
     assert explanation.graph_count == 1
 
@@ -169,7 +167,7 @@ def test_the_same_seed_gives_the_same_initial_weights_as_a_standard_layout(monke
     cfg = GPTConfig(vocab_size=VOCAB, context_length=CTX, emb_dim=32, n_heads=4, n_layers=2)
     torch.manual_seed(0)
     input_major = GPTModel(cfg)
-    monkeypatch.setattr(gpt_module, "_input_major", lambda w: torch.nn.Parameter(torch.empty_like(w)))
+    monkeypatch.setattr(gpt_module, "store_input_major", lambda model: None)
     torch.manual_seed(0)
     standard = GPTModel(cfg)
     assert standard.blocks[0].att.qkv.weight.is_contiguous()

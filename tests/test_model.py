@@ -91,25 +91,25 @@ def test_kv_cache_equals_full_forward(model, splits):
     pieces, start = [], 0
     with torch.no_grad():
         for n in splits:
-            pieces.append(model(idx[:, start:start + n], cache))
+            pieces.append(model.hidden_states(idx[:, start:start + n], cache))
             start += n
-        torch.testing.assert_close(torch.cat(pieces, 1), model(idx), atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(torch.cat(pieces, 1), model.hidden_states(idx), atol=1e-5, rtol=1e-5)
     assert cache.pos == sum(splits)
 
 
 def test_kv_cache_respects_context_length(model):
     cache = model.new_kv_cache(batch=1)
     with torch.no_grad():
-        model(torch.zeros(1, CFG.context_length - 1, dtype=torch.long), cache)
-        model(torch.zeros(1, 1, dtype=torch.long), cache)
+        model.next_token_logits(torch.zeros(1, CFG.context_length - 1, dtype=torch.long), cache)
+        model.next_token_logits(torch.zeros(1, 1, dtype=torch.long), cache)
         with pytest.raises(ValueError, match="longer than context_length"):
-            model(torch.zeros(1, 1, dtype=torch.long), cache)
+            model.next_token_logits(torch.zeros(1, 1, dtype=torch.long), cache)
 
 
 def test_small_kv_cache_overflows_clearly(model):
     cache = model.new_kv_cache(batch=1, max_len=4)
     with torch.no_grad(), pytest.raises(ValueError, match="KV cache is full"):
-        model(torch.zeros(1, 5, dtype=torch.long), cache)
+        model.next_token_logits(torch.zeros(1, 5, dtype=torch.long), cache)
 
 
 def test_init_statistics():
@@ -177,14 +177,11 @@ def _small_model(seed: int = 0) -> GPTModel:
     return GPTModel(GPTConfig(vocab_size=97, context_length=16, emb_dim=32, n_heads=4, n_layers=2, drop_rate=0.0))
 
 
-def test_last_only_gives_the_last_positions_logits():
+def test_next_token_logits_are_the_last_positions_logits():
     model = _small_model().eval()
     idx = torch.randint(0, 97, (3, 9))
-    full = model(idx)
-    last = model(idx, last_only=True)
-    assert last.shape == (3, 1, 97) and torch.allclose(last[:, 0], full[:, -1], atol=1e-6)
-    with pytest.raises(ValueError, match="last_only"):
-        model(idx, targets=idx, last_only=True)
+    last = model.next_token_logits(idx)
+    assert last.shape == (3, 97) and torch.allclose(last, model(idx)[:, -1], atol=1e-6)
 
 
 @pytest.mark.parametrize("with_grad", [True, False])

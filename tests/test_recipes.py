@@ -15,7 +15,7 @@ from gpt2_core.model.config import GPTConfig
 from gpt2_core.model.gpt import GPTModel
 from gpt2_core.pretraining.batches import eval_batches
 from gpt2_core.pretraining.recipes import REFERENCE_RECIPE, Recipe, course_data, course_recipe, course_tokenizer
-from gpt2_core.pretraining.step import evaluate
+from gpt2_core.pretraining.step import mean_loss
 
 
 def micro_recipe(**changes) -> Recipe:
@@ -65,7 +65,7 @@ def test_course_data_and_its_validation_loss():
     assert x.shape == (2, 16) and torch.equal(x[:, 1:], y[:, :-1]) and int(x.max()) < tok.n_vocab
     torch.manual_seed(0)
     model = GPTModel(recipe.model_config(tok.n_vocab)).train()
-    loss = evaluate(model, eval_batches(val_loader.dataset, recipe.batch_size, recipe.eval_batches))
+    loss = mean_loss(model, eval_batches(val_loader.dataset, recipe.batch_size, recipe.eval_batches))
     assert abs(loss - math.log(tok.n_vocab)) < 0.5 and model.training  # near a uniform guess; mode restored
 
 

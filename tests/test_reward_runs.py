@@ -38,7 +38,7 @@ def test_grpo_run_counts_its_budget_and_tracks_validation():
     recipe = RewardRecipe(k=4, questions=2, batch=4, steps=4, lr=1e-3, track_every=2)  # 2 minibatches a step
     seen = []
     model, history = run_grpo(start, tiny_char_model(), tok, RECORDS, recipe, seed=1, progress=False,
-                              evaluate=lambda m: seen.append(m) or {"validation": 0.0})
+                              metrics_fn=lambda m: seen.append(m) or {"validation": 0.0})
     assert model is not start and len(history.steps) == recipe.sampling_steps == 2
     assert history.eval_steps == [1, 2] and all(m is model for m in seen)
     assert not model.tok_emb.weight.requires_grad  # chapter 7's frozen embedding stays frozen
@@ -75,9 +75,9 @@ def test_merge_joins_seed_pieces_into_one_spread_and_refuses_mismatches():
 def test_greedy_tracker_scores_only_the_supported_families():
     tok, model = CharTokenizer(), tiny_char_model()
     records = RECORDS + [{**RECORDS[0], "family": "president"}]
-    evaluate = reward_runs.greedy_tracker(tok, records, 3)
+    metrics_fn = reward_runs.greedy_tracker(tok, records, 3)
     with torch.no_grad():
-        assert evaluate(model) == {"validation": 0.0}  # an untrained model ends no answer
+        assert metrics_fn(model) == {"validation": 0.0}  # an untrained model ends no answer
 
 
 def test_the_pool_mixes_in_procedure_questions_never_asked_before():

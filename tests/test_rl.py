@@ -326,12 +326,23 @@ def test_grpo_draws_again_for_groups_with_a_signal_and_splits_them_into_minibatc
     evals = []
     dynamic = train_grpo(tiny_char_model(), tiny_char_model(), tok, records,
                          GRPOConfig(**common, max_draws=5, minibatches=2, eval_every=2),
-                         evaluate=lambda m: evals.append(1) or {"validation": 0.5})
+                         metrics_fn=lambda m: evals.append(1) or {"validation": 0.5})
     assert sum(dynamic.groups_used) > sum(one_draw.groups_used) and max(dynamic.draws) > 1
     assert len(calls) == 2 * sum(1 for g in dynamic.groups_used if g)  # two optimizer steps per sampling step
     assert sum(calls) == 4 * sum(dynamic.groups_used)  # every answer of a kept group trained on once
     assert dynamic.eval_steps == [2, 3] and dynamic.evals == [{"validation": 0.5}] * 2
     assert GRPOConfig(**common, minibatches=2, updates=3).optimizer_steps == 18
+
+
+def test_grpo_stops_at_the_first_non_finite_update_of_a_step(monkeypatch):
+    """A NaN loss ends the run at once: the step's next minibatch would add to gradients left unapplied."""
+    calls = []
+    monkeypatch.setattr(grpo, "train_step", lambda *a, **k: calls.append(1) or math.nan)
+    config = GRPOConfig(steps=3, questions=4, group_size=4, lr=1e-3, max_new_tokens=2, minibatches=2, progress=False,
+                        reward_fn=lambda ans, out, w: float(ans.answer_ids[0] % 2 == 0))
+    with pytest.raises(FloatingPointError, match=r"at step 1 is nan .*not applied\. Lower the learning rate"):
+        train_grpo(tiny_char_model(), tiny_char_model(), CharTokenizer(), RECORDS, config)
+    assert calls == [1]
 
 
 def test_grpo_config_rejects_a_group_of_one():

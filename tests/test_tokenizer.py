@@ -269,7 +269,7 @@ SAMPLE = (
 @pytest.mark.parametrize("vocab_size", [257, 270, 320, 400])
 def test_fast_and_naive_training_agree(vocab_size: int) -> None:
     fast = BPETokenizer.train(SAMPLE, vocab_size)
-    naive = BPETokenizer.train_naive(SAMPLE, vocab_size)
+    naive = BPETokenizer.train(SAMPLE, vocab_size, naive=True)
     assert fast.merges == naive.merges
     assert fast.ranks == naive.ranks
     assert fast.encode_ordinary(SAMPLE) == naive.encode_ordinary(SAMPLE)
@@ -280,7 +280,7 @@ def test_fast_and_naive_training_agree(vocab_size: int) -> None:
        st.integers(256, 330))
 def test_fast_and_naive_training_agree_random(text: str, n_tokens: int) -> None:
     fast = BPETokenizer.train(text, n_tokens + 1)
-    naive = BPETokenizer.train_naive(text, n_tokens + 1)
+    naive = BPETokenizer.train(text, n_tokens + 1, naive=True)
     assert fast.merges == naive.merges
 
 
@@ -336,7 +336,7 @@ def test_training_errors() -> None:
     with pytest.raises(TypeError, match="list of strings"):
         BPETokenizer.train("abc", 300, special_tokens="<|endoftext|>")
     with pytest.raises(ValueError, match="duplicates"):
-        BPETokenizer.train_naive("abc", 300, special_tokens=["<a>", "<a>"])
+        BPETokenizer.train("abc", 300, special_tokens=["<a>", "<a>"], naive=True)
 
 
 def test_encode_errors(gpt2: BPETokenizer) -> None:

@@ -16,7 +16,8 @@ from gpt2_core.model.config import GPTConfig
 from gpt2_core.pretraining.batches import StepBatches, eval_batches
 from gpt2_core.pretraining.loop import History, TrainConfig, train
 from gpt2_core.pretraining.optim import lr_schedule, make_optimizer, make_scheduler, param_groups
-from gpt2_core.pretraining.step import evaluate, lm_loss, perplexity, train_step
+from gpt2_core.pretraining.runner import RunHistory, run_steps
+from gpt2_core.pretraining.step import lm_loss, mean_loss, perplexity, train_step
 from gpt2_core.text.windows import GPTDataset, create_dataloader
 
 
@@ -73,9 +74,9 @@ def test_evaluate_averages_batches_in_eval_mode_and_restores_the_mode():
         model.eval()
         want = sum(lm_loss(model, batch).item() for batch in batches) / 2
         model.train()
-    assert evaluate(model, batches) == pytest.approx(want, rel=1e-6)  # dropout off inside
+    assert mean_loss(model, batches) == pytest.approx(want, rel=1e-6)  # dropout off inside
     assert model.training
-    assert math.isnan(evaluate(model, []))
+    assert math.isnan(mean_loss(model, []))
     eval_set = list(eval_batches(val.dataset, 4, num_batches=2))
     assert len(eval_set) == 2 and eval_set[0][0].shape == (4, 8)
 
@@ -290,6 +291,21 @@ def test_train_step_is_the_loops_step_and_skips_a_non_finite_update():
     assert math.isnan(bad) and all(torch.equal(p, q) for p, q in zip(a.parameters(), before, strict=True))
     with pytest.raises(ValueError, match="micro-batch"):
         train_step(a, opt_a, [])
+
+
+def test_run_steps_records_each_step_and_evaluates_on_schedule():
+    model, seen = torch.nn.Linear(2, 2).train(), []
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
+    losses = {3: [], 4: [1.0, 2.0]}  # step 3 took no update (NaN), step 4 two
+    history = run_steps(model, optimizer, RunHistory(seconds=10.0), lambda s: losses.get(s, [0.25]),
+                        last_step=5, done=1, eval_every=2, on_eval=seen.append, progress=False)
+    assert history.steps == [2, 3, 4, 5] and history.lrs == [0.5] * 4 and history.eval_steps == seen == [2, 4, 5]
+    assert history.losses[0] == 0.25 and math.isnan(history.losses[1]) and history.losses[2:] == [1.5, 0.25]
+    assert history.seconds >= 10.0 and not model.training  # a resumed run's time goes on; eval mode after
+    with pytest.raises(FloatingPointError, match=r"^the loss at step 1 is -inf \(not finite, lr 0\.5\): the run "
+                                                 r"diverged, and this step's update was not applied\. Try again\.$"):
+        run_steps(model, optimizer, RunHistory(), lambda s: [0.1, -math.inf], last_step=2, progress=False,
+                  hint="Try again.")
 
 
 def test_cross_entropy_reference_matches_functional():

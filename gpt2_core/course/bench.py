@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import math
 import os
 import platform
@@ -49,7 +48,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from ..files import write_file_atomically
+from ..files import write_json
 from ..model.config import GPTConfig
 from ..model.generation import generate
 from ..model.gpt import GPTModel
@@ -238,8 +237,9 @@ def bench_bpe(n_chars: int, vocab_size: int, naive_chars: int, repeats: int) -> 
     small = text[:naive_chars]
     small_vocab = 256 + 200
     t = interleaved({"fast": lambda: BPETokenizer.train(small, small_vocab),
-                     "naive": lambda: BPETokenizer.train_naive(small, small_vocab)}, 1, warmup=0)
-    same_merges = BPETokenizer.train(small, small_vocab).merges == BPETokenizer.train_naive(small, small_vocab).merges
+                     "naive": lambda: BPETokenizer.train(small, small_vocab, naive=True)}, 1, warmup=0)
+    naive_merges = BPETokenizer.train(small, small_vocab, naive=True).merges
+    same_merges = BPETokenizer.train(small, small_vocab).merges == naive_merges
     rows.append(Row(f"BPE train {vocab_size} vocab on {mb:.1f} MB", f"{t_train:.1f} s", "target <= 10 s",
                     10.0 / t_train))
     rows.append(Row(f"BPE train {small_vocab} vocab on {len(small) // 1000} kB", f"{t['fast'].wall:.2f} s",
@@ -290,7 +290,7 @@ def write_bench(path: Path, rows: list[Row], **run: object) -> Path:
     """Write the rows and how they were measured (``run``: command, date, machine, peak, repeats, ...) to
     ``path`` as JSON, from which ``python -m gpt2_core.course.results`` renders the README's benchmark table."""
     data = {**run, "rows": [{**vars(r), "ratio": r.ratio if math.isfinite(r.ratio) else None} for r in rows]}
-    return write_file_atomically(Path(path), (json.dumps(data, indent=2) + "\n").encode("utf-8"))
+    return write_json(path, data)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -24,25 +24,8 @@ from ..model.hf_weights import WeightsDownloadError, from_hf, from_pretrained
 from ..pretraining.checkpoint import load_checkpoint
 from ..profile import get_device, profile_name, seed_everything
 from ..text.ranks import gpt2_encoding
+from .cli import number
 from .reference import ReferenceModelError, load_reference
-
-
-def _number(kind: type, low: float | None = None, high: float | None = None) -> Callable[[str], float]:
-    """An argparse type: a ``kind`` number in [low, high], else a one-line usage error."""
-
-    def parse(text: str) -> float:
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected {'an integer' if kind is int else 'a number'}, "
-                                             f"got {text!r}") from None
-        if (low is not None and value < low) or (high is not None and value > high) or value != value:
-            bounds = " and ".join(f"{op} {b:g}" for op, b in ((">=", low), ("<=", high)) if b is not None)
-            raise argparse.ArgumentTypeError(f"must be {bounds}, got {text}")
-        return value
-
-    parse.__name__ = kind.__name__  # argparse names the type in its messages
-    return parse
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -57,11 +40,11 @@ def build_parser() -> argparse.ArgumentParser:
     prompt.add_argument("--prompt", default="The Congress of the United States", help="text to continue")
     prompt.add_argument("--prompt-file", metavar="PATH",
                         help="read the text to continue from a UTF-8 text file (for long or multi-line prompts)")
-    parser.add_argument("--max-new-tokens", type=_number(int, 0), default=50, help="how many tokens to add")
-    parser.add_argument("--temperature", type=_number(float, 0), default=0.0,
+    parser.add_argument("--max-new-tokens", type=number(int, 0), default=50, help="how many tokens to add")
+    parser.add_argument("--temperature", type=number(float, 0), default=0.0,
                         help="0 = greedy (default); > 0 samples, higher is more random")
-    parser.add_argument("--top-k", type=_number(int, 1), default=None, help="sample only from the k most likely tokens")
-    parser.add_argument("--top-p", type=_number(float, 1e-9, 1), default=None,
+    parser.add_argument("--top-k", type=number(int, 1), default=None, help="sample only from the k most likely tokens")
+    parser.add_argument("--top-p", type=number(float, 0, 1, above=True), default=None,
                         help="nucleus sampling: the smallest set of tokens with this much probability")
     parser.add_argument("--seed", type=int, default=123, help="random seed for sampling (default 123)")
     parser.add_argument("--no-cache", action="store_true", help="recompute every step instead of a KV cache")

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import statistics
 import time
 from collections.abc import Callable, Sequence
@@ -32,7 +31,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..files import write_file_atomically
+from ..files import write_json
 from ..finetuning.instruction_eval import generate_answers, is_correct, score_answers, summarise
 from ..finetuning.instruction_prompts import InstructionDataset, instruction_loader
 from ..finetuning.instruction_sets import course_instructions
@@ -100,7 +99,7 @@ def freeze_token_embedding(model: GPTModel) -> int:
 
 def fine_tune(model: nn.Module, tokenizer: Any, records: Sequence[dict], recipe: InstructionRecipe, seed: int,
               lr: float | None = None, weight_decay: float | None = None,
-              evaluate: Callable[[nn.Module], dict] | None = None, eval_every: int = 0, desc: str = "fine-tuning",
+              metrics_fn: Callable[[nn.Module], dict] | None = None, eval_every: int = 0, desc: str = "fine-tuning",
               progress: bool = True) -> FinetuneHistory:
     """``recipe.steps`` steps of the instruction loss (answers only) on ``records``, seeded."""
     seed_everything(seed)
@@ -111,7 +110,7 @@ def fine_tune(model: nn.Module, tokenizer: Any, records: Sequence[dict], recipe:
                             warmup_steps=max(1, round(recipe.warmup * recipe.steps)),
                             weight_decay=recipe.weight_decay if weight_decay is None else weight_decay,
                             eval_every=eval_every, seed=seed, desc=desc, progress=progress)
-    return finetune(model, loader, lm_loss, config, evaluate)
+    return finetune(model, loader, lm_loss, config, metrics_fn)
 
 
 def full_fine_tune(model: GPTModel, tokenizer: Any, records: Sequence[dict], recipe: InstructionRecipe,
@@ -307,8 +306,7 @@ def merge_methods(parts: Sequence[dict]) -> dict:
 def write_merged(parts: Sequence[str], out: str, merge: Callable[[list[dict]], dict]) -> int:
     """The ``merge`` command of a measuring module: read the pieces, ``merge`` them, write the result atomically."""
     merged = merge([read_measurement(p) for p in parts])
-    Path(out).parent.mkdir(parents=True, exist_ok=True)
-    write_file_atomically(Path(out), (json.dumps(merged, indent=1) + "\n").encode("utf-8"))
+    write_json(out, merged)
     print(f"wrote {out}: {merged['command']}")
     return 0
 

@@ -98,7 +98,6 @@ benchmark files; four or more significant digits, as above) or by ``notebooks/fa
 
 from __future__ import annotations
 
-import html
 import json
 import re
 import sys
@@ -109,125 +108,27 @@ from ..finetuning.compare import from_record  # the library's rule decides; pros
 from .prose_numbers import (
     FACTS_DIR,
     MIN_GLOBAL_DIGITS,
-    REPRODUCE,
     Found,
     Number,
     Outputs,
     Problem,
+    claim_key,
+    command_exists,
+    fact_key,
+    is_claim,
     mask,
     numbers_in_output,
     numbers_in_prose,
+    output_text,
+    read_facts,
+    reproducing_commands,
+    sentence_at,
 )
-
-
-def _output_text(output: dict) -> str:
-    """The text a reader sees of one output: stdout, and the plain/markdown/html of a value (tags stripped)."""
-    def joined(value: object) -> str:
-        return "".join(value) if isinstance(value, list) else str(value)
-
-    if output.get("output_type") == "stream":
-        return joined(output.get("text", "")) if output.get("name") == "stdout" else ""
-    data = output.get("data", {})
-    parts = [joined(data[k]) for k in ("text/plain", "text/markdown") if k in data]
-    if "text/html" in data:
-        parts.append(html.unescape(re.sub(r"<[^>]+>", " ", joined(data["text/html"]))))
-    return "\n".join(parts)
-
-
-def _sentence(text: str, offset: int) -> str:
-    """The sentence (or table row) of ``text`` around ``offset``, on one line."""
-    line_start = text.rfind("\n", 0, offset) + 1
-    line_end = text.find("\n", offset)
-    line_end = len(text) if line_end < 0 else line_end
-    if text[line_start:line_end].lstrip().startswith("|"):
-        return " ".join(text[line_start:line_end].split())
-    blank = text.rfind("\n\n", 0, offset)
-    para_start = blank + 2 if blank >= 0 else 0
-    para_end = text.find("\n\n", offset)
-    para_end = len(text) if para_end < 0 else para_end
-    para = text[para_start:para_end]
-    at = offset - para_start
-    bounds = [0] + [m.end() for m in re.finditer(r"[.!?:;]\s+(?=[A-Z*(\[`\"'0-9-])", para)] + [len(para)]
-    for lo, hi in zip(bounds, bounds[1:], strict=False):
-        if lo <= at < hi:
-            sentence = " ".join(para[lo:hi].split())
-            return sentence if len(sentence) <= 400 else sentence[:397] + "..."
-    return " ".join(para.split())[:400]
 
 
 def _sections(lines_before: Iterable[str]) -> int:
     """How many sections (``#`` and ``##`` headings) start in these (masked) lines."""
     return sum(1 for line in lines_before if re.match(r"\s{0,3}#{1,2}\s", line))
-
-
-def command_exists(command: str, root: Path) -> bool:
-    """Whether a reproducing command names something in the repository (a module with a ``__main__``,
-    a script, a make target); its options are not checked."""
-    words = command.split()
-    while words and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*=\S*", words[0]):
-        words = words[1:]  # GPT2_COURSE_PROFILE=default ...
-    if not words:
-        return False
-    if words[0] == "make":
-        targets = [w for w in words[1:] if not w.startswith("-") and "=" not in w] or ["all"]
-        makefile = root / "Makefile"
-        text = makefile.read_text(encoding="utf-8") if makefile.is_file() else ""
-        return all(re.search(rf"^{re.escape(t)}\s*:", text, re.M) for t in targets)
-    if re.fullmatch(r"(?:\S*/)?python3?(?:\.\d+)?|torchrun", words[0]):
-        rest = words[1:]
-        if "-m" in rest and rest.index("-m") + 1 < len(rest):
-            module = rest[rest.index("-m") + 1]
-            if not module.startswith("gpt2_core"):
-                return False
-            base = root.joinpath(*module.split("."))
-            if (base / "__main__.py").is_file():
-                return True
-            file = base.with_suffix(".py")
-            return file.is_file() and "__main__" in file.read_text(encoding="utf-8")
-        scripts = [w for w in rest if w.endswith(".py")]
-        return bool(scripts) and (root / scripts[0]).is_file()
-    return False
-
-
-def reproducing_commands(text: str) -> list[str]:
-    """The commands in backticks of the sentences of ``text`` that say they reproduce something."""
-    commands = []
-    for para in re.split(r"\n\s*\n", text):
-        for sentence in re.split(r"(?<=[.!?;])\s+", para):
-            if REPRODUCE.search(re.sub(r"`[^`]*`", "", sentence)):
-                commands += [c for c in re.findall(r"`([^`]+)`", sentence)
-                             if re.match(r"\s*(?:[A-Za-z_]\w*=\S*\s+)*(?:make|torchrun|(?:\S*/)?python3?)\b", c)]
-    return commands
-
-
-def read_facts(path: Path) -> tuple[dict[str, str], list[Problem]]:
-    """The facts list at ``path`` ({number as written: its source}) and what is wrong with it."""
-    if not path.is_file():
-        return {}, []
-    try:
-        facts = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        return {}, [Problem("bad facts file", str(path), path.name, str(e))]
-    if not isinstance(facts, dict):
-        return {}, [Problem("bad facts file", str(path), path.name, "must be a JSON object {number: source}")]
-    problems = [Problem("fact without source", k, path.name) for k, v in facts.items()
-                if not isinstance(v, str) or len(v.split()) < 2]
-    return {(claim_key(k) if is_claim(k) else fact_key(k)): v for k, v in facts.items()}, problems
-
-
-def fact_key(text: str) -> str:
-    """How a number is looked up in a facts list: as written, without spaces, ``×`` read as ``x``."""
-    return "".join(text.split()).replace("×", "x")
-
-
-def is_claim(key: str) -> bool:
-    """Whether a facts-list key is a claim (a piece of a sentence: three or more words), not a number."""
-    return len(key.split()) >= 3
-
-
-def claim_key(text: str) -> str:
-    """How a claim is matched against a sentence: as written, runs of whitespace read as one space."""
-    return " ".join(text.split())
 
 
 def _check_found(found: list[Found], backed: Callable[[Found], bool], facts: dict[str, str], facts_name: str,
@@ -251,7 +152,7 @@ def notebook_outputs(cells: list[dict]) -> Outputs:
     for i, cell in enumerate(cells):
         if cell.get("cell_type") != "code":
             continue
-        numbers = [n for o in cell.get("outputs", []) for n in numbers_in_output(_output_text(o))]
+        numbers = [n for o in cell.get("outputs", []) for n in numbers_in_output(output_text(o))]
         out.by_cell[i] = numbers
         out.everywhere += numbers
     return out
@@ -287,7 +188,7 @@ def check_notebook(path: Path, facts_path: Path | None = None, root: Path | None
                                         "a reproducing command must exist in the repository"))
         for offset, number in numbers_in_prose(source, masked):
             section = headings + _sections(masked[:offset].splitlines())
-            found.append(Found(number, i, section, _sentence(source, offset), offset))
+            found.append(Found(number, i, section, sentence_at(source, offset), offset))
         headings += _sections(masked.splitlines())
         section_of_cell[i] = headings
 
@@ -325,7 +226,7 @@ def _directions(source: str) -> list[tuple[str, str]]:
         line = masked[masked.rfind("\n", 0, m.start()) + 1:]
         if re.match(r"\s{0,3}#", line) or _NOT_A_RESULT.search(masked[max(0, m.start() - 12):m.end() + 12]):
             continue  # a heading, a target, a threshold or a position
-        sentence = _sentence(source, m.start())
+        sentence = sentence_at(source, m.start())
         if not sentence.rstrip(" *_").endswith("?"):
             found.setdefault(sentence, m.group(0))
     return [(word, sentence) for sentence, word in found.items()]
@@ -363,7 +264,7 @@ def check_conclusions(notebook: Path, results: Path) -> list[Problem]:
     if not isinstance(records, list):
         return [Problem("bad conclusions", results.name, results.name, "'conclusions' must be a list of records")]
     cells = json.loads(notebook.read_text(encoding="utf-8"))["cells"]
-    shown = claim_key(" ".join(_output_text(o) for c in cells if c.get("cell_type") == "code"
+    shown = claim_key(" ".join(output_text(o) for c in cells if c.get("cell_type") == "code"
                                for o in c.get("outputs", [])))
     problems = []
     for i, record in enumerate(records):
@@ -420,7 +321,7 @@ def check_readme(path: Path, results: Path | None = None, facts_path: Path | Non
         masked = masked[:start] + re.sub(r"[^\n]", " ", masked[start:end]) + masked[end:]
     printed = [n for file in sorted(results.glob("*.json"))
                for n in _json_numbers(json.loads(file.read_text(encoding="utf-8")))]
-    found = [Found(n, 0, 0, _sentence(text, offset), offset) for offset, n in numbers_in_prose(text, masked)]
+    found = [Found(n, 0, 0, sentence_at(text, offset), offset) for offset, n in numbers_in_prose(text, masked)]
 
     def backed(f: Found) -> bool:
         return f.number.digits >= MIN_GLOBAL_DIGITS and any(o.rounds_to(f.number) for o in printed)

@@ -1,12 +1,17 @@
-"""Reading numbers: what counts as a number in prose (and how precisely it is written), and the numbers
-in an output, for :mod:`gpt2_core.course.prose` (the rule itself, and what backs a number, is documented there).
+"""Reading a notebook's prose and outputs for :mod:`gpt2_core.course.prose` (the rules themselves, and what
+backs a number or a direction, are documented there): what counts as a number in prose (and how precisely it
+is written), the numbers in an output, the text of an output, the sentence around a place, the facts list and
+the reproducing commands.
 """
 
 from __future__ import annotations
 
+import html
+import json
 import re
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_EVEN, ROUND_HALF_UP, Decimal, InvalidOperation
+from pathlib import Path
 
 FACTS_DIR = "facts"  # notebooks/facts/<stem>.json
 MIN_INTEGER_DIGITS = 4  # a bare integer counts from this many digits (or with thousands separators)
@@ -217,3 +222,108 @@ def numbers_in_output(text: str) -> list[Number]:
         except InvalidOperation:
             continue
     return out
+
+
+def output_text(output: dict) -> str:
+    """The text a reader sees of one output: stdout, and the plain/markdown/html of a value (tags stripped)."""
+    def joined(value: object) -> str:
+        return "".join(value) if isinstance(value, list) else str(value)
+
+    if output.get("output_type") == "stream":
+        return joined(output.get("text", "")) if output.get("name") == "stdout" else ""
+    data = output.get("data", {})
+    parts = [joined(data[k]) for k in ("text/plain", "text/markdown") if k in data]
+    if "text/html" in data:
+        parts.append(html.unescape(re.sub(r"<[^>]+>", " ", joined(data["text/html"]))))
+    return "\n".join(parts)
+
+
+def sentence_at(text: str, offset: int) -> str:
+    """The sentence (or table row) of ``text`` around ``offset``, on one line."""
+    line_start = text.rfind("\n", 0, offset) + 1
+    line_end = text.find("\n", offset)
+    line_end = len(text) if line_end < 0 else line_end
+    if text[line_start:line_end].lstrip().startswith("|"):
+        return " ".join(text[line_start:line_end].split())
+    blank = text.rfind("\n\n", 0, offset)
+    para_start = blank + 2 if blank >= 0 else 0
+    para_end = text.find("\n\n", offset)
+    para_end = len(text) if para_end < 0 else para_end
+    para = text[para_start:para_end]
+    at = offset - para_start
+    bounds = [0] + [m.end() for m in re.finditer(r"[.!?:;]\s+(?=[A-Z*(\[`\"'0-9-])", para)] + [len(para)]
+    for lo, hi in zip(bounds, bounds[1:], strict=False):
+        if lo <= at < hi:
+            sentence = " ".join(para[lo:hi].split())
+            return sentence if len(sentence) <= 400 else sentence[:397] + "..."
+    return " ".join(para.split())[:400]
+
+
+def command_exists(command: str, root: Path) -> bool:
+    """Whether a reproducing command names something in the repository (a module with a ``__main__``,
+    a script, a make target); its options are not checked."""
+    words = command.split()
+    while words and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*=\S*", words[0]):
+        words = words[1:]  # GPT2_COURSE_PROFILE=default ...
+    if not words:
+        return False
+    if words[0] == "make":
+        targets = [w for w in words[1:] if not w.startswith("-") and "=" not in w] or ["all"]
+        makefile = root / "Makefile"
+        text = makefile.read_text(encoding="utf-8") if makefile.is_file() else ""
+        return all(re.search(rf"^{re.escape(t)}\s*:", text, re.M) for t in targets)
+    if re.fullmatch(r"(?:\S*/)?python3?(?:\.\d+)?|torchrun", words[0]):
+        rest = words[1:]
+        if "-m" in rest and rest.index("-m") + 1 < len(rest):
+            module = rest[rest.index("-m") + 1]
+            if not module.startswith("gpt2_core"):
+                return False
+            base = root.joinpath(*module.split("."))
+            if (base / "__main__.py").is_file():
+                return True
+            file = base.with_suffix(".py")
+            return file.is_file() and "__main__" in file.read_text(encoding="utf-8")
+        scripts = [w for w in rest if w.endswith(".py")]
+        return bool(scripts) and (root / scripts[0]).is_file()
+    return False
+
+
+def reproducing_commands(text: str) -> list[str]:
+    """The commands in backticks of the sentences of ``text`` that say they reproduce something."""
+    commands = []
+    for para in re.split(r"\n\s*\n", text):
+        for sentence in re.split(r"(?<=[.!?;])\s+", para):
+            if REPRODUCE.search(re.sub(r"`[^`]*`", "", sentence)):
+                commands += [c for c in re.findall(r"`([^`]+)`", sentence)
+                             if re.match(r"\s*(?:[A-Za-z_]\w*=\S*\s+)*(?:make|torchrun|(?:\S*/)?python3?)\b", c)]
+    return commands
+
+
+def read_facts(path: Path) -> tuple[dict[str, str], list[Problem]]:
+    """The facts list at ``path`` ({number as written: its source}) and what is wrong with it."""
+    if not path.is_file():
+        return {}, []
+    try:
+        facts = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        return {}, [Problem("bad facts file", str(path), path.name, str(e))]
+    if not isinstance(facts, dict):
+        return {}, [Problem("bad facts file", str(path), path.name, "must be a JSON object {number: source}")]
+    problems = [Problem("fact without source", k, path.name) for k, v in facts.items()
+                if not isinstance(v, str) or len(v.split()) < 2]
+    return {(claim_key(k) if is_claim(k) else fact_key(k)): v for k, v in facts.items()}, problems
+
+
+def fact_key(text: str) -> str:
+    """How a number is looked up in a facts list: as written, without spaces, ``×`` read as ``x``."""
+    return "".join(text.split()).replace("×", "x")
+
+
+def is_claim(key: str) -> bool:
+    """Whether a facts-list key is a claim (a piece of a sentence: three or more words), not a number."""
+    return len(key.split()) >= 3
+
+
+def claim_key(text: str) -> str:
+    """How a claim is matched against a sentence: as written, runs of whitespace read as one space."""
+    return " ".join(text.split())

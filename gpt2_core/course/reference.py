@@ -43,7 +43,7 @@ import torch
 from ..files import sha256
 from ..model.gpt import GPTModel
 from ..model.hf_weights import WeightsDownloadError, from_pretrained
-from ..pretraining.checkpoint import IncompleteCheckpointError, load_checkpoint, save_checkpoint
+from ..pretraining.checkpoint import IncompleteCheckpointError, checkpoint_info, load_checkpoint, save_checkpoint
 from ..pretraining.loop import train
 from ..pretraining.recipes import (
     REFERENCE_RECIPE,
@@ -134,7 +134,7 @@ def load_reference(device: torch.device | str | None = None, path: str | os.Path
 def reference_info(path: str | os.PathLike | None = None) -> dict:
     """What the reference model's config records: model config, recipe, training, validation figures."""
     path = Path(path) if path is not None else reference_dir()
-    return json.loads((path / "config.json").read_text(encoding="utf-8"))
+    return checkpoint_info(path)["meta"]
 
 
 def reference_history(path: str | os.PathLike | None = None) -> dict:

@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 
 from ..checks import check_choice, check_int
-from ..files import write_file_atomically
+from ..files import write_file_atomically, write_json
 from ..profile import PROFILES, data_dir, profile_name
 from .notebook_tools import reading_table
 
@@ -78,7 +78,7 @@ def write_results(chapter: int, values: dict, profile: str | None = None) -> Pat
     data = {"profile": name, **values}
     _check(data, f"ch{chapter:02d}")
     path = results_dir(name) / f"ch{chapter:02d}.json"
-    return write_file_atomically(path, (json.dumps(data, indent=2, sort_keys=True) + "\n").encode("utf-8"))
+    return write_json(path, data)
 
 
 def write_measurement(path: str | Path, prog: str, argv: list[str] | None, result: dict) -> dict:
@@ -94,7 +94,7 @@ def write_measurement(path: str | Path, prog: str, argv: list[str] | None, resul
     data = {"measured": datetime.date.today().isoformat(), "profile": profile_name(),
             "command": " ".join([f"python -m {prog}", *kept]), "torch_threads": torch.get_num_threads(), **result}
     _check(data, str(path))
-    write_file_atomically(Path(path), (json.dumps(data, indent=1) + "\n").encode("utf-8"))
+    write_json(path, data)
     return data
 
 

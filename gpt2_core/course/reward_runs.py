@@ -140,15 +140,15 @@ def _finetune_config(recipe: RewardRecipe, seed: int, desc: str, progress: bool,
 
 
 def greedy_tracker(tokenizer: Any, records: Sequence[dict], max_new: int) -> Callable[[nn.Module], dict]:
-    """``evaluate(model)``: greedy exact match on the supported families of ``records`` (a validation set)."""
+    """A ``metrics_fn(model)``: greedy exact match on the supported families of ``records`` (a validation set)."""
     supported = [r for r in records if r["family"] in SUPPORTED]
 
-    def evaluate(model: nn.Module) -> dict:
+    def validation(model: nn.Module) -> dict:
         answers = generate_answers(model, tokenizer, supported, max_new)
         return {"validation": sum(is_right(a, r["output"]) for r, a in zip(supported, answers, strict=True))
                 / len(supported)}
 
-    return evaluate
+    return validation
 
 
 def run_best_of_k(start: nn.Module, tokenizer: Any, pool: Sequence[dict], answers: Sequence[Sequence[Answer]],
@@ -180,7 +180,7 @@ def run_dpo(start: nn.Module, reference: nn.Module, tokenizer: Any, pairs: Seque
     loader = dpo_loader(pairs, eot, max(1, recipe.batch // 2), seed=seed, device=next(model.parameters()).device)
     watched = list(pairs[:200])
 
-    def evaluate(policy: nn.Module) -> dict:
+    def pair_metrics(policy: nn.Module) -> dict:
         stats = {f"train {k}": v for k, v in pair_statistics(policy, reference, watched, eot).items()}
         if validation_pairs:
             stats.update({f"validation {k}": v for k, v in pair_statistics(policy, reference, validation_pairs,
@@ -188,12 +188,12 @@ def run_dpo(start: nn.Module, reference: nn.Module, tokenizer: Any, pairs: Seque
         return stats
 
     history = finetune(model, loader, dpo_loss_fn(reference, recipe.dpo_beta, recipe.dpo_nll),
-                       _finetune_config(recipe, seed, "DPO", progress, recipe.track_every), evaluate)
+                       _finetune_config(recipe, seed, "DPO", progress, recipe.track_every), pair_metrics)
     return model, history
 
 
 def run_grpo(start: nn.Module, reference: nn.Module, tokenizer: Any, records: Sequence[dict], recipe: RewardRecipe,
-             seed: int = 123, evaluate: Callable[[nn.Module], dict] | None = None, progress: bool = True,
+             seed: int = 123, metrics_fn: Callable[[nn.Module], dict] | None = None, progress: bool = True,
              desc: str = "GRPO") -> tuple[nn.Module, GRPOHistory]:
     """GRPO from a copy of ``start`` on ``records`` at the chapter's budget (:class:`RewardRecipe`)."""
     model = policy_from(start)
@@ -205,7 +205,7 @@ def run_grpo(start: nn.Module, reference: nn.Module, tokenizer: Any, records: Se
                         reward_fn=REWARDS[recipe.reward],
                         eval_every=max(1, recipe.track_every // recipe.minibatches) if recipe.track_every else 0,
                         seed=seed, desc=desc, progress=progress)
-    return model, train_grpo(model, reference, tokenizer, records, config, evaluate)
+    return model, train_grpo(model, reference, tokenizer, records, config, metrics_fn)
 
 
 def run_more_sft(start: nn.Module, tokenizer: Any, pool: Sequence[dict], recipe: RewardRecipe, seed: int = 123,
@@ -218,7 +218,7 @@ def run_more_sft(start: nn.Module, tokenizer: Any, pool: Sequence[dict], recipe:
 
 
 def run_methods(start: nn.Module, tokenizer: Any, recipe: RewardRecipe, seed: int, methods: Sequence[str],
-                progress: bool = False, evaluate: Callable[[nn.Module], dict] | None = None,
+                progress: bool = False, metrics_fn: Callable[[nn.Module], dict] | None = None,
                 sampled: tuple[list[dict], list[list[Answer]]] | None = None) -> dict[str, tuple[nn.Module, Any]]:
     """Each named method (``best-of-k``, ``DPO``, ``GRPO``, ``more SFT``) once from ``start``, seeded:
     {method: (model, history)}. The pool is sampled once, by the start, for all of them (``sampled``: the
@@ -238,7 +238,7 @@ def run_methods(start: nn.Module, tokenizer: Any, recipe: RewardRecipe, seed: in
                                   seed, progress)
         elif method == "GRPO":
             records = frontier(pool, answers) if recipe.frontier_only else pool
-            out[method] = run_grpo(start, reference, tokenizer, records, recipe, seed, evaluate, progress)
+            out[method] = run_grpo(start, reference, tokenizer, records, recipe, seed, metrics_fn, progress)
         elif method == "more SFT":
             out[method] = run_more_sft(start, tokenizer, pool, recipe, seed, progress)
         else:
@@ -290,7 +290,7 @@ def search(names: Sequence[str], seed: int = 123, progress: bool = False) -> dic
         recipe = dataclasses.replace(base, **changes)
         t0 = time.perf_counter()
         same_pool = (recipe.pool, recipe.procedure_share) == (base.pool, base.procedure_share)
-        model, history = run_methods(start, tokenizer, recipe, seed, [method], progress, evaluate=track,
+        model, history = run_methods(start, tokenizer, recipe, seed, [method], progress, metrics_fn=track,
                                      sampled=sampled if same_pool else None)[method]
         row = {"method": method, "recipe": recipe.to_dict(), **_validation_scores(model, tokenizer, sets),
                "history": _history_dict(history), "seconds": round(time.perf_counter() - t0, 1)}

@@ -107,7 +107,7 @@ def training_windows(train: WindowedTexts, recipe: SpamRecipe) -> WindowedTexts:
 
 
 def fine_tune(model: GPTModel, train: WindowedTexts, recipe: SpamRecipe, seed: int,
-              evaluate: Any = None, eval_every: int = 0, desc: str = "fine-tuning", progress: bool = True
+              metrics_fn: Any = None, eval_every: int = 0, desc: str = "fine-tuning", progress: bool = True
               ) -> FinetuneHistory:
     """Fine-tune the classifier on ``train``'s windows (every one, with its e-mail's label), seeded."""
     windows = training_windows(train, recipe)
@@ -115,7 +115,7 @@ def fine_tune(model: GPTModel, train: WindowedTexts, recipe: SpamRecipe, seed: i
     config = FinetuneConfig(steps=steps, lr=recipe.lr, warmup_steps=round(recipe.warmup * steps), seed=seed,
                             eval_every=eval_every, desc=desc, progress=progress)
     return finetune(model, windows.loader(recipe.batch_size, shuffle=True, seed=seed), clf.classification_loss,
-                    config, evaluate)
+                    config, metrics_fn)
 
 
 def scores(result: dict, table: pd.DataFrame) -> dict:
@@ -183,7 +183,7 @@ def learning_curve(labels: Sequence[int], seeds: Sequence[int], recipe: SpamReci
             for method, state in states.items():
                 model = start_model(cfg, state, recipe, seed, device)
                 fine_tune(model, train, recipe, seed, desc=f"{method}, {n} labels, seed {seed}", progress=progress)
-                per_seed[method].append(scores(clf.evaluate_windows(model, data.test, recipe.window_pooling),
+                per_seed[method].append(scores(clf.classifier_metrics(model, data.test, recipe.window_pooling),
                                                data.test_df))
             print(f"{n:>5} labels, seed {seed}: " + ", ".join(f"{m} {per_seed[m][-1]['accuracy']:.1%}"
                                                               for m in METHODS), flush=True)
@@ -263,8 +263,9 @@ def recipe_search(n_labels: int, seeds: Sequence[int], recipe: SpamRecipe, per_c
             fine_tune(model, train, variant, seed, desc=readings[0][0], progress=progress)
             val_logits, test_logits = clf.window_logits(model, val), clf.window_logits(model, test)
             for label, how in readings:
-                found[label]["validation"].append(clf.evaluate_windows(model, val, how, logits=val_logits)["accuracy"])
-                test_scores = scores(clf.evaluate_windows(model, test, how, logits=test_logits), data.test_df)
+                val_scores = clf.classifier_metrics(model, val, how, logits=val_logits)
+                found[label]["validation"].append(val_scores["accuracy"])
+                test_scores = scores(clf.classifier_metrics(model, test, how, logits=test_logits), data.test_df)
                 found[label]["test"].append(test_scores["accuracy"])
                 found[label]["test_hard_ham"].append(test_scores["hard_ham"])
         for label, how in readings:

@@ -20,7 +20,7 @@ import argparse
 import dataclasses
 import math
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -36,28 +36,10 @@ from ..pretraining.optim import on_for_cuda
 from ..pretraining.recipes import course_data, course_recipe, course_tokenizer
 from ..pretraining.step import perplexity
 from ..profile import get_device, profile_name
+from .cli import number
 
-
-def _number(kind: type, low: float, strict: bool) -> Callable[[str], float]:
-    """An argparse type: a ``kind`` number > low (strict) or >= low, else a one-line usage error."""
-    bound = f"{'>' if strict else '>='} {low:g}"
-
-    def parse(text: str) -> float:
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected {'an integer' if kind is int else 'a number'}, "
-                                             f"got {text!r}") from None
-        if not (value > low if strict else value >= low):
-            raise argparse.ArgumentTypeError(f"must be {bound}, got {text}")
-        return value
-
-    parse.__name__ = kind.__name__  # argparse names the type in its messages
-    return parse
-
-
-POSITIVE_INT, COUNT, POSITIVE, NON_NEGATIVE = _number(int, 0, True), _number(int, 0, False), \
-    _number(float, 0, True), _number(float, 0, False)
+POSITIVE_INT, COUNT, POSITIVE, NON_NEGATIVE = (number(int, 0, above=True), number(int, 0),
+                                               number(float, 0, above=True), number(float, 0))
 
 
 def _checkpoint_dir(text: str) -> str:

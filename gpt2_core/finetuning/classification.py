@@ -1,4 +1,4 @@
-"""A GPT that classifies (chapter 6): a new head, pooling, freezing, the loss, metrics, predictions.
+"""A GPT that classifies (chapter 6): a new head, pooling, freezing, the loss, one evaluation, predictions.
 
 GPT-1 (Radford et al., 2018) keeps the pretrained network, adds a small linear head that reads the
 last token's vector, and fine-tunes *the whole network* (with the language-model loss as an
@@ -179,11 +179,14 @@ def window_logits(model: GPTModel, texts: WindowedTexts, batch_size: int = 128) 
     return out
 
 
-def evaluate_windows(model: GPTModel, texts: WindowedTexts, how: str = "mean", positive: int = 1,
-                     logits: torch.Tensor | None = None) -> dict:
-    """:func:`evaluate` for texts read whole: every window is run, and their logits pooled per text (``how``).
+def classifier_metrics(model: GPTModel, texts: WindowedTexts, how: str = "mean", positive: int = 1,
+                       logits: torch.Tensor | None = None) -> dict:
+    """The classifier's one evaluation: every window of ``texts`` is run and their logits pooled per text
+    (``how``; a text of one window is just that window: ``texts.first_windows()`` reads each text truncated).
 
-    Pass ``logits`` (from :func:`window_logits`) to pool one run several ways without running it again.
+    Returns the loss (cross-entropy of the pooled logits), accuracy, precision, recall and F1 of class
+    ``positive``, the confusion matrix, ``n`` (texts) and the predictions. Pass ``logits`` (from
+    :func:`window_logits`) to pool one run several ways without running it again.
     """
     logits = window_logits(model, texts) if logits is None else logits
     pooled = pool_windows(logits, texts.owner, texts.n_texts, how)
@@ -206,16 +209,19 @@ def classification_loss(model: GPTModel, batch: tuple[torch.Tensor, torch.Tensor
 
 
 def fine_tune_classifier(model: GPTModel, train_loader: DataLoader, config: FinetuneConfig,
-                         val_loader: DataLoader | None = None) -> FinetuneHistory:
+                         val_texts: WindowedTexts | None = None) -> FinetuneHistory:
     """:func:`~gpt2_core.finetuning.loop.finetune` with :func:`classification_loss`; validation accuracy and
-    loss are recorded at each evaluation when ``val_loader`` is given. Freeze (or not) before calling it."""
+    loss (:func:`classifier_metrics`) are recorded at each evaluation when ``val_texts`` is given. Freeze (or
+    not) before calling it."""
     _head(model)
+    if val_texts is not None and not isinstance(val_texts, WindowedTexts):
+        raise TypeError(f"val_texts must be WindowedTexts, got {type(val_texts).__name__}")
 
     def validate(m: GPTModel) -> dict:
-        result = evaluate(m, val_loader)
+        result = classifier_metrics(m, val_texts)
         return {"val_loss": result["loss"], "val_accuracy": result["accuracy"]}
 
-    return finetune(model, train_loader, classification_loss, config, validate if val_loader is not None else None)
+    return finetune(model, train_loader, classification_loss, config, validate if val_texts is not None else None)
 
 
 def confusion_matrix(y_true: Sequence[int], y_pred: Sequence[int], num_classes: int = 2) -> list[list[int]]:
@@ -250,34 +256,6 @@ def metrics_from_confusion(cm: Sequence[Sequence[int]], positive: int = 1) -> di
 
 
 @torch.no_grad()
-def predict(model: GPTModel, loader: DataLoader, max_batches: int | None = None) -> tuple[list[int], list[int], float]:
-    """True labels, predicted labels and mean loss over (up to ``max_batches`` of) ``loader``."""
-    _head(model)
-    y_true: list[int] = []
-    y_pred: list[int] = []
-    loss_sum = 0.0
-    with eval_mode(model):
-        for b, (input_ids, labels, last_index) in enumerate(loader):
-            if max_batches is not None and b >= max_batches:
-                break
-            logits = class_logits(model, input_ids, last_index)
-            loss_sum += F.cross_entropy(logits, labels.to(model.device), reduction="sum").item()
-            y_true += labels.tolist()
-            y_pred += logits.argmax(dim=-1).tolist()
-    return y_true, y_pred, loss_sum / max(len(y_true), 1)
-
-
-def evaluate(model: GPTModel, loader: DataLoader, positive: int = 1, max_batches: int | None = None) -> dict:
-    """Loss, accuracy, precision, recall, F1 (of class ``positive``), the confusion matrix and the predictions."""
-    y_true, y_pred, loss = predict(model, loader, max_batches)
-    if not y_true:
-        raise ValueError("the loader gave no examples to evaluate")
-    cm = confusion_matrix(y_true, y_pred, model.out_head.out_features)
-    return {"loss": loss, **metrics_from_confusion(cm, positive), "confusion": cm, "n": len(y_true),
-            "predictions": y_pred}
-
-
-@torch.no_grad()
 def classify(model: GPTModel, tokenizer: Any, text: str, max_length: int | None = None,
              labels: Sequence[str] = ("ham", "spam"), how: str = "mean") -> str:
     """The label the fine-tuned ``model`` gives ``text``, read whole: a text longer than ``max_length``
@@ -288,4 +266,4 @@ def classify(model: GPTModel, tokenizer: Any, text: str, max_length: int | None 
         raise ValueError(f"got {len(labels)} label names for a head with {head.out_features} classes")
     limit = min(max_length or model.cfg.context_length, model.cfg.context_length)
     texts = WindowedTexts([text], [0], tokenizer, limit)
-    return labels[int(evaluate_windows(model, texts, how)["predictions"][0])]
+    return labels[int(classifier_metrics(model, texts, how)["predictions"][0])]

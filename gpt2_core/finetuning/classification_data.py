@@ -1,9 +1,10 @@
-"""Texts for a classifier (chapter 6): encoded, truncated or cut into windows, batched with padding, and
-language-model windows.
+"""Texts for a classifier (chapter 6): encoded and cut into windows, batched with padding, and language-model
+windows.
 
 A text longer than the model's context can still be read whole: :class:`WindowedTexts` cuts each one into
 windows of at most ``window`` tokens, and every window becomes an example carrying its text's label (the
-classifier's :func:`~gpt2_core.finetuning.classification.evaluate_windows` pools them back into one answer).
+classifier's :func:`~gpt2_core.finetuning.classification.classifier_metrics` pools them back into one answer;
+``first_windows()`` keeps each text's first window, the text as a truncating reader sees it).
 
 Batches are right-padded with the tokenizer's ``<|endoftext|>`` id and carry each text's last index.
 Right padding is harmless under causal attention: positions before the pad never attend to it, so the
@@ -13,7 +14,6 @@ last real token's output, and the mean over the real tokens, are what they would
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -36,68 +36,6 @@ def _check_pad_id(pad_id: object) -> int:
     return check_int(pad_id, "pad_id (e.g. tokenizer.eot_token)", low=0)
 
 
-class ClassificationDataset(Dataset):
-    """Texts encoded to token ids (truncated to ``max_length``) with integer labels.
-
-    ``max_length=None`` uses the longest encoded text. Texts longer than ``max_length`` keep their
-    first ``max_length`` tokens; how many were cut is in ``n_truncated`` (and a warning says so).
-    Batches from :meth:`collate` are right-padded with ``pad_id`` (default: the tokenizer's
-    ``<|endoftext|>`` id) and carry each text's last index.
-    """
-
-    def __init__(self, texts: Sequence[str], labels: Sequence[int], tokenizer: Any, max_length: int | None = None,
-                 pad_id: int | None = None) -> None:
-        texts, labels = list(texts), [int(y) for y in labels]
-        if len(texts) != len(labels):
-            raise ValueError(f"got {len(texts)} texts but {len(labels)} labels; give one label per text")
-        if not texts:
-            raise ValueError("no texts given; a dataset needs at least one example")
-        if min(labels) < 0:
-            raise ValueError(f"labels must be class indices 0, 1, ...; got {min(labels)}")
-        if max_length is not None:
-            check_int(max_length, "max_length (None: the longest text)", low=1)
-        self.pad_id = _check_pad_id(check_tokenizer(tokenizer).eot_token if pad_id is None else pad_id)
-        # encode_ordinary: an e-mail that contains the text "<|endoftext|>" is just text
-        encoded = [tokenizer.encode_ordinary(_check_text(t, f"text {i}")) for i, t in enumerate(texts)]
-        self.max_length = max_length or max(len(ids) for ids in encoded)
-        self.n_truncated = sum(len(ids) > self.max_length for ids in encoded)
-        if self.n_truncated:
-            warnings.warn(f"{self.n_truncated} of {len(texts)} texts are longer than max_length="
-                          f"{self.max_length} tokens and were truncated to their first {self.max_length}",
-                          stacklevel=2)
-        self.ids = [ids[: self.max_length] for ids in encoded]
-        self.full_lengths = [len(ids) for ids in encoded]
-        self.labels = labels
-
-    def __len__(self) -> int:
-        return len(self.ids)
-
-    def __getitem__(self, i: int) -> tuple[list[int], int]:
-        return self.ids[i], self.labels[i]
-
-    def subset(self, indices: Sequence[int]) -> ClassificationDataset:
-        """A dataset of the examples at ``indices`` (already encoded: nothing is tokenized again)."""
-        out = object.__new__(ClassificationDataset)
-        indices = [int(i) for i in indices]
-        if not indices:
-            raise ValueError("indices is empty; a dataset needs at least one example")
-        out.ids = [self.ids[i] for i in indices]
-        out.full_lengths = [self.full_lengths[i] for i in indices]
-        out.labels = [self.labels[i] for i in indices]
-        out.max_length, out.pad_id = self.max_length, self.pad_id
-        out.n_truncated = sum(n > self.max_length for n in out.full_lengths)
-        return out
-
-    def collate(self, batch: Sequence[tuple[list[int], int]]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """``(input_ids, labels, last_index)``; see :func:`pad_collate`."""
-        return pad_collate(batch, self.pad_id)
-
-    def loader(self, batch_size: int = 8, shuffle: bool = False, seed: int = 123) -> DataLoader:
-        """A DataLoader over this dataset using :meth:`collate` (seeded shuffling)."""
-        gen = torch.Generator().manual_seed(seed)
-        return DataLoader(self, batch_size=batch_size, shuffle=shuffle, collate_fn=self.collate, generator=gen)
-
-
 def split_windows(ids: Sequence[int], window: int) -> list[list[int]]:
     """``ids`` cut into consecutive windows of ``window`` tokens (the last one shorter); one window if it fits."""
     check_int(window, "window (tokens per window, at most the model's context)", low=1)
@@ -118,6 +56,8 @@ class WindowedTexts(Dataset):
         texts, labels = list(texts), [int(y) for y in labels]
         if len(texts) != len(labels) or not texts:
             raise ValueError(f"got {len(texts)} texts and {len(labels)} labels; give one label per text (at least one)")
+        if min(labels) < 0:
+            raise ValueError(f"labels must be class indices 0, 1, ...; got {min(labels)}")
         self.pad_id = _check_pad_id(check_tokenizer(tokenizer).eot_token if pad_id is None else pad_id)
         self.window = check_int(window, "window (tokens per window, at most the model's context)", low=1)
         self.ids = [tokenizer.encode_ordinary(_check_text(t, f"text {i}")) for i, t in enumerate(texts)]

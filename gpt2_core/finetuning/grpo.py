@@ -12,30 +12,29 @@ measured it needs on a small model:
   so the step draws more questions until ``questions`` groups have one (at most ``max_draws`` draws);
 - the sampled batch split into ``minibatches`` optimizer steps (PPO's minibatches), so an update sees as many
   sequences as an offline method's and the policy ratio moves away from 1 within a step, where the clip binds;
-- greedy exact match on a validation set every ``eval_every`` steps (``evaluate``), as nanochat's RL does.
+- greedy exact match on a validation set every ``eval_every`` steps (``metrics_fn``), as nanochat's RL does.
 
 Each optimizer step is pretraining's :func:`~gpt2_core.pretraining.step.train_step`, the losses run with
-dropout off (the log-probabilities must be those of the policy that sampled).
+dropout off (the log-probabilities must be those of the policy that sampled), and the sampling steps run in
+pretraining's loop shell, :func:`~gpt2_core.pretraining.runner.run_steps`.
 """
 
 from __future__ import annotations
 
 import math
 import random
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from ..checks import check_int, check_number
 from ..pretraining.optim import OptimConfig, autocast_for, optimizer_for
-from ..pretraining.step import RunHistory, train_step
+from ..pretraining.runner import MetricsFn, RunHistory, check_metrics_fn, measure, run_steps
+from ..pretraining.step import train_step
 from .instruction_eval import Answer, sample_answers
-from .loop import evaluation
 from .rewards import answer_batch, answer_logprobs, is_right, reference_logprobs, reward
 
 
@@ -98,7 +97,7 @@ class GRPOConfig(OptimConfig):
     max_new_tokens: int = 16
     weight_decay: float = 0.0
     betas: tuple[float, float] = (0.9, 0.999)
-    eval_every: int = 0  # 0: evaluate only at the end (if an evaluate function is given)
+    eval_every: int = 0  # 0: evaluate only at the end (if a metrics_fn is given)
     reward_fn: Callable[[Answer, str, float], float] = reward
     desc: str = "GRPO"
 
@@ -125,7 +124,7 @@ class GRPOConfig(OptimConfig):
 class GRPOHistory(RunHistory):
     """Per sampling step: mean reward and share of right answers over every group drawn, KL to the start (k3,
     per answer token), share of clipped tokens, groups trained on, draws taken; per evaluation (``eval_steps``):
-    ``evals``, the dicts ``evaluate`` returned; plus RunHistory's losses and learning rates (per step, means)."""
+    ``evals``, the dicts ``metrics_fn`` returned; plus RunHistory's losses and learning rates (per step, means)."""
 
     reward: list[float] = field(default_factory=list)
     right: list[float] = field(default_factory=list)
@@ -174,17 +173,16 @@ def _groups_with_signal(policy: nn.Module, tokenizer: Any, records: Sequence[dic
 
 
 def train_grpo(policy: nn.Module, reference: nn.Module | None, tokenizer: Any, records: Sequence[dict],
-               config: GRPOConfig, evaluate: Callable[[nn.Module], dict] | None = None) -> GRPOHistory:
+               config: GRPOConfig, metrics_fn: MetricsFn | None = None) -> GRPOHistory:
     """GRPO on ``records`` (their answers only grade). ``reference=None`` with a LoRA policy uses the
     adapters-off network as the starting model. Only groups whose rewards differ are trained on; a step that
-    finds none takes no update. ``evaluate(policy) -> dict`` runs every ``config.eval_every`` steps and at the
-    end, without gradients. The policy is left in eval mode."""
+    finds none takes no update (its loss is recorded as NaN). ``metrics_fn(policy) -> dict`` runs every
+    ``config.eval_every`` steps and at the end, without gradients. The policy is left in eval mode."""
     if not isinstance(config, GRPOConfig):
         raise TypeError(f"config must be a GRPOConfig, got {type(config).__name__}")
     if not records:
         raise ValueError("no training records for GRPO")
-    if evaluate is not None and not callable(evaluate):
-        raise TypeError("evaluate must be a function evaluate(model) -> dict, or None")
+    check_metrics_fn(metrics_fn)
     eot, device = tokenizer.eot_token, next(policy.parameters()).device
     rng = random.Random(config.seed)
     generator = torch.Generator(device=device).manual_seed(config.seed)
@@ -192,54 +190,54 @@ def train_grpo(policy: nn.Module, reference: nn.Module | None, tokenizer: Any, r
     optimizer, scheduler = optimizer_for(policy, config, config.optimizer_steps)
     autocast = autocast_for(config, device)
     history = GRPOHistory()
-    bar = tqdm(total=config.steps, desc=config.desc, unit="step", disable=not config.progress)
-    start = time.perf_counter()
     stats: list[dict] = []
     loss_fn = _grpo_loss_fn(config, stats)
-    policy.eval()
-    try:
-        for step in range(1, config.steps + 1):
-            groups, rewards, drawn, draws = _groups_with_signal(policy, tokenizer, records, config, rng, generator)
-            history.reward.append(sum(config.reward_fn(a, r["output"], config.format_weight) for r, a in drawn)
-                                  / len(drawn))
-            history.right.append(sum(is_right(a, r["output"]) for r, a in drawn) / len(drawn))
-            history.groups_used.append(len(groups))
-            history.draws.append(draws)
-            lr = optimizer.param_groups[0]["lr"]
-            stats.clear()
-            losses = []
-            if groups:
-                answers = [a for g in groups for a in g]
-                advantages = group_advantages(torch.tensor(rewards)).reshape(-1)
-                order = torch.randperm(len(answers), generator=torch.Generator().manual_seed(rng.randrange(2**31)))
-                slices = [order[i::config.minibatches].tolist() for i in range(config.minibatches)]
-                batches = []
-                for rows in (s for s in slices if s):
-                    batch = answer_batch([answers[i] for i in rows], eot, device)
-                    with torch.no_grad():
-                        old = answer_logprobs(policy, *batch, config.temperature)
-                    ref = reference_logprobs(reference, policy, *batch, config.temperature)
-                    batches.append((*batch, old, ref, advantages[rows].to(device)))
-                for _ in range(config.updates):
-                    for batch in batches:
-                        losses.append(train_step(policy, optimizer, [batch], loss_fn=loss_fn, autocast=autocast,
-                                                 grad_clip=config.grad_clip, scheduler=scheduler))
-                        if not math.isfinite(losses[-1]):
-                            raise FloatingPointError(f"the GRPO loss became {losses[-1]} at step {step}, so its "
-                                                     f"update was not applied; lower lr (now {lr:.2e})")
-            history.steps.append(step)
-            history.lrs.append(lr)
-            history.losses.append(sum(losses) / len(losses) if losses else float("nan"))
-            for key in ("kl", "clipped"):
-                getattr(history, key).append(sum(d[key] for d in stats) / len(stats) if stats else float("nan"))
-            if evaluate is not None and ((config.eval_every and step % config.eval_every == 0)
-                                         or step == config.steps):
-                history.evals.append(evaluation(policy, evaluate))
-                history.eval_steps.append(step)
-            bar.update(1)
-            bar.set_postfix(reward=f"{history.reward[-1]:.2f}", right=f"{history.right[-1]:.2f}")
-    finally:
-        bar.close()
-        history.seconds = time.perf_counter() - start
-        policy.eval()
-    return history
+
+    def take_step(step: int) -> list[float]:  # sample, score, then minibatches x updates optimizer steps
+        groups, rewards, drawn, draws = _groups_with_signal(policy, tokenizer, records, config, rng, generator)
+        history.reward.append(sum(config.reward_fn(a, r["output"], config.format_weight) for r, a in drawn)
+                              / len(drawn))
+        history.right.append(sum(is_right(a, r["output"]) for r, a in drawn) / len(drawn))
+        history.groups_used.append(len(groups))
+        history.draws.append(draws)
+        stats.clear()
+        losses: list[float] = []
+        if groups:
+            batches = _minibatches(policy, reference, groups, rewards, config, rng, eot, device)
+            for batch in [b for _ in range(config.updates) for b in batches]:
+                losses.append(train_step(policy, optimizer, [batch], loss_fn=loss_fn, autocast=autocast,
+                                         grad_clip=config.grad_clip, scheduler=scheduler))
+                if not math.isfinite(losses[-1]):  # stop: the next update would add to unapplied gradients
+                    return losses
+        for key in ("kl", "clipped"):
+            getattr(history, key).append(sum(d[key] for d in stats) / len(stats) if stats else float("nan"))
+        return losses
+
+    def on_eval(step: int) -> None:
+        history.evals.append(measure(policy, metrics_fn))
+
+    def postfix() -> dict[str, str]:
+        return {"reward": f"{history.reward[-1]:.2f}", "right": f"{history.right[-1]:.2f}"}
+
+    policy.eval()  # dropout off: the log-probabilities must be those of the policy that sampled
+    return run_steps(policy, optimizer, history, take_step, last_step=config.steps, eval_every=config.eval_every,
+                     on_eval=on_eval if metrics_fn is not None else None, postfix=postfix, desc=config.desc,
+                     progress=config.progress, hint=f"Lower the learning rate (lr={config.lr:g}) or raise kl_coef.")
+
+
+def _minibatches(policy: nn.Module, reference: nn.Module | None, groups: list[list[Answer]],
+                 rewards: list[list[float]], config: GRPOConfig, rng: random.Random, eot: int,
+                 device: torch.device) -> list[tuple]:
+    """The kept answers in random disjoint slices: batches ``(inputs, targets, mask, logp_old, logp_ref, adv)``."""
+    answers = [a for g in groups for a in g]
+    advantages = group_advantages(torch.tensor(rewards)).reshape(-1)
+    order = torch.randperm(len(answers), generator=torch.Generator().manual_seed(rng.randrange(2**31)))
+    slices = [order[i::config.minibatches].tolist() for i in range(config.minibatches)]
+    batches = []
+    for rows in (s for s in slices if s):
+        batch = answer_batch([answers[i] for i in rows], eot, device)
+        with torch.no_grad():
+            old = answer_logprobs(policy, *batch, config.temperature)
+        ref = reference_logprobs(reference, policy, *batch, config.temperature)
+        batches.append((*batch, old, ref, advantages[rows].to(device)))
+    return batches

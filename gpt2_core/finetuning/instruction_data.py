@@ -38,7 +38,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from ..checks import check_int, check_number
-from ..files import write_file_atomically
+from ..files import json_text, write_json
 from ..profile import data_dir
 from .instruction_vocab import (
     CANDIDATE_POOL,
@@ -293,8 +293,8 @@ def _generated() -> tuple[Record, ...]:
 
 # --------------------------------------------------------------------------- files
 def dump_records(records: Sequence[dict]) -> str:
-    """The exact JSON text written to disk (indent 1, one key order, trailing newline)."""
-    return json.dumps(list(records), indent=1, ensure_ascii=False) + "\n"
+    """The exact JSON text written to disk (the course's one format, :func:`gpt2_core.files.json_text`)."""
+    return json_text(list(records))
 
 
 def write_instruction_data(path: str | Path | None = None, n: int = DEFAULT_N,
@@ -303,8 +303,7 @@ def write_instruction_data(path: str | Path | None = None, n: int = DEFAULT_N,
     git-ignored: the course rebuilds the set when it loads it)."""
     target = Path(path) if path is not None else data_dir() / "outputs" / DATA_FILE
     records = list(_generated()) if (n, seed) == (DEFAULT_N, DEFAULT_SEED) else make_instruction_data(n, seed)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    return write_file_atomically(target, dump_records(records).encode("utf-8"))  # never half a file
+    return write_json(target, list(records))  # never half a file
 
 
 def load_instruction_data(path: str | Path | None = None) -> list[Record]:

@@ -11,8 +11,11 @@ finite, gradient accumulation and bf16 for free), with what every fine-tune want
 - AdamW with weight decay on matrices only, over the parameters that still ``require_grad`` (freeze, or
   inject LoRA, before calling it), with linear warmup, then cosine decay;
 - gradient clipping;
-- an optional ``evaluate(model) -> dict`` run every ``eval_every`` steps and at the end, in eval mode and
-  without gradients, the model's mode restored afterwards even if evaluation fails.
+- an optional ``metrics_fn(model) -> dict`` run every ``eval_every`` steps and at the end, in eval mode and
+  without gradients (:func:`~gpt2_core.pretraining.runner.measure`).
+
+The step counter, progress bar, history and evaluations are pretraining's loop shell,
+:func:`~gpt2_core.pretraining.runner.run_steps`.
 
 Reference: Howard & Ruder (2018), "Universal Language Model Fine-tuning for Text Classification"
 (ULMFiT; warmup-then-decay schedules for fine-tuning).
@@ -20,20 +23,18 @@ Reference: Howard & Ruder (2018), "Universal Language Model Fine-tuning for Text
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
-from tqdm.auto import tqdm
 
 from ..checks import check_int, check_number
-from ..model.gpt import eval_mode
 from ..pretraining.optim import OptimConfig, autocast_for, optimizer_for
-from ..pretraining.step import LossFn, RunHistory, train_step
+from ..pretraining.runner import MetricsFn, RunHistory, check_metrics_fn, measure, run_steps
+from ..pretraining.step import LossFn, train_step
 
 
 @dataclass(kw_only=True)
@@ -42,7 +43,7 @@ class FinetuneConfig(OptimConfig):
 
     steps: int
     betas: tuple[float, float] = (0.9, 0.999)
-    eval_every: int = 0  # 0: evaluate only at the end (if an evaluate function is given)
+    eval_every: int = 0  # 0: evaluate only at the end (if a metrics_fn is given)
     desc: str = "fine-tuning"
 
     def __post_init__(self) -> None:
@@ -53,7 +54,7 @@ class FinetuneConfig(OptimConfig):
 @dataclass
 class FinetuneHistory(RunHistory):
     """:class:`RunHistory`'s steps, losses, learning rates and evaluation steps, and ``evals``: the dicts
-    ``evaluate`` returned."""
+    ``metrics_fn`` returned."""
 
     evals: list[dict] = field(default_factory=list)
 
@@ -76,18 +77,8 @@ def _cycle(loader: DataLoader) -> Iterator[Any]:
             raise ValueError("the training loader yields no batches; give it at least one example")
 
 
-def evaluation(model: nn.Module, evaluate: Callable[[nn.Module], dict]) -> dict:
-    """``evaluate(model)`` in eval mode without gradients (the model's mode restored after), checked to be a dict:
-    what every training loop of the package records as one evaluation."""
-    with eval_mode(model), torch.no_grad():
-        result = evaluate(model)
-    if not isinstance(result, dict):
-        raise TypeError(f"evaluate(model) must return a dict of numbers, got {type(result).__name__}")
-    return result
-
-
 def finetune(model: nn.Module, loader: DataLoader, loss_fn: LossFn, config: FinetuneConfig,
-             evaluate: Callable[[nn.Module], dict] | None = None) -> FinetuneHistory:
+             metrics_fn: MetricsFn | None = None) -> FinetuneHistory:
     """Fine-tune ``model`` for ``config.steps`` steps on batches of ``loader``; returns the history.
 
     ``loss_fn(model, batch)`` returns the scalar loss of one batch. The model is left in eval mode.
@@ -101,37 +92,23 @@ def finetune(model: nn.Module, loader: DataLoader, loss_fn: LossFn, config: Fine
         raise TypeError("loss_fn must be a function loss_fn(model, batch) -> scalar loss tensor")
     if not isinstance(config, FinetuneConfig):
         raise TypeError(f"config must be a FinetuneConfig, got {type(config).__name__}")
-    if evaluate is not None and not callable(evaluate):
-        raise TypeError("evaluate must be a function evaluate(model) -> dict, or None")
+    check_metrics_fn(metrics_fn)
 
     torch.manual_seed(config.seed)  # dropout masks (the loader's own generator orders the data)
     optimizer, scheduler = optimizer_for(model, config, config.steps)
     autocast = autocast_for(config, next(model.parameters()).device)
     history = FinetuneHistory()
-    bar = tqdm(total=config.steps, desc=config.desc, unit="step", disable=not config.progress)
-    start = time.perf_counter()
     batches = _cycle(loader)
+
+    def take_step(step: int) -> list[float]:
+        micro_batches = [next(batches) for _ in range(config.grad_accum)]
+        return [train_step(model, optimizer, micro_batches, loss_fn=loss_fn, autocast=autocast,
+                           grad_clip=config.grad_clip, scheduler=scheduler)]
+
+    def on_eval(step: int) -> None:
+        history.evals.append(measure(model, metrics_fn))
+
     model.train()
-    try:
-        for step in range(1, config.steps + 1):
-            lr = optimizer.param_groups[0]["lr"]
-            micro_batches = [next(batches) for _ in range(config.grad_accum)]
-            loss = train_step(model, optimizer, micro_batches, loss_fn=loss_fn, autocast=autocast,
-                              grad_clip=config.grad_clip, scheduler=scheduler)
-            if loss != loss or loss in (float("inf"), float("-inf")):
-                raise FloatingPointError(f"the loss became {loss} at step {step}, so its update was not applied; "
-                                         f"lower lr (now {lr:.2e}) or check the data")
-            history.steps.append(step)
-            history.losses.append(loss)
-            history.lrs.append(lr)
-            if evaluate is not None and ((config.eval_every and step % config.eval_every == 0)
-                                         or step == config.steps):
-                history.eval_steps.append(step)
-                history.evals.append(evaluation(model, evaluate))
-            bar.update(1)
-            bar.set_postfix(loss=f"{loss:.3f}", lr=f"{lr:.1e}")
-    finally:
-        bar.close()
-        history.seconds = time.perf_counter() - start
-        model.eval()
-    return history
+    return run_steps(model, optimizer, history, take_step, last_step=config.steps, eval_every=config.eval_every,
+                     on_eval=on_eval if metrics_fn is not None else None, desc=config.desc, progress=config.progress,
+                     hint=f"Lower the learning rate (lr={config.lr:g}) or check the data and loss_fn.")

@@ -19,50 +19,38 @@ from torch import nn
 class KVCache:
     """Keys and values of every layer for the tokens seen so far, preallocated to ``max_len``.
 
-    The model writes each layer's new keys and values with :meth:`store` and, once every layer has run,
-    moves the cache on with :meth:`advance`. Two modes, same results:
-
-    - **dynamic** (default): the position is a Python int, ``pos``; a layer gets back only the filled
-      part of the cache, so attention reads no more than it must.
-    - **static** (``static=True``): the position is a tensor, ``position``; a layer gets back the whole
-      buffer and a mask of the filled slots. Every one-token step then has the same shapes and reads no
-      Python number that changes, so ``torch.compile`` traces the model's forward once and, on a GPU, a
-      CUDA graph can replay it (:func:`gpt2_core.model.generation.generate` with ``compile=True``).
+    Each layer writes its new keys and values with :meth:`store` and gets back what its queries may
+    read; once every layer has run, the model moves the cache on with :meth:`advance`. The position,
+    ``pos``, is a Python int, and a layer reads only the filled part of the cache. (Compiled decoding
+    uses a cache with the same methods that keeps its position in a tensor:
+    :class:`gpt2_core.model.generation.StaticKVCache`.)
     """
 
     def __init__(self, n_layers: int, batch: int, n_heads: int, head_dim: int, max_len: int,
-                 device: torch.device | str, dtype: torch.dtype = torch.float32, static: bool = False) -> None:
+                 device: torch.device | str, dtype: torch.dtype = torch.float32) -> None:
         shape = (batch, n_heads, max_len, head_dim)
         self.keys = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(n_layers)]
         self.values = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(n_layers)]
-        self.batch, self.max_len, self.static = batch, max_len, static
-        self.pos = 0  # dynamic mode: tokens stored so far
-        self.position = torch.zeros(1, dtype=torch.long, device=device)  # static mode: the same, as a tensor
-        self.slots = torch.arange(max_len, device=device)
+        self.batch, self.max_len, self.device = batch, max_len, torch.device(device)
+        self.pos = 0  # tokens stored so far
 
     def positions(self, t: int) -> torch.Tensor:
         """Positions (t,) of the next ``t`` tokens."""
-        if self.static:
-            return self.position + self.slots[:t]
-        return torch.arange(self.pos, self.pos + t, device=self.slots.device)
+        return torch.arange(self.pos, self.pos + t, device=self.device)
 
-    def store(self, layer: int, k: torch.Tensor, v: torch.Tensor, positions: torch.Tensor
+    def store(self, layer: int, k: torch.Tensor, v: torch.Tensor
               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        """Write ``k, v`` (batch, heads, t, head_dim) of ``layer`` at ``positions``; return what attention
+        """Write ``k, v`` (batch, heads, t, head_dim) of ``layer`` after the stored tokens; return what attention
         reads: keys, values and the mask of what each new token may see (None: the usual causal mask,
         which for one new token is no mask at all)."""
         if k.shape[0] != self.batch:
             raise ValueError(f"KV cache was made for batch {self.batch} but got batch {k.shape[0]}; "
                              "make a new cache with model.new_kv_cache(batch)")
-        keys, values = self.keys[layer], self.values[layer]
-        if self.static:  # the whole buffer, and a mask: slot s is visible to the token at position p if s <= p
-            keys.index_copy_(2, positions, k)
-            values.index_copy_(2, positions, v)
-            return keys, values, self.slots[None, :] <= positions[:, None]
         t = k.shape[2]
         end = self.pos + t
         if end > self.max_len:
             raise ValueError(f"KV cache is full ({self.max_len} tokens); start a new cache or crop the input")
+        keys, values = self.keys[layer], self.values[layer]
         keys[:, :, self.pos:end] = k
         values[:, :, self.pos:end] = v
         # None: one new token may see every filled slot, or an empty cache takes the usual causal mask;
@@ -73,19 +61,7 @@ class KVCache:
 
     def advance(self, t: int) -> None:
         """Move on by ``t`` tokens, after every layer has stored them."""
-        if self.static:
-            self.position += t  # in place: the same tensor every step (CUDA graphs replay its address)
-        else:
-            self.pos += t
-
-    def reset(self) -> None:
-        """Forget every stored token (the buffers are kept and overwritten from slot 0)."""
-        self.pos = 0
-        self.position.zero_()
-
-    def tensors(self) -> list[torch.Tensor]:
-        """Every buffer, e.g. to mark them static for CUDA graphs."""
-        return [*self.keys, *self.values, self.position, self.slots]
+        self.pos += t
 
 
 class MultiHeadAttention(nn.Module):
@@ -106,14 +82,13 @@ class MultiHeadAttention(nn.Module):
         self.keep_weights = False  # True: compute the softmax by hand and keep it in self.weights
         self.weights: torch.Tensor | None = None
 
-    def forward(self, x: torch.Tensor, kv_cache: KVCache | None = None, layer: int = 0,
-                positions: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, kv_cache: KVCache | None = None, layer: int = 0) -> torch.Tensor:
         b, t, _ = x.shape
         # (b, t, 3*d_out) -> 3 x (b, heads, t, head_dim): one matmul for q, k and v of every head
         q, k, v = self.qkv(x).view(b, t, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
         mask = None
         if kv_cache is not None:
-            k, v, mask = kv_cache.store(layer, k, v, positions)
+            k, v, mask = kv_cache.store(layer, k, v)
         causal = mask is None and t > 1  # the usual lower-triangular mask
         if self.keep_weights:  # the chapter-3 formula, so that the weights can be kept
             scores = (q @ k.transpose(-2, -1)) / math.sqrt(self.head_dim)

@@ -59,13 +59,6 @@ def _check(hidden: object, weight: object, targets: object, ignore_index: object
     check_int(ignore_index, "ignore_index")
     if chunk_size is not None:  # None: the device's default
         check_int(chunk_size, "chunk_size (tokens per block)", low=1)
-    if torch.compiler.is_compiling():
-        return  # checking the values needs a host sync (a graph break); compiled callers check their batches
-    bad = (targets != ignore_index) & ((targets < 0) | (targets >= weight.shape[0]))
-    if bool(bad.any()):
-        value = int(targets[bad][0])
-        raise ValueError(f"target id {value} is outside the vocabulary [0, {weight.shape[0]}) and is not "
-                         f"ignore_index={ignore_index}")
 
 
 class _FusedLinearCrossEntropy(torch.autograd.Function):
@@ -92,10 +85,9 @@ class _FusedLinearCrossEntropy(torch.autograd.Function):
         # empty: the first block writes it (zeros only when there is no block at all, or when blocks add
         # low-precision products into it)
         grad_w = None
-        # dL/dW is built transposed, (emb_dim, vocab) and contiguous, and handed back as its (vocab, emb_dim)
-        # view: the input-major layout GPTModel keeps its tied embedding in (see gpt.py), so autograd adds
-        # it to the weight's gradient without a copy; and no matmul writes into a non-contiguous result
-        # (which torch.compile cannot trace)
+        # dL/dW is built as the matmul h.T @ dlogits gives it, (emb_dim, vocab) and contiguous, and handed back
+        # as its (vocab, emb_dim) view: no matmul writes into a non-contiguous result (which torch.compile
+        # cannot trace), and for a weight stored input-major (gpt2_core.model.layout) autograd adds it as is
         grad_wt = None
         if need_w:
             shape = (weight.shape[1], weight.shape[0])
@@ -158,7 +150,8 @@ def fused_linear_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor, targe
 
     ``hidden`` is (..., emb_dim), ``weight`` is (vocab_size, emb_dim) (an LM head's weight, tied or
     not), ``targets`` is (...) integer ids; rows whose target is ``ignore_index`` are left out of the
-    mean. The value and the gradients equal the plain path's up to float rounding; when every row is
+    mean, and out of the work (dropped first; not under ``torch.compile``, where shapes may not depend on
+    the data). The value and the gradients equal the plain path's up to float rounding; when every row is
     ignored the loss is NaN and the gradients are zero, as with ``F.cross_entropy``.
 
     ``chunk_size`` tokens are handled per block: the block's ``chunk_size x vocab_size`` logits are the
@@ -169,11 +162,9 @@ def fused_linear_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor, targe
     1024 tokens would pay 64 times at 256 tokens a block; the default elsewhere is ``DEFAULT_CHUNK_GPU``
     (4096 tokens: an 823 MB float32 block of logits).
 
-    When it falls back to the plain path (``F.cross_entropy`` on the full logits):
-
-    - no gradient is needed (``torch.no_grad()``, eval, or neither ``hidden`` nor ``weight`` requires
-      grad): computing gradients during forward would be two extra matmuls thrown away, so the plain
-      path, one matmul and a ``log_softmax``, is faster.
+    When no gradient is needed (``torch.no_grad()``, eval, or neither ``hidden`` nor ``weight`` requires
+    grad) it takes the plain path, ``F.cross_entropy`` on the full logits: one matmul and a ``log_softmax``,
+    where gradients computed during forward would be two extra matmuls thrown away.
 
     Under ``torch.autocast`` (bf16 or fp16) the fused path follows autocast's rules by hand: the three
     matmuls take their inputs in autocast's dtype (the logits come out rounded to it, as from autocast's
@@ -189,6 +180,14 @@ def fused_linear_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor, targe
     device_type = hidden.device.type if isinstance(hidden, torch.Tensor) else "cpu"
     autocast = torch.is_autocast_enabled(device_type)
     _check(hidden, weight, targets, ignore_index, chunk_size, same_dtype=not autocast)
+    if not torch.compiler.is_compiling():  # reading values is a host sync, a graph break when compiled
+        keep = targets != ignore_index
+        bad = keep & ((targets < 0) | (targets >= weight.shape[0]))
+        if bool(bad.any()):
+            raise ValueError(f"target id {int(targets[bad][0])} is outside the vocabulary [0, {weight.shape[0]}) "
+                             f"and is not ignore_index={ignore_index}")
+        if not bool(keep.all()):  # the head's work is per row: drop the rows not counted (a prompt, padding)
+            hidden, targets = hidden[keep], targets[keep]
     needs_grad = torch.is_grad_enabled() and (hidden.requires_grad or weight.requires_grad)
     if not needs_grad:
         logits = hidden @ weight.t()

@@ -16,9 +16,10 @@ kept token moves to a new position (so its position embedding, and everything co
 changes). ``generate`` then drops the cache and continues by recomputation over the sliding window, so
 both paths still give identical tokens; only the tokens before the window fills are cheap.
 
-Every step is the model's own forward. ``compile=True`` compiles it for one-token steps over a *static*
-KV cache (fixed shapes, the position kept in a tensor: see :class:`~gpt2_core.model.attention.KVCache`),
-with CUDA graphs on a GPU, where launching ~150 small kernels from Python is what limits batch-1 decoding.
+Every step is the model's own :meth:`~gpt2_core.model.gpt.GPTModel.next_token_logits`. ``compile=True``
+compiles it for one-token steps over a :class:`StaticKVCache` (fixed shapes, the position kept in a
+tensor), with CUDA graphs on a GPU, where launching ~150 small kernels from Python is what limits
+batch-1 decoding.
 
 Choosing a token (Holtzman et al., 2020, "The Curious Case of Neural Text Degeneration", explains why
 plain sampling and greedy decoding both go wrong and introduces top-p):
@@ -33,6 +34,7 @@ plain sampling and greedy decoding both go wrong and introduces top-p):
 
 from __future__ import annotations
 
+import functools
 import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -45,6 +47,35 @@ from ..text.ranks import ENDOFTEXT
 from ..text.windows import encode_text
 from .attention import KVCache
 from .gpt import GPTModel, eval_mode
+
+
+class StaticKVCache(KVCache):
+    """A KV cache whose every one-token step has the same shapes and reads no Python number that changes.
+
+    Same methods as :class:`KVCache`, same results. The position is a tensor, ``position`` (``pos`` stays 0:
+    :func:`generate` keeps the position within the context), and a layer gets back the whole buffer and a
+    mask of the filled slots, so ``torch.compile`` traces the step once and a CUDA graph can replay it.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.position = torch.zeros(1, dtype=torch.long, device=self.device)
+        self.slots = torch.arange(self.max_len, device=self.device)
+        for t in [*self.keys, *self.values, self.position, self.slots]:  # CUDA graphs replay these addresses
+            torch._dynamo.mark_static_address(t)
+
+    def positions(self, t: int) -> torch.Tensor:
+        return self.position + self.slots[:t]
+
+    def store(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        positions = self.positions(k.shape[2])
+        self.keys[layer].index_copy_(2, positions, k)
+        self.values[layer].index_copy_(2, positions, v)
+        # slot s is visible to the token at position p if s <= p
+        return self.keys[layer], self.values[layer], self.slots[None, :] <= positions[:, None]
+
+    def advance(self, t: int) -> None:
+        self.position += t  # in place: the same tensor every step
 
 
 def _check_sampling(temperature: float, top_k: int | None, top_p: float | None) -> None:
@@ -149,9 +180,9 @@ def generate(model: nn.Module, idx: torch.Tensor, max_new_tokens: int, temperatu
     other rows go on, and generation stops early once every row has finished. Without ``eos_id`` the
     result always has ``max_new_tokens`` new columns.
 
-    ``compile=True`` (a ``GPTModel`` with ``use_cache=True``): the one-token steps run the model's forward
-    compiled by ``torch.compile`` over a static cache. The first call per model and batch size pays the
-    compile time (seconds to minutes); later calls reuse it. Tokens are the same.
+    ``compile=True`` (a ``GPTModel`` with ``use_cache=True``): the one-token steps run the model's
+    ``next_token_logits`` compiled by ``torch.compile`` over a :class:`StaticKVCache`. The first call per
+    model and batch size pays the compile time (seconds to minutes); later calls reuse it. Tokens are the same.
 
     Runs under ``torch.inference_mode()`` with the model in eval mode (dropout off); the model's
     previous train/eval mode is restored afterwards. The result lives on the model's device.
@@ -163,25 +194,23 @@ def generate(model: nn.Module, idx: torch.Tensor, max_new_tokens: int, temperatu
                          eos_id, generator, compile)
 
 
-_COMPILED_FORWARD: Callable | None = None  # GPTModel.forward compiled for one-token steps, made at first use
-_STATIC_CACHES: weakref.WeakKeyDictionary[nn.Module, dict[int, KVCache]] = weakref.WeakKeyDictionary()
+_COMPILED_STEP: Callable | None = None  # GPTModel.next_token_logits compiled for one-token steps, made at first use
+_STATIC_CACHES: weakref.WeakKeyDictionary[nn.Module, dict[int, StaticKVCache]] = weakref.WeakKeyDictionary()
 
 
-def _compiled_step(model: GPTModel, batch: int) -> tuple[Callable, KVCache]:
-    """The compiled forward and the model's static cache for ``batch`` rows (the same buffers every call, so
-    the compiled step is neither traced nor, on a GPU, recorded as a CUDA graph again)."""
-    global _COMPILED_FORWARD
-    if _COMPILED_FORWARD is None:
+def _compiled_step(model: GPTModel, batch: int) -> tuple[Callable, StaticKVCache]:
+    """The compiled step and the model's static cache for ``batch`` rows, emptied (the same buffers every call,
+    so the compiled step is neither traced nor, on a GPU, recorded as a CUDA graph again)."""
+    global _COMPILED_STEP
+    if _COMPILED_STEP is None:
         cuda = model.device.type == "cuda"
-        _COMPILED_FORWARD = torch.compile(GPTModel.forward, fullgraph=True, dynamic=False,
-                                          mode="reduce-overhead" if cuda else None)
+        _COMPILED_STEP = torch.compile(GPTModel.next_token_logits, fullgraph=True, dynamic=False,
+                                       mode="reduce-overhead" if cuda else None)
     caches = _STATIC_CACHES.setdefault(model, {})
     if batch not in caches:
-        caches[batch] = model.new_kv_cache(batch, static=True)
-        for t in caches[batch].tensors():
-            torch._dynamo.mark_static_address(t)
-    caches[batch].reset()
-    return _COMPILED_FORWARD, caches[batch]
+        caches[batch] = model.new_kv_cache(batch, cache_class=StaticKVCache)
+    caches[batch].position.zero_()  # the old keys and values are overwritten from slot 0
+    return functools.partial(_COMPILED_STEP, model), caches[batch]
 
 
 def _generate(model: Any, idx: torch.Tensor, max_new_tokens: int, temperature: float, top_k: int | None,
@@ -191,7 +220,7 @@ def _generate(model: Any, idx: torch.Tensor, max_new_tokens: int, temperature: f
         return idx.clone()
     ctx = model.cfg.context_length
     batch, n = idx.shape
-    step, cache = model, None
+    step, cache = model.next_token_logits, None
     if compile:
         step, cache = _compiled_step(model, batch)
     elif use_cache:  # never needs more than the window: past it we recompute anyway
@@ -200,7 +229,7 @@ def _generate(model: Any, idx: torch.Tensor, max_new_tokens: int, temperature: f
     out[:, :n] = idx
     finished = torch.zeros(batch, dtype=torch.bool, device=idx.device)
     prompt = idx[:, -ctx:]
-    logits = model(prompt, cache, last_only=True)[:, -1]  # prefill the cache, or the first recomputation
+    logits = model.next_token_logits(prompt, cache)  # prefill the cache, or the first recomputation
     cached = prompt.shape[1] if cache is not None else 0  # tokens in the cache
     for i in range(max_new_tokens):
         next_ids = sample_next_token(logits, temperature, top_k, top_p, generator)
@@ -214,12 +243,11 @@ def _generate(model: Any, idx: torch.Tensor, max_new_tokens: int, temperature: f
         if cache is not None and cached < cache.max_len:  # one new token against the cache
             if compile and model.device.type == "cuda":
                 torch.compiler.cudagraph_mark_step_begin()  # the last step's outputs have been read
-            logits = (step(model, next_ids[:, None], cache, last_only=True) if compile else
-                      model(next_ids[:, None], cache, last_only=True))[:, -1]
+            logits = step(next_ids[:, None], cache)
             cached += 1
         else:
             cache = None  # window is full: positions shift from here on, so recompute
-            logits = model(out[:, max(0, n - ctx):n], last_only=True)[:, -1]
+            logits = model.next_token_logits(out[:, max(0, n - ctx):n])
     return out[:, :n]
 
 

@@ -1,19 +1,16 @@
 """GPTModel: token + position embeddings, a stack of pre-norm transformer blocks, a tied LM head.
 
 The pieces are the ones chapter 4 builds by hand (and proves equal to torch's own); here they use the
-fused torch kernels for speed. One ``forward`` serves everything: training (with ``targets`` it returns
-the loss), prefilling a KV cache with a prompt, and decoding one token at a time, eagerly or compiled
-(a *static* cache, see :class:`~gpt2_core.model.attention.KVCache`).
+fused torch kernels for speed. Three calls, three results:
 
-**Weights are stored input-major.** ``nn.Linear`` computes ``x @ W.T`` with ``W`` of shape (out, in); here
-every matrix of the blocks, and the token embedding that doubles as the output layer, keeps that shape
-but lies in memory as its transpose, (in, out), so ``W.T`` is the contiguous matrix. A GPU, or a CPU
-multiplying matrices by matrices (training), reads both layouts at the same speed. A CPU multiplying a
-matrix by a single vector, which is what decoding one token at batch 1 does with every weight, streams
-an (in, out) matrix faster: measured on the course's 2-core CPU for GPT-2's 50,257 x 768 output layer,
-6.3 ms against 12.1 ms per token. Values, shapes and names are unchanged (``state_dict`` and checkpoints
-are as before); only the order of the numbers in memory differs, which changes float rounding in the
-last bits, not results.
+- ``model(idx)``: next-token logits (batch, tokens, vocab), as chapter 4's model returns them;
+- ``model(idx, targets=targets)``: the mean next-token loss, a scalar (training goes through ``forward`` so that
+  DDP and ``torch.compile`` see it), computed fused with the LM head (:meth:`GPTModel.next_token_loss`);
+- ``model.next_token_logits(idx, kv_cache)``: the logits (batch, vocab) of the token after the last one,
+  all that a decoding step needs, storing the tokens' keys and values in a KV cache if one is given.
+
+The weights are stored input-major, a speed trick for decoding on a CPU that changes nothing else
+(:mod:`gpt2_core.model.layout`).
 """
 
 from __future__ import annotations
@@ -29,6 +26,7 @@ from torch import nn
 from .attention import KVCache, MultiHeadAttention
 from .config import GPTConfig
 from .fused_loss import fused_linear_cross_entropy
+from .layout import normal_, store_input_major
 
 
 class LayerNorm(nn.Module):
@@ -76,31 +74,13 @@ class TransformerBlock(nn.Module):
         self.ff = FeedForward(cfg)
         self.drop = nn.Dropout(cfg.drop_rate)
 
-    def forward(self, x: torch.Tensor, kv_cache: KVCache | None = None, layer: int = 0,
-                positions: torch.Tensor | None = None) -> torch.Tensor:
-        x = x + self.drop(self.att(self.norm1(x), kv_cache, layer, positions))
+    def forward(self, x: torch.Tensor, kv_cache: KVCache | None = None, layer: int = 0) -> torch.Tensor:
+        x = x + self.drop(self.att(self.norm1(x), kv_cache, layer))
         return x + self.drop(self.ff(self.norm2(x)))
 
 
-def _input_major(weight: torch.Tensor) -> nn.Parameter:
-    """An empty parameter of ``weight``'s shape (rows, cols), stored as a contiguous (cols, rows) matrix."""
-    rows, cols = weight.shape
-    return nn.Parameter(torch.empty(cols, rows, dtype=weight.dtype, device=weight.device).t())
-
-
-def _normal_(weight: torch.Tensor, std: float) -> None:
-    """N(0, std) drawn in the weight's logical order, whatever its memory layout (same seed, same weights)."""
-    weight.copy_(torch.empty(weight.shape, dtype=weight.dtype, device=weight.device).normal_(0.0, std))
-
-
 class GPTModel(nn.Module):
-    """GPT-2: ``model(idx)`` maps token ids (batch, tokens) to next-token logits (batch, tokens, vocab).
-
-    ``model(idx, targets=targets)`` returns the mean cross-entropy loss instead (targets: same shape as
-    ``idx``; -100 marks positions to leave out), computed without materialising the logits for backward
-    (see :mod:`gpt2_core.model.fused_loss`). ``model(idx, kv_cache)`` stores the tokens' keys and values
-    in the cache and attends to everything cached before them.
-    """
+    """GPT-2: logits, the loss with ``targets``, or the next token's logits for decoding (see the module)."""
 
     def __init__(self, cfg: GPTConfig) -> None:
         super().__init__()
@@ -114,9 +94,8 @@ class GPTModel(nn.Module):
         self.blocks = nn.ModuleList(TransformerBlock(cfg) for _ in range(cfg.n_layers))
         self.final_norm = LayerNorm(cfg.emb_dim)
         self.out_head = nn.Linear(cfg.emb_dim, cfg.vocab_size, bias=False)
-        for module in [self.tok_emb, *(m for m in self.blocks.modules() if isinstance(m, nn.Linear))]:
-            module.weight = _input_major(module.weight)
         self.out_head.weight = self.tok_emb.weight  # weight tying, as in GPT-2
+        store_input_major(self)
         self.reset_parameters()
 
     @torch.no_grad()
@@ -125,11 +104,11 @@ class GPTModel(nn.Module):
         residual_std = 0.02 / math.sqrt(2 * self.cfg.n_layers)
         for name, module in self.named_modules():
             if isinstance(module, nn.Linear):
-                _normal_(module.weight, residual_std if name.endswith(("out_proj", "ff.proj")) else 0.02)
+                normal_(module.weight, residual_std if name.endswith(("out_proj", "ff.proj")) else 0.02)
                 if module.bias is not None:
                     module.bias.zero_()
             elif isinstance(module, nn.Embedding):
-                _normal_(module.weight, 0.02)
+                normal_(module.weight, 0.02)
             elif isinstance(module, LayerNorm):
                 module.weight.fill_(1.0)
                 module.bias.zero_()
@@ -162,43 +141,38 @@ class GPTModel(nn.Module):
             raise ValueError(f"token id {bad} is outside the vocabulary [0, {self.cfg.vocab_size}); "
                              "was the text encoded with a different tokenizer?")
 
-    def forward(self, idx: torch.Tensor, kv_cache: KVCache | None = None,
-                targets: torch.Tensor | None = None, last_only: bool = False) -> torch.Tensor:
-        """Logits (batch, tokens, vocab); or, given ``targets`` (batch, tokens), the mean loss (a scalar).
-
-        The loss equals ``F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=-100)``;
-        when gradients are needed it is computed fused with the LM head (faster, less memory), and the
-        head runs only on the positions that count: rows whose target is -100 (a prompt, padding) are
-        dropped before it. ``last_only=True`` returns the logits of the last position only, shape
-        (batch, 1, vocab): all that a decoding step needs, for a fraction of the head's cost.
-        """
-        # a static cache's position is a tensor, never read here: the caller keeps it within the context
-        past = kv_cache.pos if kv_cache is not None and not kv_cache.static else 0
-        self.check_input(idx, past)
+    def hidden_states(self, idx: torch.Tensor, kv_cache: KVCache | None = None) -> torch.Tensor:
+        """The final-normalised hidden states (batch, tokens, emb_dim) that the head reads. With ``kv_cache``
+        the tokens follow those cached: their keys and values are stored, and they attend to all before them."""
+        self.check_input(idx, kv_cache.pos if kv_cache is not None else 0)
         t = idx.shape[1]
         positions = kv_cache.positions(t) if kv_cache is not None else torch.arange(t, device=idx.device)
         x = self.drop_emb(self.tok_emb(idx) + self.pos_emb(positions))
         for i, block in enumerate(self.blocks):
-            x = block(x, kv_cache, i, positions)
+            x = block(x, kv_cache, i)
         if kv_cache is not None:
             kv_cache.advance(t)
-        if last_only:
-            x = x[:, -1:]
-        x = self.final_norm(x)
-        if targets is None:
-            return self.out_head(x)
-        if last_only:
-            raise ValueError("last_only=True gives logits for decoding; it cannot be combined with targets")
+        return self.final_norm(x)
+
+    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits (batch, tokens, vocab); given ``targets`` (batch, tokens), the mean loss (a scalar) instead:
+        :meth:`next_token_loss`, here so that DDP's gradient hooks and ``torch.compile`` see the whole step."""
+        x = self.hidden_states(idx)
+        return self.out_head(x) if targets is None else self.next_token_loss(x, targets)
+
+    def next_token_loss(self, hidden: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """The mean cross-entropy of the head's logits for ``hidden`` against ``targets`` (-100: not counted), as
+        ``F.cross_entropy(self.out_head(hidden).flatten(0, 1), targets.flatten(), ignore_index=-100)`` gives it,
+        but fused with the head: the logits are not kept for backward (:mod:`gpt2_core.model.fused_loss`)."""
         if not (isinstance(self.out_head, nn.Linear) and self.out_head.bias is None):
             raise ValueError("targets ask for the next-token loss, which needs the model's next-token head; "
                              f"this model has another head ({type(self.out_head).__name__})")
-        if not torch.compiler.is_compiling() and targets.shape == idx.shape:
-            # Keep only the rows that are scored. (Skipped under torch.compile: the number of kept
-            # rows depends on the data, and a data-dependent shape would break the graph.)
-            keep = targets.flatten() != -100
-            if not bool(keep.all()):
-                x, targets = x.flatten(0, 1)[keep], targets.flatten()[keep]
-        return fused_linear_cross_entropy(x, self.out_head.weight, targets)
+        return fused_linear_cross_entropy(hidden, self.out_head.weight, targets)
+
+    def next_token_logits(self, idx: torch.Tensor, kv_cache: KVCache | None = None) -> torch.Tensor:
+        """Logits (batch, vocab) of the token after the last of ``idx``, the head run on that position only;
+        with ``kv_cache``, ``idx`` continues the cached tokens (see :meth:`hidden_states`)."""
+        return self.out_head(self.hidden_states(idx, kv_cache)[:, -1])
 
     @torch.no_grad()
     def attention_maps(self, idx: torch.Tensor) -> list[torch.Tensor]:
@@ -215,7 +189,7 @@ class GPTModel(nn.Module):
             for att in layers:
                 att.keep_weights = True
             try:
-                self(idx, last_only=True)
+                self.hidden_states(idx)
             finally:
                 for att in layers:
                     att.keep_weights = False
@@ -224,11 +198,11 @@ class GPTModel(nn.Module):
             att.weights = None
         return maps
 
-    def new_kv_cache(self, batch: int, max_len: int | None = None, static: bool = False) -> KVCache:
-        """An empty KV cache for ``batch`` sequences of up to ``max_len`` (default: context) tokens."""
+    def new_kv_cache(self, batch: int, max_len: int | None = None, cache_class: type[KVCache] = KVCache) -> KVCache:
+        """An empty ``cache_class`` for ``batch`` sequences of up to ``max_len`` (default: context) tokens."""
         cfg = self.cfg
-        return KVCache(cfg.n_layers, batch, cfg.n_heads, cfg.head_dim, max_len or cfg.context_length,
-                       self.device, self.tok_emb.weight.dtype, static=static)
+        return cache_class(cfg.n_layers, batch, cfg.n_heads, cfg.head_dim, max_len or cfg.context_length,
+                           self.device, self.tok_emb.weight.dtype)
 
     def num_parameters(self, trainable_only: bool = False) -> int:
         """Parameter count; tied weights are counted once (``parameters()`` de-duplicates them)."""

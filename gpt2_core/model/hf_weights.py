@@ -27,7 +27,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 from safetensors.torch import save as st_save
 
-from ..files import write_file_atomically
+from ..files import write_file_atomically, write_json
 from .config import GPTConfig
 from .gpt import GPTModel
 
@@ -69,11 +69,6 @@ def _key_map(n_layers: int) -> list[tuple[str, str, bool]]:
         pairs += [(f"blocks.{i}.{ours}", f"h.{i}.{theirs}", t) for ours, theirs, t in per_block]
     pairs += [("final_norm.weight", "ln_f.weight", False), ("final_norm.bias", "ln_f.bias", False)]
     return pairs
-
-
-def _is_mask_buffer(key: str) -> bool:
-    """Older checkpoints store each layer's causal mask (``h.0.attn.bias``); we build ours on the fly."""
-    return key.endswith((".attn.bias", ".attn.masked_bias"))
 
 
 # --------------------------------------------------------------------------- configs
@@ -128,28 +123,13 @@ def config_to_hf(cfg: GPTConfig, dtype: torch.dtype = torch.float32) -> dict:
     """The ``config.json`` dict ``transformers`` needs to rebuild this model as GPT2LMHeadModel."""
     special = 50256 if cfg.vocab_size > 50256 else None  # <|endoftext|> only exists in GPT-2's vocabulary
     return {
-        "model_type": "gpt2",
-        "architectures": ["GPT2LMHeadModel"],
-        "vocab_size": cfg.vocab_size,
-        "n_positions": cfg.context_length,
-        "n_ctx": cfg.context_length,
-        "n_embd": cfg.emb_dim,
-        "n_head": cfg.n_heads,
-        "n_layer": cfg.n_layers,
-        "n_inner": None,
-        "activation_function": "gelu_new",
-        "layer_norm_epsilon": _LN_EPS,
-        "resid_pdrop": cfg.drop_rate,
-        "embd_pdrop": cfg.drop_rate,
-        "attn_pdrop": cfg.drop_rate,
-        "initializer_range": 0.02,
-        "scale_attn_weights": True,
-        "scale_attn_by_inverse_layer_idx": False,
-        "reorder_and_upcast_attn": False,
-        "tie_word_embeddings": True,
-        "bos_token_id": special,
-        "eos_token_id": special,
-        "dtype": str(dtype).removeprefix("torch."),
+        "model_type": "gpt2", "architectures": ["GPT2LMHeadModel"], "vocab_size": cfg.vocab_size,
+        "n_positions": cfg.context_length, "n_ctx": cfg.context_length, "n_embd": cfg.emb_dim,
+        "n_head": cfg.n_heads, "n_layer": cfg.n_layers, "n_inner": None, "activation_function": "gelu_new",
+        "layer_norm_epsilon": _LN_EPS, "resid_pdrop": cfg.drop_rate, "embd_pdrop": cfg.drop_rate,
+        "attn_pdrop": cfg.drop_rate, "initializer_range": 0.02, "scale_attn_weights": True,
+        "scale_attn_by_inverse_layer_idx": False, "reorder_and_upcast_attn": False, "tie_word_embeddings": True,
+        "bos_token_id": special, "eos_token_id": special, "dtype": str(dtype).removeprefix("torch."),
     }
 
 
@@ -204,7 +184,8 @@ def hf_to_state_dict(tensors: dict[str, torch.Tensor], cfg: GPTConfig) -> dict[s
                              f"(emb_dim={cfg.emb_dim}, vocab_size={cfg.vocab_size}, "
                              f"context_length={cfg.context_length}) needs {want}")
         out[ours] = tensor.t() if transpose else tensor
-    extra = [k for k in plain if not _is_mask_buffer(k)]
+    # older checkpoints store each layer's causal mask (h.0.attn.bias); we build ours on the fly
+    extra = [k for k in plain if not k.endswith((".attn.bias", ".attn.masked_bias"))]
     if extra:
         raise ValueError(f"checkpoint has tensors this GPT-2 config does not use: {sorted(extra)[:5]}; "
                          f"check n_layer in config.json")
@@ -227,9 +208,9 @@ def from_hf(path: str | os.PathLike, *, device: torch.device | str | None = None
     state = hf_to_state_dict(tensors, cfg)
     with torch.device("meta"):  # no random init for weights we overwrite anyway
         model = GPTModel(cfg)
-    model.to_empty(device=device or "cpu").to(dtype)  # keeps the model's memory layout (see gpt.py)...
+    model.to_empty(device=device or "cpu").to(dtype)  # storage for every parameter, as it is laid out...
     model.out_head.weight = model.tok_emb.weight  # ...but not the tie: each meta parameter was replaced alone
-    model.load_state_dict(state)  # copies into that layout
+    model.load_state_dict(state)
     return model.eval()
 
 
@@ -267,15 +248,11 @@ def save_hf(model: GPTModel, path: str | os.PathLike) -> Path:
     # Each file atomically (a crash or a full disk keeps the previous one whole), not the folder as one:
     # the folder may hold other files of the learner's (a tokenizer, say) that a directory swap would drop.
     write_file_atomically(folder / WEIGHTS_NAME, st_save(tensors, metadata={"format": "pt"}))
-    write_file_atomically(folder / CONFIG_NAME, (json.dumps(config, indent=2) + "\n").encode("utf-8"))
+    write_json(folder / CONFIG_NAME, config)
     return folder
 
 
 # --------------------------------------------------------------------------- download
-
-
-def _offline_env() -> bool:
-    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
 
 
 def from_pretrained(name: str, *, cache_dir: str | os.PathLike | None = None, timeout: float = 10.0,
@@ -300,7 +277,7 @@ def from_pretrained(name: str, *, cache_dir: str | os.PathLike | None = None, ti
     advice = (f"To use {name} offline, download it where you have network, e.g. "
               f"`huggingface-cli download {repo_id} config.json model.safetensors --local-dir DIR`, "
               f"then call gpt2_core.model.hf_weights.from_hf(DIR).")
-    offline = _offline_env()
+    offline = os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
     try:
         folder = snapshot_download(repo_id, allow_patterns=[CONFIG_NAME, WEIGHTS_NAME], cache_dir=cache_dir,
                                    etag_timeout=timeout, local_files_only=offline)

@@ -43,6 +43,7 @@ from ..checks import check_int, check_tokenizer
 from ..files import check_writable, reading_dir, sha256, write_dir_atomically
 from ..model.config import GPTConfig
 from ..model.gpt import GPTModel, unwrap_model
+from ..model.layout import lay_out_like_params
 from ..text.ranks import tokenizer_files, tokenizer_from_record
 from .state import decode_state, encode_state, rng_state, set_rng_state
 
@@ -292,20 +293,6 @@ def _check_state(model: nn.Module, weights: dict[str, torch.Tensor], tied: dict[
                          f"{model_tied or 'nothing'}")
 
 
-def _lay_out_like_params(optimizer: torch.optim.Optimizer) -> None:
-    """Give each loaded state tensor (Adam's moments) its parameter's memory layout.
-
-    A checkpoint stores tensors contiguous, but GPTModel keeps its matrices input-major (see
-    :mod:`gpt2_core.model.gpt`), and torch's fused AdamW walks a parameter, its gradient and its moments
-    as flat memory: with different layouts it would pair the wrong numbers.
-    """
-    for group in optimizer.param_groups:
-        for p in group["params"]:
-            for name, value in optimizer.state.get(p, {}).items():
-                if isinstance(value, torch.Tensor) and value.shape == p.shape and value.stride() != p.stride():
-                    optimizer.state[p][name] = torch.empty_like(p, dtype=value.dtype).copy_(value)
-
-
 def checkpoint_info(path: str | os.PathLike) -> dict[str, Any]:
     """``{"step", "extra", "config", "meta"}`` of a checkpoint (``meta``: its config.json), read from its JSON
     files only (no tensors, nothing loaded into a model): a cheap way to check a checkpoint before a run
@@ -384,7 +371,7 @@ def load_checkpoint(path: str | os.PathLike, model: nn.Module | None = None,
     inner.load_state_dict(weights)
     if optimizer is not None:
         optimizer.load_state_dict(trainer["optimizer"])
-        _lay_out_like_params(optimizer)
+        lay_out_like_params(optimizer)  # fused AdamW pairs them as flat memory
     if scheduler is not None:
         scheduler.load_state_dict(trainer["scheduler"])
     if restore_rng and trainer["rng"] is not None:

@@ -3,8 +3,8 @@
 :func:`train` runs the same way on a CPU, on a GPU (bf16 autocast and ``torch.compile`` switch on there
 by default) and under ``torchrun`` with DistributedDataParallel (one process per device; each process
 sees its own slice of every global batch, gradients are averaged across processes, only rank 0 prints
-and writes checkpoints). Every step goes through :func:`gpt2_core.pretraining.step.train_step`, the step
-fine-tuning uses too.
+and writes checkpoints). Every step goes through :func:`gpt2_core.pretraining.step.train_step`, inside the loop
+fine-tuning and GRPO use too (:func:`gpt2_core.pretraining.runner.run_steps`).
 
 Resuming is exact: the data order is a pure function of ``(seed, step)`` (each epoch's permutation is
 drawn from a generator seeded with ``seed + epoch``), so a resumed run skips straight to the batch it
@@ -26,7 +26,6 @@ Reference: Radford et al. (2019), "Language Models are Unsupervised Multitask Le
 from __future__ import annotations
 
 import contextlib
-import math
 import statistics
 import time
 from dataclasses import asdict, dataclass, field
@@ -45,7 +44,8 @@ from .batches import StepBatches, eval_batches
 from .checkpoint import check_checkpoint_path, checkpoint_info, load_checkpoint, save_checkpoint
 from .distributed import dropout_seed, rank_and_world
 from .optim import OptimConfig, autocast_for, lr_schedule, on_for_cuda, optimizer_for
-from .step import RunHistory, evaluate, train_step
+from .runner import RunHistory, run_steps
+from .step import mean_loss, train_step
 
 
 @dataclass(kw_only=True)
@@ -131,12 +131,12 @@ def _dataset_of(data: DataLoader | Dataset, what: str) -> tuple[Dataset, int | N
                     f"got {type(data).__name__}")
 
 
-def evaluate_splits(model: nn.Module, train_ds: Dataset, val_ds: Dataset | None, batch_size: int,
-                    num_batches: int | None, autocast: contextlib.AbstractContextManager | None = None
-                    ) -> tuple[float, float]:
+def split_losses(model: nn.Module, train_ds: Dataset, val_ds: Dataset | None, batch_size: int,
+                 num_batches: int | None, autocast: contextlib.AbstractContextManager | None = None
+                 ) -> tuple[float, float]:
     """(train loss, val loss) in eval mode on fixed batches (see :func:`eval_batches`)."""
-    train_loss = evaluate(model, eval_batches(train_ds, batch_size, num_batches), autocast=autocast)
-    val_loss = (evaluate(model, eval_batches(val_ds, batch_size, num_batches), autocast=autocast)
+    train_loss = mean_loss(model, eval_batches(train_ds, batch_size, num_batches), autocast=autocast)
+    val_loss = (mean_loss(model, eval_batches(val_ds, batch_size, num_batches), autocast=autocast)
                 if val_ds is not None else float("nan"))
     return train_loss, val_loss
 
@@ -165,13 +165,6 @@ def _changed_settings(saved: dict, now: dict) -> list[str]:
     return [f"{k}: {saved[k]!r} -> {now[k]!r}" for k in now if k in saved and saved[k] != now[k]]
 
 
-def _check_out_dir(out_dir: str) -> None:
-    try:
-        check_checkpoint_path(out_dir)
-    except ValueError as err:
-        raise TrainSetupError(f"out_dir: {err}") from None
-
-
 def _resume_info(resume_from: str) -> dict:
     """The checkpoint's JSON parts, read before anything is built, so a bad path fails first."""
     if not Path(resume_from).is_dir():
@@ -193,15 +186,6 @@ def _apply_changed_settings(optimizer: torch.optim.Optimizer, scheduler: torch.o
         group.update(weight_decay=decay, betas=config.betas, initial_lr=config.lr, lr=lr)
     scheduler.base_lrs = [config.lr] * len(optimizer.param_groups)
     scheduler._last_lr = [lr] * len(optimizer.param_groups)  # what get_last_lr() reports
-
-
-def _divergence_error(step: int, loss: float, config: TrainConfig) -> FloatingPointError:
-    kept = (f"; the last checkpoint in {config.out_dir} was not overwritten" if config.out_dir else "")
-    return FloatingPointError(
-        f"the training loss at step {step} is {loss} (not finite): the run diverged, and this step's update "
-        f"was not applied{kept}. Lower the learning rate (lr={config.lr:g}), lengthen the warmup or keep "
-        "gradient clipping on, then start again (or resume from the last checkpoint with "
-        "allow_config_change=True)")
 
 
 def train(model: nn.Module, train_data: DataLoader | Dataset, val_data: DataLoader | Dataset | None,
@@ -233,14 +217,16 @@ def train(model: nn.Module, train_data: DataLoader | Dataset, val_data: DataLoad
     main = rank == 0
     raw = unwrap_model(model)
     device = next(raw.parameters()).device
-    cuda = device.type == "cuda"
     use_bf16, use_compile = on_for_cuda(config.bf16, device), on_for_cuda(config.compile, device)
     autocast = autocast_for(config, device)
 
     # Fail early: everything below is checked before any training work (every rank checks the same
     # things, so under torchrun all processes stop together instead of some waiting forever).
     if config.out_dir is not None:
-        _check_out_dir(config.out_dir)
+        try:
+            check_checkpoint_path(config.out_dir)
+        except ValueError as err:
+            raise TrainSetupError(f"out_dir: {err}") from None
         if tokenizer is None:
             raise TrainSetupError("out_dir is set but no tokenizer was given: a checkpoint records the tokenizer "
                                   "its model reads, so pass train(..., tokenizer=the tokenizer of the data)")
@@ -248,7 +234,7 @@ def train(model: nn.Module, train_data: DataLoader | Dataset, val_data: DataLoad
         batches = StepBatches(train_ds, batch_size, config.seed, shuffle, rank, world)
     except ValueError as err:
         raise TrainSetupError(str(err)) from None
-    window = _window_length(train_ds)
+    window = int(train_ds[0][0].numel())  # tokens per training window
     context = getattr(getattr(raw, "cfg", None), "context_length", None)
     if context is not None and window > context:
         raise TrainSetupError(f"training windows have {window} tokens but the model's context_length is "
@@ -266,84 +252,65 @@ def train(model: nn.Module, train_data: DataLoader | Dataset, val_data: DataLoad
                                   "continue with the new ones")
 
     optimizer, scheduler = optimizer_for(raw, config, config.max_steps)
-    history, step = History(), 0
+    history, done = History(), 0
     if config.resume_from is not None:
         try:
             state = load_checkpoint(config.resume_from, raw, optimizer, scheduler, map_location=device)
         except ValueError as err:  # e.g. the model's config differs from the checkpoint's
             raise TrainSetupError(f"cannot resume from {config.resume_from}: {err}") from None
-        step = state["step"]
+        done = state["step"]
         history = History.from_dict(state["extra"].get("history", History().to_dict()))
         if changes:
             _apply_changed_settings(optimizer, scheduler, config)
             if main:
-                print(f"resuming {config.resume_from} at step {step} with changed settings: {'; '.join(changes)}")
-    if world > 1:
-        ddp_ids = [device.index] if cuda else None
-        model = nn.parallel.DistributedDataParallel(raw, device_ids=ddp_ids)
-    else:
-        model = raw
+                print(f"resuming {config.resume_from} at step {done} with changed settings: {'; '.join(changes)}")
+    ddp_ids = [device.index] if device.type == "cuda" else None
+    model = nn.parallel.DistributedDataParallel(raw, device_ids=ddp_ids) if world > 1 else raw
     if use_compile:
         model = torch.compile(model)
-
     tokens_per_step = batch_size * world * config.grad_accum * window
     stop = config.stop_at_step or config.max_steps
-    bar = tqdm(total=stop, initial=step, desc="training", unit="step", disable=not (config.progress and main))
 
-    def save() -> None:
+    def take_step(step: int) -> list[float]:
+        if world > 1:  # each process its own dropout masks, the same again when resumed
+            torch.manual_seed(dropout_seed(config.seed, rank, step - 1))
+        began = time.perf_counter()
+        first = (step - 1) * config.grad_accum
+        micro_batches = [batches.batch(first + m) for m in range(config.grad_accum)]
+        loss = train_step(model, optimizer, micro_batches, autocast=autocast, grad_clip=config.grad_clip,
+                          scheduler=scheduler)
+        history.step_seconds.append(time.perf_counter() - began)
+        history.tokens.append(history.tokens_seen + tokens_per_step)
+        return [loss]
+
+    def on_eval(step: int) -> None:
+        # every rank evaluates the same fixed batches, so no communication is needed
+        tr, va = split_losses(model, train_ds, val_ds, batch_size, config.eval_batches, autocast())
+        history.eval_tokens.append(history.tokens_seen)
+        history.train_losses.append(tr)
+        history.val_losses.append(va)
+        if main and config.progress:
+            tqdm.write(f"step {step:>5}  tokens {history.tokens_seen:>10,}  train {tr:.3f}  val {va:.3f}")
+
+    def save(step: int) -> None:
         if main and config.out_dir is not None:
             save_checkpoint(config.out_dir, raw, optimizer, scheduler, step, tokenizer=tokenizer,
-                            extra={"history": history.to_dict(), "train_config": _jsonable(config),
-                                   "run_settings": settings})
+                            extra={"history": history.to_dict(), "run_settings": settings,
+                                   "train_config": {**asdict(config), "betas": list(config.betas)}})
         if world > 1:
             dist.barrier()  # nobody races ahead while rank 0 writes
 
-    model.train()
-    start = time.perf_counter() - history.seconds
-    while step < stop:
-        if world > 1:
-            torch.manual_seed(dropout_seed(config.seed, rank, step))
-        lr = optimizer.param_groups[0]["lr"]
-        step_start = time.perf_counter()
-        micro_batches = [batches.batch(step * config.grad_accum + m) for m in range(config.grad_accum)]
-        step_loss = train_step(model, optimizer, micro_batches, autocast=autocast, grad_clip=config.grad_clip,
-                               scheduler=scheduler)
-        if not math.isfinite(step_loss):  # not applied: the weights (and any checkpoint) stay the last good ones
-            bar.close()
-            raise _divergence_error(step + 1, step_loss, config)
-        history.step_seconds.append(time.perf_counter() - step_start)
-        step += 1
-
-        history.steps.append(step)
-        history.losses.append(step_loss)
-        history.lrs.append(lr)
-        history.tokens.append(history.tokens_seen + tokens_per_step)
-        if (config.eval_every and step % config.eval_every == 0) or step == stop:
-            # every rank evaluates the same fixed batches, so no communication is needed
-            tr, va = evaluate_splits(model, train_ds, val_ds, batch_size, config.eval_batches, autocast())
-            history.eval_steps.append(step)
-            history.eval_tokens.append(history.tokens_seen)
-            history.train_losses.append(tr)
-            history.val_losses.append(va)
-            if main and config.progress:
-                bar.write(f"step {step:>5}  tokens {history.tokens_seen:>10,}  train {tr:.3f}  val {va:.3f}")
-        history.seconds = time.perf_counter() - start
-        bar.update(1)
-        bar.set_postfix(loss=f"{step_loss:.3f}", lr=f"{lr:.2e}")
+    def after_step(step: int) -> None:
         if config.checkpoint_every and step % config.checkpoint_every == 0 and step != stop:
-            save()
-    bar.close()
+            save(step)
+
+    kept = f"The last checkpoint in {config.out_dir} was not overwritten. " if config.out_dir else ""
+    hint = (f"{kept}Lower the learning rate (lr={config.lr:g}), lengthen the warmup or keep gradient clipping on, "
+            "then start again (or resume from the last checkpoint with allow_config_change=True).")
+    model.train()
+    run_steps(raw, optimizer, history, take_step, last_step=stop, done=done, eval_every=config.eval_every,
+              on_eval=on_eval, after_step=after_step, desc="training", progress=config.progress and main, hint=hint)
     if config.out_dir is not None:
-        save()
-    raw.eval()
+        save(stop)
     return history
 
-
-def _window_length(dataset: Dataset) -> int:
-    return int(dataset[0][0].numel())
-
-
-def _jsonable(config: TrainConfig) -> dict:
-    data = asdict(config)
-    data["betas"] = list(config.betas)
-    return data

@@ -1,8 +1,8 @@
-"""The one language-model loss, the one optimizer step and the one evaluation that every run shares.
+"""The one language-model loss, the one optimizer step and the one mean loss over batches that every run shares.
 
-Pretraining (:func:`gpt2_core.pretraining.loop.train`) and every fine-tune
-(:func:`gpt2_core.finetuning.loop.finetune`) go through :func:`train_step`, so they share one rule for
-a loss that is not finite (the update is not applied), gradient accumulation and bf16 autocast.
+Pretraining (:func:`gpt2_core.pretraining.loop.train`), every fine-tune (:func:`gpt2_core.finetuning.loop.finetune`)
+and GRPO go through :func:`train_step` (inside :func:`gpt2_core.pretraining.runner.run_steps`), so they share one
+rule for a loss that is not finite (the update is not applied), gradient accumulation and bf16 autocast.
 A batch is whatever the task's data gives; ``loss_fn(model, batch)`` turns it into a scalar loss.
 For language modelling a batch is ``(inputs, targets)`` and the loss is :func:`lm_loss`.
 """
@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import torch
@@ -42,10 +41,10 @@ def lm_loss(model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> torch
                          "shape (targets are the inputs shifted by one token)")
     device = next(model.parameters()).device
     inputs, targets = inputs.to(device), targets.to(device)
-    if not torch.compiler.is_compiling() and not bool((targets != -100).any()):
+    if not bool((targets != -100).any()):
         raise ValueError("every target is -100: nothing to learn from in this batch (is the loss mask right?)")
     if isinstance(unwrap_model(model), GPTModel):
-        # the model computes the loss fused with its LM head (same value, less time and memory)
+        # the model's forward returns the loss, computed fused with its LM head (same value, less time and memory)
         return model(inputs, targets=targets)
     logits = model(inputs)
     return F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten())
@@ -93,8 +92,8 @@ def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, micro_batches
     return step_loss
 
 
-def evaluate(model: nn.Module, batches: Iterable[Any], loss_fn: LossFn = lm_loss,
-             autocast: contextlib.AbstractContextManager | None = None) -> float:
+def mean_loss(model: nn.Module, batches: Iterable[Any], loss_fn: LossFn = lm_loss,
+              autocast: contextlib.AbstractContextManager | None = None) -> float:
     """The mean of ``loss_fn`` over ``batches`` (batches of equal size: the mean over their examples), in
     eval mode and without gradients; the model's mode is restored. NaN when there is no batch."""
     total, count = 0.0, 0
@@ -129,26 +128,8 @@ def bits_per_byte(model: nn.Module, token_ids: torch.Tensor | Sequence[int], tok
     inputs = ids[: n_windows * t].view(n_windows, t)
     targets = ids[1: n_windows * t + 1].view(n_windows, t)
     batches = [(inputs[i:i + batch_size], targets[i:i + batch_size]) for i in range(0, n_windows, batch_size)]
-    nats = sum(evaluate(model, [batch]) * batch[1].numel() for batch in batches)
+    nats = sum(mean_loss(model, [batch]) * batch[1].numel() for batch in batches)
     n_bytes = int(token_byte_lengths(tokenizer)[targets].sum())
     return {"loss": nats / targets.numel(), "bits_per_byte": nats / math.log(2) / n_bytes,
             "tokens": targets.numel(), "bytes": n_bytes}
 
-
-@dataclass
-class RunHistory:
-    """What every run records. Per optimizer step: ``steps``, ``losses``, ``lrs``. Per evaluation:
-    ``eval_steps``. ``seconds``: wall time of the run, evaluations included."""
-
-    steps: list[int] = field(default_factory=list)
-    losses: list[float] = field(default_factory=list)
-    lrs: list[float] = field(default_factory=list)
-    eval_steps: list[int] = field(default_factory=list)
-    seconds: float = 0.0
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> RunHistory:
-        return cls(**data)

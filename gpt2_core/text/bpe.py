@@ -114,25 +114,16 @@ class BPETokenizer:
         vocab_size: int,
         special_tokens: Sequence[str] = (ENDOFTEXT,),
         pattern: str = GPT2_PATTERN,
+        naive: bool = False,
     ) -> BPETokenizer:
         """Learn merges from ``text`` until there are ``vocab_size`` tokens (specials included).
 
         Ids 0-255 are the bytes, merges come next in the order they were learned, and the special
         tokens get the last ids. Special-token text inside ``text`` separates documents and is never
-        merged. The vocabulary ends smaller when the text runs out of pairs to merge.
+        merged. The vocabulary ends smaller when the text runs out of pairs to merge. ``naive=True``
+        gives the same result by recounting all pairs before every merge: a slow reference.
         """
-        return cls._from_training(*train_merges(text, vocab_size, special_tokens, pattern), pattern)
-
-    @classmethod
-    def train_naive(
-        cls,
-        text: str,
-        vocab_size: int,
-        special_tokens: Sequence[str] = (ENDOFTEXT,),
-        pattern: str = GPT2_PATTERN,
-    ) -> BPETokenizer:
-        """Same result as :meth:`train`, recounting all pairs before every merge: a slow reference."""
-        return cls._from_training(*train_merges(text, vocab_size, special_tokens, pattern, naive=True), pattern)
+        return cls._from_training(*train_merges(text, vocab_size, special_tokens, pattern, naive), pattern)
 
     @classmethod
     def _from_training(

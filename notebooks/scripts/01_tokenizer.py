@@ -340,14 +340,14 @@ print("decodes back:      ", gpt2_tok.decode(gpt2_tok.encode(doc, allowed_specia
 # `gpt2_core.text.bpe.BPETokenizer.train` learns the same merges as our loop. It is faster
 # because it never recounts: it keeps the count of every pair, remembers which chunks contain
 # each pair, and after a merge only revisits those chunks and adjusts the counts that changed.
-# A heap hands it the most frequent pair. `BPETokenizer.train_naive` is the slow recount-everything
-# version, kept as a reference. First, the three agree:
+# A heap hands it the most frequent pair. `BPETokenizer.train(..., naive=True)` is the slow
+# recount-everything version, kept as a reference. First, the three agree:
 
 # %%
 # NBVAL_CHECK_OUTPUT
 vocab_size = 256 + num_merges + 1  # + 1 for <|endoftext|>, which gets the last id
 package_tok = BPETokenizer.train(small_text, vocab_size, special_tokens=[ENDOFTEXT])
-naive_tok = BPETokenizer.train_naive(small_text, vocab_size, special_tokens=[ENDOFTEXT])
+naive_tok = BPETokenizer.train(small_text, vocab_size, special_tokens=[ENDOFTEXT], naive=True)
 ours = [((vocab[a], vocab[b]), new_id) for (a, b), new_id, _ in merges]
 print("package merges == inline merges:", package_tok.merges == ours)
 print("naive merges == inline merges:  ", naive_tok.merges == ours)
@@ -364,7 +364,7 @@ def timed(fn, *args, **kwargs):
     return result, time.perf_counter() - start
 
 
-_, naive_seconds = timed(BPETokenizer.train_naive, small_text, vocab_size)
+_, naive_seconds = timed(BPETokenizer.train, small_text, vocab_size, naive=True)
 _, fast_seconds = timed(BPETokenizer.train, small_text, vocab_size)
 print(f"{num_merges} merges on {len(small_text):,} characters: inline loop {inline_seconds:.2f} s, "
       f"package naive {naive_seconds:.2f} s, package fast {fast_seconds:.3f} s "

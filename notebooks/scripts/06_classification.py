@@ -483,12 +483,12 @@ print(f"trainable parameters: {model.num_parameters(trainable_only=True):,} of {
 # prints the time it took.
 
 # %%
-before = clf.evaluate_windows(model, val_set)
+before = clf.classifier_metrics(model, val_set)
 print(f"before fine-tuning: validation accuracy {before['accuracy']:.1%}, loss {before['loss']:.3f}")
 
 
 def validate(m):
-    result = clf.evaluate_windows(m, val_set, RECIPE.window_pooling)
+    result = clf.classifier_metrics(m, val_set, RECIPE.window_pooling)
     return {"val_loss": result["loss"], "val_accuracy": result["accuracy"]}
 
 
@@ -510,7 +510,7 @@ pd.DataFrame(history.evals, index=pd.Index(history.eval_steps, name="step"))
 # - **F1** = their harmonic mean, $2PR/(P+R)$;
 # - the **confusion matrix** counts every (true class, predicted class) pair.
 #
-# First by hand from the pooled predictions, then with `clf.evaluate_windows`:
+# First by hand from the pooled predictions, then with `clf.classifier_metrics`:
 
 # %%
 test_logits = clf.window_logits(model, test_set)  # every window of every test e-mail, once
@@ -522,8 +522,8 @@ precision, recall = tp / max(tp + fp, 1), tp / max(tp + fn, 1)
 inline = {"accuracy": (tp + tn) / len(pairs), "precision": precision, "recall": recall,
           "f1": 2 * precision * recall / max(precision + recall, 1e-12)}
 
-test_metrics = clf.evaluate_windows(model, test_set, RECIPE.window_pooling, logits=test_logits)
-print("inline metrics equal clf.evaluate_windows:", all(abs(inline[k] - test_metrics[k]) < 1e-12 for k in inline))
+test_metrics = clf.classifier_metrics(model, test_set, RECIPE.window_pooling, logits=test_logits)
+print("inline metrics equal clf.classifier_metrics:", all(abs(inline[k] - test_metrics[k]) < 1e-12 for k in inline))
 pd.DataFrame({k: [test_metrics[k]] for k in ("accuracy", "precision", "recall", "f1")}, index=["test"])
 
 # %% [markdown]
@@ -532,7 +532,7 @@ pd.DataFrame({k: [test_metrics[k]] for k in ("accuracy", "precision", "recall", 
 # also measures a model *trained* on first windows only):
 
 # %%
-readings = {how: clf.evaluate_windows(model, test_set, how, logits=test_logits) for how in clf.WINDOW_POOLINGS}
+readings = {how: clf.classifier_metrics(model, test_set, how, logits=test_logits) for how in clf.WINDOW_POOLINGS}
 pd.DataFrame({how: {"test accuracy": r["accuracy"], "hard ham accuracy": hard_ham_accuracy(r["predictions"])}
               for how, r in readings.items()}).T.rename_axis("windows pooled by")
 
@@ -587,10 +587,10 @@ changed
 # %%
 random_model = spam_runs.start_model(model.cfg, None, RECIPE, SEED, device)
 random_history = spam_runs.fine_tune(random_model, train_set, RECIPE, SEED, desc="fine-tuning (random init)")
-random_metrics = clf.evaluate_windows(random_model, test_set, RECIPE.window_pooling)
+random_metrics = clf.classifier_metrics(random_model, test_set, RECIPE.window_pooling)
 plain = spam_runs.start_model(model.cfg, pretrained_state, RECIPE, SEED, device)
 plain_history = spam_runs.fine_tune(plain, train_set, RECIPE, SEED, desc="fine-tuning (no e-mail LM step)")
-plain_metrics = clf.evaluate_windows(plain, test_set, RECIPE.window_pooling)
+plain_metrics = clf.classifier_metrics(plain, test_set, RECIPE.window_pooling)
 print(f"fine-tuned from random weights in {random_history.seconds:.0f} s, without the LM step in "
       f"{plain_history.seconds:.0f} s")
 
@@ -924,7 +924,7 @@ display(Markdown(
 #         loss.backward()
 #         optimizer.step()
 #         optimizer.zero_grad()
-# clf.evaluate_windows(m, test_set)["accuracy"]
+# clf.classifier_metrics(m, test_set)["accuracy"]
 # ```
 #
 # and compare its test accuracy with the learning curve's "pretrained only" point at 64 labels

@@ -391,8 +391,8 @@ pd.DataFrame({"question": [format_prompt(r) for r in test_records[:4]],
 # `finetune` (from `gpt2_core.finetuning.loop`) runs AdamW over every parameter that requires a gradient,
 # with a short linear **warmup** and then a **cosine** decay of the learning rate (warmup lets Adam's
 # running averages settle before large steps; the decay lets the weights settle at the end). Every
-# `EVAL_EVERY` steps it calls our `evaluate`, which answers a fixed slice of the test questions, so we
-# can watch exact match rise.
+# `EVAL_EVERY` steps it calls the `metrics_fn` we give it (`curve_eval`, below), which answers a fixed slice
+# of the test questions, so we can watch exact match rise.
 #
 # "Full" fine-tuning here trains every weight **but the token embedding**. The reason is the held-out
 # words. The embedding is *tied* to the output layer (chapter 4): the logit of a token is its embedding
@@ -413,7 +413,7 @@ full_model = fresh_copy()
 full_trainable = runs.freeze_token_embedding(full_model)
 print(f"trainable: {full_trainable:,} of {full_model.num_parameters():,} "
       f"(the token embedding, {full_model.tok_emb.weight.numel():,} numbers, is frozen; the output layer with it)")
-full_history = runs.fine_tune(full_model, tokenizer, train_records, RECIPE, SEED, evaluate=curve_eval,
+full_history = runs.fine_tune(full_model, tokenizer, train_records, RECIPE, SEED, metrics_fn=curve_eval,
                               eval_every=EVAL_EVERY, desc="full fine-tuning")
 print(f"{RECIPE.steps} steps of {RECIPE.batch_size} in {full_history.seconds:.0f}s, final loss "
       f"{full_history.losses[-1]:.3f}, curve slice {full_history.evals[-1]['supported']:.1%} on supported families")
@@ -491,7 +491,7 @@ with torch.no_grad():
 
 # %%
 lora_history = runs.fine_tune(lora_model, tokenizer, train_records, RECIPE, SEED, lr=RECIPE.lora_lr, weight_decay=0.0,
-                              evaluate=curve_eval, eval_every=EVAL_EVERY, desc="LoRA")
+                              metrics_fn=curve_eval, eval_every=EVAL_EVERY, desc="LoRA")
 print(f"LoRA: {RECIPE.steps} steps in {lora_history.seconds:.0f}s")
 
 # %% [markdown]
@@ -641,7 +641,7 @@ display(Markdown(
 random_model = fresh_copy()
 random_model.reset_parameters()
 runs.freeze_token_embedding(random_model)
-random_history = runs.fine_tune(random_model, tokenizer, train_records, RECIPE, SEED, evaluate=curve_eval,
+random_history = runs.fine_tune(random_model, tokenizer, train_records, RECIPE, SEED, metrics_fn=curve_eval,
                                 eval_every=EVAL_EVERY, desc="random init, same recipe")
 print(f"random init: {RECIPE.steps} steps in {random_history.seconds:.0f}s")
 

@@ -492,7 +492,7 @@ display(Markdown(f"On both validation sets together, {grpo_vs_start.phrase}."))
 grpo_records = frontier_pool if RECIPE.frontier_only else pool
 track = runs.greedy_tracker(tokenizer, sets["validation"][::2], MAX_NEW)
 validation_start = track(start_model)["validation"]
-grpo_model, grpo_history = runs.run_grpo(start_model, reference_model, tokenizer, grpo_records, RECIPE, evaluate=track)
+grpo_model, grpo_history = runs.run_grpo(start_model, reference_model, tokenizer, grpo_records, RECIPE, metrics_fn=track)
 scores["GRPO"] = ch7_runs.score_sets(grpo_model, tokenizer, sets, max_new=MAX_NEW)
 print(f"{len(grpo_history.steps)} GRPO sampling steps in {grpo_history.seconds:.0f} s; groups with a signal per step: "
       f"{sum(grpo_history.groups_used) / len(grpo_history.groups_used):.1f} of {RECIPE.questions}, "
