@@ -201,7 +201,7 @@ def reading_dir(path: str | os.PathLike) -> Iterator[Path]:
     """Read directory ``path`` (written by :func:`write_dir_atomically`) without another run swapping it
     meanwhile: a crashed swap is recovered first, then writers of its folder wait until the block ends."""
     path = Path(path)
-    recover_dir(path)
+    _recover_dir(path)
     with _locked(path.parent, shared=True):
         yield path
 
@@ -210,7 +210,7 @@ def _old_path(path: Path) -> Path:
     return path.with_name(path.name + ".old")
 
 
-def recover_dir(path: str | os.PathLike) -> None:
+def _recover_dir(path: str | os.PathLike) -> None:
     """A crash between 'rename old away' and 'rename new in' leaves only ``<dir>.old``: put it back.
 
     A live writer is between those two renames only while it holds the folder's lock, so the check is
@@ -257,7 +257,7 @@ def write_dir_atomically(path: str | os.PathLike, files: dict[str, bytes]) -> Pa
     The files go into a sibling ``<dir>.tmp-<pid>-<random>`` and are fsynced; only then, holding the
     folder's lock, is the old directory renamed to ``<dir>.old``, the new one renamed into place and the old
     one removed. A crash at any point leaves either the old directory or the new one (or ``<dir>.old``,
-    which :func:`recover_dir` puts back), never a mix; a crash can leave a ``<dir>.tmp-...``, which the
+    which :func:`_recover_dir` puts back), never a mix; a crash can leave a ``<dir>.tmp-...``, which the
     next write of ``path`` removes. Two runs saving ``path`` at once: the last to finish wins, whole.
     A full disk keeps the previous directory and says so.
     """

@@ -77,7 +77,7 @@ class Timing:
     cpu: float  # median process CPU seconds (all threads)
 
 
-def median_time(fn: Callable[[], object], repeats: int, warmup: int = 1) -> float:
+def _median_time(fn: Callable[[], object], repeats: int, warmup: int = 1) -> float:
     """Median wall time of ``fn`` over ``repeats`` runs, after ``warmup`` untimed runs."""
     return interleaved({"fn": fn}, repeats, warmup)["fn"].wall
 
@@ -102,7 +102,7 @@ def interleaved(fns: dict[str, Callable[[], object]], repeats: int, warmup: int 
     return {name: Timing(statistics.median(wall[name]), statistics.median(cpu[name])) for name in fns}
 
 
-def twin_models(cfg: GPTConfig, tmp: Path, device: torch.device | str = "cpu"):
+def _twin_models(cfg: GPTConfig, tmp: Path, device: torch.device | str = "cpu"):
     """Our GPTModel and transformers' GPT2LMHeadModel holding identical weights (via the HF export)."""
     # imported here: transformers is a test-time reference, installed by `make test`/`make bench` only
     from transformers import GPT2LMHeadModel
@@ -114,11 +114,11 @@ def twin_models(cfg: GPTConfig, tmp: Path, device: torch.device | str = "cpu"):
     return ours.to(device), theirs.to(device)
 
 
-def bench_training(cfg: GPTConfig, batch: int, n_tokens: int, repeats: int, peak: float, peak_name: str,
+def _bench_training(cfg: GPTConfig, batch: int, n_tokens: int, repeats: int, peak: float, peak_name: str,
                    device: torch.device, bf16: bool = False, compile: bool = False) -> Row:
     """Tokens/s of one training step (:func:`~gpt2_core.pretraining.step.train_step`), ours against transformers."""
     with tempfile.TemporaryDirectory() as tmp:
-        ours, theirs = twin_models(cfg, Path(tmp), device)
+        ours, theirs = _twin_models(cfg, Path(tmp), device)
     idx = torch.randint(0, cfg.vocab_size, (batch, n_tokens), device=device)
     targets = torch.randint(0, cfg.vocab_size, (batch, n_tokens), device=device)
     autocast = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if bf16 else contextlib.nullcontext
@@ -155,12 +155,12 @@ def bench_training(cfg: GPTConfig, batch: int, n_tokens: int, repeats: int, peak
                f"{flops / t_ours / peak:.1%}, transformers {flops / t_theirs / peak:.1%} of the {peak_name}")
 
 
-def bench_generation(cfg: GPTConfig, prompt_len: int, new_tokens: int, repeats: int,
+def _bench_generation(cfg: GPTConfig, prompt_len: int, new_tokens: int, repeats: int,
                      device: torch.device, batch: int = 1, compile: bool = False,
                      recompute: bool = False) -> list[Row]:
     """Greedy generation, ours (KV cache; ``compile``: compiled one-token step) against transformers.generate."""
     with tempfile.TemporaryDirectory() as tmp:
-        ours, theirs = twin_models(cfg, Path(tmp), device)
+        ours, theirs = _twin_models(cfg, Path(tmp), device)
     ours.eval()
     theirs.eval()
     sync = synchronizer(device)
@@ -201,7 +201,7 @@ def bench_generation(cfg: GPTConfig, prompt_len: int, new_tokens: int, repeats: 
     return rows
 
 
-def bench_cli(device: torch.device, profile: str, steps: int) -> Row:
+def _bench_cli(device: torch.device, profile: str, steps: int) -> Row:
     """``python -m gpt2_core.course.train`` as a learner runs it: its own steady-state tokens/s and MFU report."""
     root = Path(__file__).resolve().parent.parent
     cmd = [sys.executable, "-m", "gpt2_core.course.train", "--profile", profile, "--max-steps", str(steps),
@@ -221,7 +221,7 @@ def bench_cli(device: torch.device, profile: str, steps: int) -> Row:
                f"{seconds:.0f} s in all); MFU of the {steady[3]}")
 
 
-def bench_bpe(n_chars: int, vocab_size: int, naive_chars: int, repeats: int) -> list[Row]:
+def _bench_bpe(n_chars: int, vocab_size: int, naive_chars: int, repeats: int) -> list[Row]:
     text = sample_text(n_chars)
     gpt2, theirs = BPETokenizer.from_gpt2(), gpt2_encoding()
     # a fresh tokenizer for every timed encode: its chunk cache starts empty (a cold cache), as tiktoken's does
@@ -233,7 +233,7 @@ def bench_bpe(n_chars: int, vocab_size: int, naive_chars: int, repeats: int) -> 
     mb = len(text.encode("utf-8")) / 1e6
     rows = [Row(f"BPE encode {mb:.1f} MB (cold cache)", f"{mb / t_ours:.2f} MB/s", f"{mb / t_tik:.2f} MB/s (tiktoken)",
                 t_tik / t_ours, f"identical ids: {same}; CPU-time ratio {t['tiktoken'].cpu / t['ours'].cpu:.2f}x")]
-    t_train = median_time(lambda: BPETokenizer.train(text, vocab_size), 1, warmup=0)
+    t_train = _median_time(lambda: BPETokenizer.train(text, vocab_size), 1, warmup=0)
     small = text[:naive_chars]
     small_vocab = 256 + 200
     t = interleaved({"fast": lambda: BPETokenizer.train(small, small_vocab),
@@ -248,7 +248,7 @@ def bench_bpe(n_chars: int, vocab_size: int, naive_chars: int, repeats: int) -> 
     return rows
 
 
-def bench_notebooks() -> Row:
+def _bench_notebooks() -> Row:
     """Wall time of the whole course under nbval at the tiny profile (what CI runs)."""
     root = Path(__file__).resolve().parent.parent
     notebooks = sorted(str(p) for p in (root / "notebooks").glob("[0-9]*.ipynb"))
@@ -276,13 +276,13 @@ def load() -> float | None:
         return None
 
 
-def load_average(value: float | None = None) -> str:
+def _load_average(value: float | None = None) -> str:
     """The 1-minute load average against the core count: above the core count, the machine is shared."""
     value = load() if value is None else value
     return "load average unknown" if value is None else f"load average {value:.1f} on {os.cpu_count()} cores"
 
 
-def print_table(rows: list[Row]) -> None:
+def _print_table(rows: list[Row]) -> None:
     print(bench_rows_table([vars(r) for r in rows]))
 
 
@@ -331,34 +331,34 @@ def main(argv: list[str] | None = None) -> int:
         peak, peak_name = peak_flops(device, torch.bfloat16 if cuda else torch.float32)
     load_start, date = load(), time.strftime("%Y-%m-%d")
     print(f"machine: {machine(device)}; {peak_name}; date {date}; medians of "
-          f"{args.repeats} interleaved runs; {load_average(load_start)}", flush=True)
+          f"{args.repeats} interleaved runs; {_load_average(load_start)}", flush=True)
     rows: list[Row] = []
     small = GPTConfig(context_length=128, emb_dim=256, n_heads=4, n_layers=4, drop_rate=0.0)
     gpt2 = GPTConfig.preset("gpt2", drop_rate=0.0)
     if "train" in parts:
         if cuda:  # GPT-2 124M at its full context, as the issue's targets are stated
             cfg, b, t = (small, 8, 128) if args.quick else (gpt2, 16, 1024)
-            rows.append(bench_training(cfg, b, t, args.repeats, peak, peak_name, device, bf16=True, compile=True))
+            rows.append(_bench_training(cfg, b, t, args.repeats, peak, peak_name, device, bf16=True, compile=True))
         else:
-            rows.append(bench_training(small, 8, 128, args.repeats, peak, peak_name, device))
+            rows.append(_bench_training(small, 8, 128, args.repeats, peak, peak_name, device))
             if not args.quick:
-                rows.append(bench_training(gpt2, 2, 256, args.repeats, peak, peak_name, device))
+                rows.append(_bench_training(gpt2, 2, 256, args.repeats, peak, peak_name, device))
     if "generate" in parts:
         cfg = small if args.quick else gpt2
         new = (32 if args.quick else 64) if not cuda else (64 if args.quick else 256)
         for batch in (1, 8):
-            rows += bench_generation(cfg, 16, new, args.repeats, device, batch, compile=cuda,
+            rows += _bench_generation(cfg, 16, new, args.repeats, device, batch, compile=cuda,
                                      recompute=batch == 1 and not cuda)
     if "cli" in parts:
         profile = "gpt2" if cuda else ("tiny" if args.quick else "default")
-        rows.append(bench_cli(device, profile, 20 if args.quick else (100 if cuda else 20)))
+        rows.append(_bench_cli(device, profile, 20 if args.quick else (100 if cuda else 20)))
     if "bpe" in parts:
-        rows += bench_bpe(200_000 if args.quick else 1_000_000, 5000, 20_000, max(1, args.repeats // 2))
+        rows += _bench_bpe(200_000 if args.quick else 1_000_000, 5000, 20_000, max(1, args.repeats // 2))
     if "notebooks" in parts:
-        rows.append(bench_notebooks())
-    print_table(rows)
+        rows.append(_bench_notebooks())
+    _print_table(rows)
     load_end = load()
-    print(f"at the end: {load_average(load_end)}")
+    print(f"at the end: {_load_average(load_end)}")
     if args.write is not None:
         written = write_bench(args.write, rows, command=command, date=date, device=device.type,
                               machine=machine(device), peak=peak_name, repeats=args.repeats, quick=args.quick,

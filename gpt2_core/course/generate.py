@@ -53,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def read_prompt_file(path: str) -> str:
+def _read_prompt_file(path: str) -> str:
     """The text of the prompt file at ``path``, less the one line break an editor adds at its end; ValueError,
     in one line, for a file that is missing, a folder, unreadable, not UTF-8 text or empty."""
     file = Path(path)
@@ -102,7 +102,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                      "model), --hf DIR (a Hugging Face GPT-2 directory) or --pretrained gpt2 (downloads)")
     if args.prompt_file is not None:
         try:
-            args.prompt = read_prompt_file(args.prompt_file)
+            args.prompt = _read_prompt_file(args.prompt_file)
         except ValueError as err:
             parser.error(str(err))
     if not args.prompt:

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import statistics
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -31,7 +30,6 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..files import write_json
 from ..finetuning.instruction_eval import generate_answers, is_correct, score_answers, summarise
 from ..finetuning.instruction_prompts import InstructionDataset, instruction_loader
 from ..finetuning.instruction_sets import course_instructions
@@ -42,7 +40,7 @@ from ..pretraining.checkpoint import checkpoint_info, load_checkpoint, save_chec
 from ..pretraining.step import lm_loss
 from ..profile import data_dir, get_device, pick, profile_name, seed_everything
 from .reference import base_model_name, load_base_model
-from .results import read_measurement, write_measurement
+from .results import merge_methods, merge_stamp, summary, write_measurement, write_merged
 
 PROG = "gpt2_core.course.instruction_runs"
 SETS = ("test", "heldout", "fresh", "new")  # what a chapter model is scored on
@@ -121,14 +119,14 @@ def full_fine_tune(model: GPTModel, tokenizer: Any, records: Sequence[dict], rec
     return fine_tune(model, tokenizer, records, recipe, seed, **kwargs)
 
 
-def lora_fine_tune(model: GPTModel, tokenizer: Any, records: Sequence[dict], recipe: InstructionRecipe,
+def _lora_fine_tune(model: GPTModel, tokenizer: Any, records: Sequence[dict], recipe: InstructionRecipe,
                    seed: int = 123, **kwargs: Any) -> FinetuneHistory:
     """LoRA on the recipe's layers (everything else frozen), at LoRA's rate and without weight decay."""
     inject_lora(model, rank=recipe.lora_rank, alpha=2 * recipe.lora_rank, targets=recipe.lora_targets)
     return fine_tune(model, tokenizer, records, recipe, seed, lr=recipe.lora_lr, weight_decay=0.0, **kwargs)
 
 
-def full_fine_tune_with_embedding(model: GPTModel, tokenizer: Any, records: Sequence[dict], recipe: InstructionRecipe,
+def _full_fine_tune_with_embedding(model: GPTModel, tokenizer: Any, records: Sequence[dict], recipe: InstructionRecipe,
                                   seed: int = 123, **kwargs: Any) -> FinetuneHistory:
     """Full fine-tuning with the token embedding (and the tied output layer) trained too: what the chapter
     measures against its recipe."""
@@ -138,8 +136,8 @@ def full_fine_tune_with_embedding(model: GPTModel, tokenizer: Any, records: Sequ
 
 METHODS: dict[str, Callable[..., FinetuneHistory]] = {
     "full fine-tuning": full_fine_tune,
-    "LoRA": lora_fine_tune,
-    "full fine-tuning, embedding trained": full_fine_tune_with_embedding,
+    "LoRA": _lora_fine_tune,
+    "full fine-tuning, embedding trained": _full_fine_tune_with_embedding,
 }
 
 
@@ -221,7 +219,7 @@ def seed_spread(seeds: Sequence[int], recipe: InstructionRecipe, progress: bool 
             "seconds": round(time.perf_counter() - start, 1)}
 
 
-def mix_search(shares: Sequence[float], recipe: InstructionRecipe, seed: int = 123, progress: bool = False) -> dict:
+def _mix_search(shares: Sequence[float], recipe: InstructionRecipe, seed: int = 123, progress: bool = False) -> dict:
     """Full fine-tuning (the chapter's recipe) once per share of procedure records, scored on the validation
     sets only (never the test, the held-out or the new words): exact match on the supported families, per
     family, and whether each record was answered right (for the chapter's figure of answer tokens)."""
@@ -242,12 +240,6 @@ def mix_search(shares: Sequence[float], recipe: InstructionRecipe, seed: int = 1
         print(f"share {share}: " + ", ".join(f"{s} {scores[s]['supported']:.1%}" for s in VALIDATION_SETS), flush=True)
     return {"seed": seed, "shares": list(shares), "runs": rows, "base_model": name, "recipe": recipe.to_dict(),
             "seconds": round(time.perf_counter() - start, 1)}
-
-
-def summary(values: list[float]) -> dict:
-    """``{"values", "mean", "std"}`` of one measurement over seeds (the sample standard deviation; 0 for one seed)."""
-    spread = statistics.stdev(values) if len(values) > 1 else 0.0
-    return {"values": values, "mean": statistics.fmean(values), "std": spread}
 
 
 def merge_measurements(parts: Sequence[dict]) -> dict:
@@ -276,41 +268,6 @@ def merge_measurements(parts: Sequence[dict]) -> dict:
             "methods": merge_methods(parts)}
 
 
-def merge_stamp(parts: Sequence[dict], agree: Sequence[str]) -> dict:
-    """What a measurement merged from ``parts`` says of them: the latest date, the profile, the most torch threads,
-    each piece's own command, date, threads and time (``measured_in``), the seconds added up, and the values of the
-    keys ``agree`` names, which every piece must share (a ValueError names the first one they do not)."""
-    if len(parts) < 2:
-        raise ValueError(f"merge needs at least 2 measurements, got {len(parts)}")
-    first = parts[0]
-    for part in parts[1:]:
-        for key in agree:
-            if part.get(key) != first.get(key):
-                raise ValueError(f"cannot merge measurements with different {key}: {first.get(key)!r} and "
-                                 f"{part.get(key)!r}; re-run the piece with the same {key}")
-    return {"measured": max(p["measured"] for p in parts), "profile": first["profile"],
-            "torch_threads": max(p["torch_threads"] for p in parts),
-            "measured_in": [f"{p['command']} ({p['measured']}, torch threads: {p['torch_threads']}, "
-                            f"{p['seconds']:.0f} s)" for p in parts],
-            **{key: first[key] for key in agree if key not in ("profile", "seed")},
-            "seconds": round(sum(p["seconds"] for p in parts), 1)}
-
-
-def merge_methods(parts: Sequence[dict]) -> dict:
-    """The seed spreads of ``parts`` joined: per method and score, every piece's values and their summary."""
-    first = parts[0]
-    return {m: {key: summary([v for p in parts for v in p["methods"][m][key]["values"]]) for key in first["methods"][m]}
-            for m in first["methods"]}
-
-
-def write_merged(parts: Sequence[str], out: str, merge: Callable[[list[dict]], dict]) -> int:
-    """The ``merge`` command of a measuring module: read the pieces, ``merge`` them, write the result atomically."""
-    merged = merge([read_measurement(p) for p in parts])
-    write_json(out, merged)
-    print(f"wrote {out}: {merged['command']}")
-    return 0
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m gpt2_core.course.instruction_runs",
                                      description="Measure chapter 7's seed spread, or choose its training mix.")
@@ -325,7 +282,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.what == "merge":
         return write_merged(args.parts, args.out, merge_measurements)
     if args.what == "mix-search":
-        result = mix_search(args.shares, profile_recipe(), args.seeds[0], args.progress)
+        result = _mix_search(args.shares, profile_recipe(), args.seeds[0], args.progress)
     else:
         result = seed_spread(args.seeds, profile_recipe(), args.progress)
     write_measurement(args.out, PROG, argv, result)

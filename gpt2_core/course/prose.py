@@ -146,7 +146,7 @@ def _check_found(found: list[Found], backed: Callable[[Found], bool], facts: dic
     return problems
 
 
-def notebook_outputs(cells: list[dict]) -> Outputs:
+def _notebook_outputs(cells: list[dict]) -> Outputs:
     """The numbers each code cell of ``cells`` printed (what :func:`_output_text` shows of its outputs)."""
     out = Outputs()
     for i, cell in enumerate(cells):
@@ -165,7 +165,7 @@ def check_notebook(path: Path, facts_path: Path | None = None, root: Path | None
     facts_path = facts_path or path.parent / FACTS_DIR / f"{path.stem}.json"
     facts, problems = read_facts(facts_path)
     cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
-    outputs = notebook_outputs(cells)
+    outputs = _notebook_outputs(cells)
 
     # sections: a markdown line's section is the number of #/## headings above it; a code cell's likewise
     section_of_cell: dict[int, int] = {}
@@ -297,7 +297,7 @@ def _json_numbers(value: object) -> list[Number]:
     return []
 
 
-def generated_blocks(text: str) -> list[tuple[int, int]]:
+def _generated_blocks(text: str) -> list[tuple[int, int]]:
     """(start, end) of every block of ``text`` that a command generates: between ``<!-- NAME:begin ...-->``
     and ``<!-- NAME:end -->`` (the results table, the benchmark tables)."""
     blocks = []
@@ -317,7 +317,7 @@ def check_readme(path: Path, results: Path | None = None, facts_path: Path | Non
     facts, problems = read_facts(facts_path)
     text = path.read_text(encoding="utf-8")
     masked = mask(text)
-    for start, end in generated_blocks(text):
+    for start, end in _generated_blocks(text):
         masked = masked[:start] + re.sub(r"[^\n]", " ", masked[start:end]) + masked[end:]
     printed = [n for file in sorted(results.glob("*.json"))
                for n in _json_numbers(json.loads(file.read_text(encoding="utf-8")))]

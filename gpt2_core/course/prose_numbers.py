@@ -133,8 +133,8 @@ def _significant(text: str) -> int:
     return max(1, len(digits))
 
 
-def make_number(text: str, suffix: str = "", approximate: bool = False) -> Number:
-    """A :class:`Number` from its written form: ``make_number("97.3", "%")``, ``make_number("5.3", "M")``."""
+def _make_number(text: str, suffix: str = "", approximate: bool = False) -> Number:
+    """A :class:`Number` from its written form: ``_make_number("97.3", "%")``, ``_make_number("5.3", "M")``."""
     suffix = suffix.strip()
     value, step = _decimal(text), _step(text)
     digits = _significant(text)
@@ -185,10 +185,10 @@ def numbers_in_prose(text: str, masked: str | None = None) -> list[tuple[int, Nu
             continue  # section 5.3, Figure 4, chapters 6-7, exercise 2 (not "the table 50,257 x 768")
         plain_integer = re.fullmatch(r"\d+", written) is not None
         if not suffix and not word and _range_percent(masked, end):
-            found.append((start, make_number(written, "%", bool(APPROXIMATE.search(before)))))
+            found.append((start, _make_number(written, "%", bool(APPROXIMATE.search(before)))))
             continue  # the first end of "75-88%"
         if word:  # 1.5 billion, 20 million: the value scaled, the text as written
-            scaled = make_number(written, WORD_SCALE[word.group(1).lower()], bool(APPROXIMATE.search(before)))
+            scaled = _make_number(written, WORD_SCALE[word.group(1).lower()], bool(APPROXIMATE.search(before)))
             found.append((start, Number(f"{written} {word.group(1)}", scaled.value, scaled.step, False,
                                         scaled.digits)))
             continue
@@ -196,7 +196,7 @@ def numbers_in_prose(text: str, masked: str | None = None) -> list[tuple[int, Nu
                                              or (len(written) == 4 and 1700 <= int(written) <= 2099)):
             continue  # structural (4 layers, 2 cores, 128 tokens) or a year
         try:
-            number = make_number(written, suffix, approximate=bool(APPROXIMATE.search(before)))
+            number = _make_number(written, suffix, approximate=bool(APPROXIMATE.search(before)))
         except InvalidOperation:
             continue
         found.append((start, number))
@@ -213,12 +213,12 @@ def numbers_in_output(text: str) -> list[Number]:
             continue
         if written.count(".") >= 2:
             for part in re.findall(r"\d+\.\d+", written):  # "1.2.3": keep the readings 1.2 (and 2.3 is unlikely)
-                out.append(make_number(part))
+                out.append(_make_number(part))
             continue
         suffix_match = SUFFIX.match(text, end)
         suffix = suffix_match.group(0) if suffix_match else ""
         try:
-            out.append(make_number(written, suffix))
+            out.append(_make_number(written, suffix))
         except InvalidOperation:
             continue
     return out

@@ -9,6 +9,10 @@ Only the command that refreshes the committed outputs writes to ``results/``: ``
 notebook at the ``default`` profile with ``GPT2_COURSE_RECORD_RESULTS=1``. Every other run (a learner's in
 JupyterLab, CI's ``tiny``, a GPU's ``gpt2``) writes to ``data/outputs/results/<profile>/``, which git
 ignores, so following the course or running the tests never changes a committed file.
+
+The measuring commands (seed spreads, recipe searches) write theirs with :func:`write_measurement`; pieces of one
+command run in separate one-thread processes are joined by :func:`merge_stamp`, :func:`merge_methods` and
+:func:`write_merged`.
 """
 
 from __future__ import annotations
@@ -17,7 +21,9 @@ import json
 import math
 import os
 import re
+import statistics
 import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from ..checks import check_choice, check_int
@@ -96,6 +102,48 @@ def write_measurement(path: str | Path, prog: str, argv: list[str] | None, resul
     _check(data, str(path))
     write_json(path, data)
     return data
+
+
+
+def summary(values: list[float]) -> dict:
+    """``{"values", "mean", "std"}`` of one measurement over seeds (the sample standard deviation; 0 for one seed)."""
+    spread = statistics.stdev(values) if len(values) > 1 else 0.0
+    return {"values": values, "mean": statistics.fmean(values), "std": spread}
+
+
+def merge_stamp(parts: Sequence[dict], agree: Sequence[str]) -> dict:
+    """What a measurement merged from ``parts`` says of them: the latest date, the profile, the most torch threads,
+    each piece's own command, date, threads and time (``measured_in``), the seconds added up, and the values of the
+    keys ``agree`` names, which every piece must share (a ValueError names the first one they do not)."""
+    if len(parts) < 2:
+        raise ValueError(f"merge needs at least 2 measurements, got {len(parts)}")
+    first = parts[0]
+    for part in parts[1:]:
+        for key in agree:
+            if part.get(key) != first.get(key):
+                raise ValueError(f"cannot merge measurements with different {key}: {first.get(key)!r} and "
+                                 f"{part.get(key)!r}; re-run the piece with the same {key}")
+    return {"measured": max(p["measured"] for p in parts), "profile": first["profile"],
+            "torch_threads": max(p["torch_threads"] for p in parts),
+            "measured_in": [f"{p['command']} ({p['measured']}, torch threads: {p['torch_threads']}, "
+                            f"{p['seconds']:.0f} s)" for p in parts],
+            **{key: first[key] for key in agree if key not in ("profile", "seed")},
+            "seconds": round(sum(p["seconds"] for p in parts), 1)}
+
+
+def merge_methods(parts: Sequence[dict]) -> dict:
+    """The seed spreads of ``parts`` joined: per method and score, every piece's values and their summary."""
+    first = parts[0]
+    return {m: {key: summary([v for p in parts for v in p["methods"][m][key]["values"]]) for key in first["methods"][m]}
+            for m in first["methods"]}
+
+
+def write_merged(parts: Sequence[str], out: str, merge: Callable[[list[dict]], dict]) -> int:
+    """The ``merge`` command of a measuring module: read the pieces, ``merge`` them, write the result atomically."""
+    merged = merge([read_measurement(p) for p in parts])
+    write_json(out, merged)
+    print(f"wrote {out}: {merged['command']}")
+    return 0
 
 
 def read_measurement(path: str | Path) -> dict:

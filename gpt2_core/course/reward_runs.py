@@ -46,7 +46,7 @@ from ..finetuning.rl import (
 from ..pretraining.step import lm_loss
 from ..profile import get_device, pick, seed_everything
 from . import instruction_runs as ch7
-from .results import write_measurement
+from .results import merge_methods, merge_stamp, summary, write_measurement, write_merged
 
 PROG = "gpt2_core.course.reward_runs"
 POOL_PROCEDURE_SEED = 61  # chapter 7's procedure records use another seed
@@ -341,7 +341,7 @@ def seed_spread(seeds: Sequence[int], progress: bool = False) -> dict:
     return {"seeds": list(seeds), "start_exact_match_supported": start_scores["test"]["supported"],
             "start": {s: start_scores[s]["supported"] for s in ch7.SETS}, "start_model": source,
             "n": {s: sum(r["family"] in SUPPORTED for r in sets[s]) for s in ch7.SETS},
-            "methods": {m: {k: ch7.summary(v) for k, v in r.items()} for m, r in runs.items()},
+            "methods": {m: {k: summary(v) for k, v in r.items()} for m, r in runs.items()},
             "recipe": recipe.to_dict(), "seconds": round(time.perf_counter() - start_time, 1)}
 
 
@@ -356,7 +356,7 @@ def merge(parts: Sequence[dict]) -> dict:
     kind = "variants" if "variants" in first else "seeds"
     if any(kind not in part for part in parts[1:]):
         raise ValueError("cannot merge a recipe search with a seed spread; merge pieces of one command")
-    merged = ch7.merge_stamp(parts, ("profile", "recipe", "start_model", *(("seed",) if kind == "variants" else ())))
+    merged = merge_stamp(parts, ("profile", "recipe", "start_model", *(("seed",) if kind == "variants" else ())))
     listed = [x for p in parts for x in p[kind]]
     if len(set(listed)) < len(listed):
         raise ValueError(f"one of {listed} is measured in two pieces; merge pieces that measure different {kind}")
@@ -366,7 +366,7 @@ def merge(parts: Sequence[dict]) -> dict:
                 "variants": listed, "runs": {k: v for p in parts for k, v in p["runs"].items()}}
     return {**merged, "command": f"python -m {PROG} seed-spread --seeds {' '.join(map(str, listed))}", "seeds": listed,
             "start_exact_match_supported": first["start_exact_match_supported"], "start": first["start"],
-            "n": first["n"], "methods": ch7.merge_methods(parts)}
+            "n": first["n"], "methods": merge_methods(parts)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -381,7 +381,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--progress", action="store_true")
     args = parser.parse_args(argv)
     if args.what == "merge":
-        return ch7.write_merged(args.parts, args.out, merge)
+        return write_merged(args.parts, args.out, merge)
     if args.what == "search":
         result = search(args.variants, args.seeds[0], args.progress)
     else:

@@ -71,13 +71,13 @@ class SpamRecipe:
         return max(self.min_steps, round(self.window_epochs * n_windows / self.batch_size))
 
 
-def tiny_recipe() -> SpamRecipe:
+def _tiny_recipe() -> SpamRecipe:
     """The recipe shrunk for the ``tiny`` profile (CI): the same code, seconds instead of minutes."""
     return SpamRecipe(window=64, min_steps=4, window_epochs=0.05, lr=1e-3, domain_lm_steps=2, domain_lr=1e-3)
 
 
 def profile_recipe() -> SpamRecipe:
-    return pick(tiny=tiny_recipe(), default=SpamRecipe())
+    return pick(tiny=_tiny_recipe(), default=SpamRecipe())
 
 
 def domain_lm_step(model: GPTModel, tokenizer: Any, texts: Sequence[str], recipe: SpamRecipe, progress: bool = True
@@ -102,7 +102,7 @@ def start_model(cfg: Any, state: dict | None, recipe: SpamRecipe, seed: int, dev
     return model
 
 
-def training_windows(train: WindowedTexts, recipe: SpamRecipe) -> WindowedTexts:
+def _training_windows(train: WindowedTexts, recipe: SpamRecipe) -> WindowedTexts:
     return train if recipe.train_on == "all windows" else train.first_windows()
 
 
@@ -110,7 +110,7 @@ def fine_tune(model: GPTModel, train: WindowedTexts, recipe: SpamRecipe, seed: i
               metrics_fn: Any = None, eval_every: int = 0, desc: str = "fine-tuning", progress: bool = True
               ) -> FinetuneHistory:
     """Fine-tune the classifier on ``train``'s windows (every one, with its e-mail's label), seeded."""
-    windows = training_windows(train, recipe)
+    windows = _training_windows(train, recipe)
     steps = recipe.steps(len(windows))
     config = FinetuneConfig(steps=steps, lr=recipe.lr, warmup_steps=round(recipe.warmup * steps), seed=seed,
                             eval_every=eval_every, desc=desc, progress=progress)
@@ -124,7 +124,7 @@ def scores(result: dict, table: pd.DataFrame) -> dict:
     return {"accuracy": result["accuracy"], "hard_ham": float(by_source.get("hard ham", float("nan")))}
 
 
-def naive_bayes_scores(train: WindowedTexts, test: WindowedTexts, test_df: pd.DataFrame, vocab_size: int) -> dict:
+def _naive_bayes_scores(train: WindowedTexts, test: WindowedTexts, test_df: pd.DataFrame, vocab_size: int) -> dict:
     """Naive Bayes reading every token of each e-mail (its bag of words is the whole e-mail)."""
     nb = NaiveBayes(vocab_size).fit(train.ids, train.labels)
     predictions = nb.predict(test.ids)
@@ -179,7 +179,7 @@ def learning_curve(labels: Sequence[int], seeds: Sequence[int], recipe: SpamReci
         per_seed: dict[str, list[dict]] = {m: [] for m in METHODS}
         for seed in seeds:
             train, _ = data.labelled(n, seed)
-            per_seed[METHODS[3]].append(naive_bayes_scores(train, data.test, data.test_df, tokenizer.n_vocab))
+            per_seed[METHODS[3]].append(_naive_bayes_scores(train, data.test, data.test_df, tokenizer.n_vocab))
             for method, state in states.items():
                 model = start_model(cfg, state, recipe, seed, device)
                 fine_tune(model, train, recipe, seed, desc=f"{method}, {n} labels, seed {seed}", progress=progress)
@@ -245,7 +245,7 @@ VARIANTS: tuple[tuple[dict, bool, tuple[tuple[str, str], ...]], ...] = (
 )
 
 
-def recipe_search(n_labels: int, seeds: Sequence[int], recipe: SpamRecipe, per_class: int | None = None,
+def _recipe_search(n_labels: int, seeds: Sequence[int], recipe: SpamRecipe, per_class: int | None = None,
                   progress: bool = False) -> dict:
     """Validation and test accuracy of each :data:`VARIANTS` change, on ``n_labels`` labelled e-mails."""
     device, start = get_device(), time.perf_counter()
@@ -301,7 +301,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.what == "learning-curve":
         result = learning_curve(args.labels, args.seeds, recipe, args.per_class, args.progress)
     else:
-        result = recipe_search(args.labels[0], args.seeds, recipe, args.per_class, args.progress)
+        result = _recipe_search(args.labels[0], args.seeds, recipe, args.per_class, args.progress)
     write_measurement(args.out, PROG, argv, result)
     print(f"wrote {args.out} in {result['seconds']:.0f} s")
     return 0

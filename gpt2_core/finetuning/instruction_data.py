@@ -72,7 +72,7 @@ INSTRUCTIONS_SHA256 = "1c85b4f828c7fe0c9982c9ed149f9798e0e1f2c928108516ccb93cc07
 
 __all__ = [  # the vocabulary's names are re-exported: one import for the chapters
     "balance_families", "by_split", "CANDIDATE_POOL", "check_disjoint",
-    "deduplicate_questions", "DEFAULT_N", "DEFAULT_SEED", "dump_records", "EXTRA_TRAIN", "extra_training_records",
+    "DEFAULT_N", "DEFAULT_SEED", "dump_records", "EXTRA_TRAIN", "extra_training_records",
     "FAMILIES", "family_group", "FORBIDDEN_TEXT", "fresh_records", "FRESH_SEED", "generate_records",
     "HELD_OUT_FRACTION", "INSTRUCTIONS", "INSTRUCTIONS_SHA256", "KNOWLEDGE", "load_alpaca_json",
     "load_instruction_data", "make_instruction_data", "MAX_REPEAT", "number_to_words", "plural", "president_by_year",
@@ -358,7 +358,7 @@ def load_alpaca_json(path: str | Path) -> list[Record]:
     return records
 
 
-def deduplicate_questions(records: Sequence[dict]) -> list[dict]:
+def _deduplicate_questions(records: Sequence[dict]) -> list[dict]:
     """The records with every repeated question (same instruction and input) after its first dropped, with a
     warning that says how many: a question in both the training and the test split would score memory."""
     seen: set[tuple[str, str]] = set()
@@ -379,13 +379,13 @@ def split_records(records: Sequence[dict], test_fraction: float = 0.125,
     """(train, test), stratified by ``family``: each family gives ``round(test_fraction * size)`` to test.
 
     Records without a family count as one family ``""``. Order within each split follows the input. A
-    question asked twice is kept once (:func:`deduplicate_questions`), so no question is in both splits.
+    question asked twice is kept once (:func:`_deduplicate_questions`), so no question is in both splits.
     """
     if not check_number(test_fraction, "test_fraction", low=0.0) < 1.0:
         raise ValueError(f"test_fraction must be a number in [0, 1), got {test_fraction!r}")
     if len(records) == 0:
         raise ValueError("no records to split; load or generate some first")
-    records = deduplicate_questions(records)
+    records = _deduplicate_questions(records)
     by_family: dict[str, list[int]] = {}
     for i, record in enumerate(records):
         by_family.setdefault(record.get("family", ""), []).append(i)

@@ -99,13 +99,13 @@ _TOKEN_RE = re.compile(r" [a-z]{2,12}")
 _LETTERS_RE = re.compile(r"[a-z]+")
 
 
-def made_up_word(rng: random.Random) -> str:
+def _made_up_word(rng: random.Random) -> str:
     """A pronounceable made-up word: two or three syllables of consonant + vowel (+ an ending)."""
     syllables = [rng.choice(_CONSONANTS) + rng.choice(_VOWELS) for _ in range(rng.randint(2, 3))]
     return "".join(syllables) + rng.choice(_CODAS)
 
 
-def random_letters(rng: random.Random) -> str:
+def _random_letters(rng: random.Random) -> str:
     """3 to 8 random lowercase letters: unpronounceable, split into short tokens."""
     return "".join(rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(rng.randint(3, 8)))
 
@@ -137,7 +137,7 @@ def new_words() -> tuple[tuple[str, ...], tuple[str, ...]]:
     """(made-up, English): the test's new words, none in the corpus word list; no training record has one."""
     listed = set(word_list())
     english = tuple(w for w in ENGLISH_WORDS if w not in listed)
-    made_up = _draw(made_up_word, random.Random(f"{NEW_SEED}-new"), NEW_WORDS_PER_HALF, listed | set(english))
+    made_up = _draw(_made_up_word, random.Random(f"{NEW_SEED}-new"), NEW_WORDS_PER_HALF, listed | set(english))
     return tuple(sorted(made_up)), english
 
 
@@ -146,7 +146,7 @@ def validation_words() -> tuple[str, ...]:
     """Made-up words of their own seed, to choose the training mix on; never a training or test word."""
     made_up, english = new_words()
     banned = set(word_list()) | set(made_up) | set(english)
-    return tuple(sorted(_draw(made_up_word, random.Random(f"{VALIDATION_SEED}-validation"), NEW_WORDS_PER_HALF,
+    return tuple(sorted(_draw(_made_up_word, random.Random(f"{VALIDATION_SEED}-validation"), NEW_WORDS_PER_HALF,
                               banned)))
 
 
@@ -171,7 +171,7 @@ def procedure_vocabulary() -> Vocabulary:
     banned = set(unseen_words())
     per_kind = PROCEDURE_WORDS // len(KINDS)
     tokens = [w for w in token_words() if w not in banned]
-    words = (_draw(made_up_word, rng, per_kind, banned) + _draw(random_letters, rng, per_kind, banned)
+    words = (_draw(_made_up_word, rng, per_kind, banned) + _draw(_random_letters, rng, per_kind, banned)
              + rng.sample(tokens, min(per_kind, len(tokens))))
     return Vocabulary(words=tuple(words), numbers=BIG_NUMBERS, years=(), sentences=(), nouns=())
 

@@ -53,7 +53,7 @@ _SPACE = re.compile(r"\s+")
 
 
 # ---------------------------------------------------------------------------------------- parsing
-def strip_html(markup: str) -> str:
+def _strip_html(markup: str) -> str:
     """Visible text of an HTML fragment: drop script/style/head and tags, unescape entities."""
     text = _HIDDEN.sub(" ", markup)
     text = _BREAKS.sub(" ", text)  # block tags separate words
@@ -107,7 +107,7 @@ def email_to_text(raw: bytes | str, max_chars: int = MAX_CHARS) -> str:
             plain.append(_part_text(part))
         elif kind == "text/html":
             markup.append(_part_text(part))
-    body = " ".join(plain) if plain else " ".join(strip_html(m) for m in markup)
+    body = " ".join(plain) if plain else " ".join(_strip_html(m) for m in markup)
     text = collapse_whitespace(f"{subject} {body}")
     return text[:max_chars].rstrip()
 

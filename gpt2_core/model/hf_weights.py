@@ -163,7 +163,7 @@ def _read_checkpoint(path: str | os.PathLike) -> tuple[dict, dict[str, torch.Ten
     return hf, tensors
 
 
-def hf_to_state_dict(tensors: dict[str, torch.Tensor], cfg: GPTConfig) -> dict[str, torch.Tensor]:
+def _hf_to_state_dict(tensors: dict[str, torch.Tensor], cfg: GPTConfig) -> dict[str, torch.Tensor]:
     """Rename and transpose HF GPT-2 tensors into our ``state_dict`` names, checking every shape."""
     prefix = "transformer."
     plain = {(k[len(prefix):] if k.startswith(prefix) else k): v for k, v in tensors.items()}
@@ -205,7 +205,7 @@ def from_hf(path: str | os.PathLike, *, device: torch.device | str | None = None
     """
     hf, tensors = _read_checkpoint(path)
     cfg = config_from_hf(hf, **overrides)
-    state = hf_to_state_dict(tensors, cfg)
+    state = _hf_to_state_dict(tensors, cfg)
     with torch.device("meta"):  # no random init for weights we overwrite anyway
         model = GPTModel(cfg)
     model.to_empty(device=device or "cpu").to(dtype)  # storage for every parameter, as it is laid out...
@@ -217,7 +217,7 @@ def from_hf(path: str | os.PathLike, *, device: torch.device | str | None = None
 # --------------------------------------------------------------------------- export
 
 
-def to_hf_tensors(model: GPTModel) -> dict[str, torch.Tensor]:
+def _to_hf_tensors(model: GPTModel) -> dict[str, torch.Tensor]:
     """Our weights under HF names, Conv1D-shaped (in, out), contiguous, on CPU; no ``lm_head``."""
     if not isinstance(model, GPTModel):
         raise TypeError(f"expected a GPTModel, got {type(model).__name__}")
@@ -239,7 +239,7 @@ def to_hf_tensors(model: GPTModel) -> dict[str, torch.Tensor]:
 
 def save_hf(model: GPTModel, path: str | os.PathLike) -> Path:
     """Write ``config.json`` + ``model.safetensors`` that ``GPT2LMHeadModel.from_pretrained`` loads."""
-    tensors = to_hf_tensors(model)
+    tensors = _to_hf_tensors(model)
     folder = Path(path)
     if folder.exists() and not folder.is_dir():
         raise ValueError(f"{folder} exists and is not a directory; choose a folder to write the "

@@ -83,7 +83,7 @@ def _tied_aliases(model: nn.Module) -> dict[str, str]:
     return aliases
 
 
-def head_config(model: GPTModel) -> dict | None:
+def _head_config(model: GPTModel) -> dict | None:
     """None for the tied next-token head; otherwise what the head says of itself (its ``config()``, which a
     head added by a later chapter provides), or an ``nn.Linear``'s shape."""
     head = model.out_head
@@ -164,7 +164,7 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module, optimizer: torch.
     files = {MODEL_FILE: st_save(weights, metadata={"format": FORMAT}), **tokenizer_bytes,
              TRAINER_FILE: st_save(tensors, metadata={"format": FORMAT}), TRAINER_JSON: _json_bytes(trainer, "extra")}
     config = {"format": FORMAT, "version": FORMAT_VERSION, "model_config": model.cfg.to_dict(), "tied": aliases,
-              "head": head_config(model), "tokenizer": record, FILES_KEY: {k: len(v) for k, v in files.items()}}
+              "head": _head_config(model), "tokenizer": record, FILES_KEY: {k: len(v) for k, v in files.items()}}
     clash = set(info or {}) & set(config)
     if clash:
         raise ValueError(f"info may not use the names {sorted(clash)}: config.json needs them")
@@ -271,7 +271,7 @@ def _check_model(saved: GPTConfig, head: dict | None, model: nn.Module, path: Pa
         raise ValueError(f"{path} was saved from a model with another config ({'; '.join(diff)}); its weights "
                          "would mean something else here. Build the model from the checkpoint's config "
                          "(load_checkpoint(path) without a model does that)")
-    mine = head_config(model)
+    mine = _head_config(model)
     if head is not None and mine is not None and head.get("class") == mine.get("class") and head != mine:
         raise ValueError(f"{path} was saved with the head {head}, but the model's head is {mine}")
 

@@ -131,7 +131,7 @@ def _dataset_of(data: DataLoader | Dataset, what: str) -> tuple[Dataset, int | N
                     f"got {type(data).__name__}")
 
 
-def split_losses(model: nn.Module, train_ds: Dataset, val_ds: Dataset | None, batch_size: int,
+def _split_losses(model: nn.Module, train_ds: Dataset, val_ds: Dataset | None, batch_size: int,
                  num_batches: int | None, autocast: contextlib.AbstractContextManager | None = None
                  ) -> tuple[float, float]:
     """(train loss, val loss) in eval mode on fixed batches (see :func:`eval_batches`)."""
@@ -285,7 +285,7 @@ def train(model: nn.Module, train_data: DataLoader | Dataset, val_data: DataLoad
 
     def on_eval(step: int) -> None:
         # every rank evaluates the same fixed batches, so no communication is needed
-        tr, va = split_losses(model, train_ds, val_ds, batch_size, config.eval_batches, autocast())
+        tr, va = _split_losses(model, train_ds, val_ds, batch_size, config.eval_batches, autocast())
         history.eval_tokens.append(history.tokens_seen)
         history.train_losses.append(tr)
         history.val_losses.append(va)

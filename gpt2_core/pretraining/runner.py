@@ -73,7 +73,7 @@ def check_metrics_fn(metrics_fn: object) -> None:
         raise TypeError("metrics_fn must be a function metrics_fn(model) -> dict of numbers, or None")
 
 
-def not_finite_error(step: int, loss: float, lr: float, hint: str) -> FloatingPointError:
+def _not_finite_error(step: int, loss: float, lr: float, hint: str) -> FloatingPointError:
     """The one error of a run whose loss stopped being a number."""
     return FloatingPointError(f"the loss at step {step} is {loss} (not finite, lr {lr:.3g}): the run diverged, and "
                               f"this step's update was not applied. {hint}")
@@ -101,7 +101,7 @@ def run_steps(model: nn.Module, optimizer: torch.optim.Optimizer, history: H,
             losses = take_step(step)
             for loss in losses:
                 if not math.isfinite(loss):
-                    raise not_finite_error(step, loss, lr, hint)
+                    raise _not_finite_error(step, loss, lr, hint)
             loss = sum(losses) / len(losses) if losses else float("nan")
             history.steps.append(step)
             history.losses.append(loss)
