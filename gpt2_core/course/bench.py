@@ -203,7 +203,7 @@ def _bench_generation(cfg: GPTConfig, prompt_len: int, new_tokens: int, repeats:
 
 def _bench_cli(device: torch.device, profile: str, steps: int) -> Row:
     """``python -m gpt2_core.course.train`` as a learner runs it: its own steady-state tokens/s and MFU report."""
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]  # the repository
     cmd = [sys.executable, "-m", "gpt2_core.course.train", "--profile", profile, "--max-steps", str(steps),
            "--warmup", "0", "--eval-every", "0", "--eval-batches", "2", "--no-progress"]
     env = {**os.environ, "GPT2_COURSE_DEVICE": device.type, "GPT2_COURSE_PROFILE": profile}
@@ -250,7 +250,7 @@ def _bench_bpe(n_chars: int, vocab_size: int, naive_chars: int, repeats: int) ->
 
 def _bench_notebooks() -> Row:
     """Wall time of the whole course under nbval at the tiny profile (what CI runs)."""
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]  # the repository
     notebooks = sorted(str(p) for p in (root / "notebooks").glob("[0-9]*.ipynb"))
     start = time.perf_counter()
     done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--nbval-lax",
