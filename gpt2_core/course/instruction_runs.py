@@ -19,7 +19,6 @@ recipe (``data/outputs/ch07-model-<profile>``), else the same function trains it
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import time
 from collections.abc import Callable, Sequence
@@ -40,7 +39,7 @@ from ..pretraining.checkpoint import checkpoint_info, load_checkpoint, save_chec
 from ..pretraining.step import lm_loss
 from ..profile import data_dir, get_device, pick, profile_name, seed_everything
 from .reference import base_model_name, load_base_model
-from .results import merge_methods, merge_stamp, summary, write_measurement, write_merged
+from .results import measuring_parser, merge_methods, merge_stamp, summary, write_command_result, write_merged
 
 PROG = "gpt2_core.course.instruction_runs"
 SETS = ("test", "heldout", "fresh", "new")  # what a chapter model is scored on
@@ -269,15 +268,10 @@ def merge_measurements(parts: Sequence[dict]) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m gpt2_core.course.instruction_runs",
-                                     description="Measure chapter 7's seed spread, or choose its training mix.")
-    parser.add_argument("what", choices=("seed-spread", "mix-search", "merge"))
-    parser.add_argument("--out", required=True, help="the JSON file to write")
-    parser.add_argument("--parts", nargs="+", default=[], help="merge: the measurements to join (one command's pieces)")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[123, 7, 2024])
+    parser = measuring_parser(PROG, "Measure chapter 7's seed spread, or choose its training mix.",
+                              ("seed-spread", "mix-search", "merge"))
     parser.add_argument("--shares", type=float, nargs="+", default=[0.0, 0.25, 0.5, 0.75],
                         help="mix-search: shares of procedure records among the extra training records")
-    parser.add_argument("--progress", action="store_true")
     args = parser.parse_args(argv)
     if args.what == "merge":
         return write_merged(args.parts, args.out, merge_measurements)
@@ -285,9 +279,7 @@ def main(argv: list[str] | None = None) -> int:
         result = _mix_search(args.shares, profile_recipe(), args.seeds[0], args.progress)
     else:
         result = seed_spread(args.seeds, profile_recipe(), args.progress)
-    write_measurement(args.out, PROG, argv, result)
-    print(f"wrote {args.out} in {result['seconds']:.0f} s")
-    return 0
+    return write_command_result(args.out, PROG, argv, result)
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ command run in separate one-thread processes are joined by :func:`merge_stamp`, 
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 import os
@@ -102,6 +103,25 @@ def write_measurement(path: str | Path, prog: str, argv: list[str] | None, resul
     _check(data, str(path))
     write_json(path, data)
     return data
+
+
+def measuring_parser(prog: str, description: str, commands: Sequence[str]) -> argparse.ArgumentParser:
+    """The arguments every measuring command shares: which measurement (one of ``commands``, a merge among
+    them), ``--out``, ``--parts`` (what a merge joins), ``--seeds`` and ``--progress``; the caller adds its own."""
+    parser = argparse.ArgumentParser(prog=f"python -m {prog}", description=description)
+    parser.add_argument("what", choices=tuple(commands))
+    parser.add_argument("--out", required=True, help="the JSON file to write")
+    parser.add_argument("--parts", nargs="+", default=[], help="merge: the measurements to join (one command's pieces)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[123, 7, 2024])
+    parser.add_argument("--progress", action="store_true")
+    return parser
+
+
+def write_command_result(out: str, prog: str, argv: list[str] | None, result: dict) -> int:
+    """A measuring command's last step: :func:`write_measurement`, then say where and how long it took."""
+    write_measurement(out, prog, argv, result)
+    print(f"wrote {out} in {result['seconds']:.0f} s")
+    return 0
 
 
 

@@ -15,7 +15,6 @@ sequences. A DPO pair counts as two sequences.
 
 from __future__ import annotations
 
-import argparse
 import copy
 import dataclasses
 import random
@@ -46,7 +45,7 @@ from ..finetuning.rl import (
 from ..pretraining.step import lm_loss
 from ..profile import get_device, pick, seed_everything
 from . import instruction_runs as ch7
-from .results import merge_methods, merge_stamp, summary, write_measurement, write_merged
+from .results import measuring_parser, merge_methods, merge_stamp, summary, write_command_result, write_merged
 
 PROG = "gpt2_core.course.reward_runs"
 POOL_PROCEDURE_SEED = 61  # chapter 7's procedure records use another seed
@@ -370,15 +369,10 @@ def merge(parts: Sequence[dict]) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog=f"python -m {PROG}",
-                                     description="Choose chapter 8's recipes, or measure its seed spread.")
-    parser.add_argument("what", choices=("search", "seed-spread", "merge"))
-    parser.add_argument("--out", required=True, help="the JSON file to write")
-    parser.add_argument("--parts", nargs="+", default=[], help="merge: the measurements to join (one command's pieces)")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[123, 7, 2024])
+    parser = measuring_parser(PROG, "Choose chapter 8's recipes, or measure its seed spread.",
+                              ("search", "seed-spread", "merge"))
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS),
                         help="search: the recipes to try (default: all)")
-    parser.add_argument("--progress", action="store_true")
     args = parser.parse_args(argv)
     if args.what == "merge":
         return write_merged(args.parts, args.out, merge)
@@ -386,9 +380,7 @@ def main(argv: list[str] | None = None) -> int:
         result = search(args.variants, args.seeds[0], args.progress)
     else:
         result = seed_spread(args.seeds, args.progress)
-    write_measurement(args.out, PROG, argv, result)
-    print(f"wrote {args.out} in {result['seconds']:.0f} s")
-    return 0
+    return write_command_result(args.out, PROG, argv, result)
 
 
 if __name__ == "__main__":

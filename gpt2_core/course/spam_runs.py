@@ -21,7 +21,6 @@ and shared: it reads the unlabelled training e-mails, which do not change with t
 
 from __future__ import annotations
 
-import argparse
 import copy
 import dataclasses
 import statistics
@@ -42,7 +41,7 @@ from ..model.gpt import GPTModel
 from ..pretraining.step import lm_loss
 from ..profile import get_device, pick, seed_everything
 from .reference import load_base_model
-from .results import read_measurement, write_measurement
+from .results import measuring_parser, read_measurement, write_command_result, write_measurement
 
 PROG = "gpt2_core.course.spam_runs"  # run as `python -m PROG`
 METHODS = ("pretrained + e-mail LM step", "pretrained only", "random init", "Naive Bayes")
@@ -279,16 +278,10 @@ def _recipe_search(n_labels: int, seeds: Sequence[int], recipe: SpamRecipe, per_
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog=f"python -m {PROG}",
-                                     description=__doc__.split("\n")[0])
-    parser.add_argument("what", choices=("learning-curve", "recipe-search", "merge-curves"))
-    parser.add_argument("--out", required=True, help="the JSON file to write")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[123, 7, 2024])
+    parser = measuring_parser(PROG, __doc__.split("\n")[0], ("learning-curve", "recipe-search", "merge-curves"))
     parser.add_argument("--labels", type=int, nargs="+", default=[16, 64, 256, 10**6],
                         help="label counts of the learning curve (more than there are: all), or the one of the search")
     parser.add_argument("--per-class", type=int, default=None, help="e-mails per class (default: all)")
-    parser.add_argument("--parts", nargs="+", default=[], help="merge-curves: the learning-curve files to join")
-    parser.add_argument("--progress", action="store_true")
     args = parser.parse_args(argv)
     if args.what == "merge-curves":
         if len(args.parts) < 2:
@@ -302,9 +295,7 @@ def main(argv: list[str] | None = None) -> int:
         result = learning_curve(args.labels, args.seeds, recipe, args.per_class, args.progress)
     else:
         result = _recipe_search(args.labels[0], args.seeds, recipe, args.per_class, args.progress)
-    write_measurement(args.out, PROG, argv, result)
-    print(f"wrote {args.out} in {result['seconds']:.0f} s")
-    return 0
+    return write_command_result(args.out, PROG, argv, result)
 
 
 if __name__ == "__main__":

@@ -123,13 +123,28 @@ def config_to_hf(cfg: GPTConfig, dtype: torch.dtype = torch.float32) -> dict:
     """The ``config.json`` dict ``transformers`` needs to rebuild this model as GPT2LMHeadModel."""
     special = 50256 if cfg.vocab_size > 50256 else None  # <|endoftext|> only exists in GPT-2's vocabulary
     return {
-        "model_type": "gpt2", "architectures": ["GPT2LMHeadModel"], "vocab_size": cfg.vocab_size,
-        "n_positions": cfg.context_length, "n_ctx": cfg.context_length, "n_embd": cfg.emb_dim,
-        "n_head": cfg.n_heads, "n_layer": cfg.n_layers, "n_inner": None, "activation_function": "gelu_new",
-        "layer_norm_epsilon": _LN_EPS, "resid_pdrop": cfg.drop_rate, "embd_pdrop": cfg.drop_rate,
-        "attn_pdrop": cfg.drop_rate, "initializer_range": 0.02, "scale_attn_weights": True,
-        "scale_attn_by_inverse_layer_idx": False, "reorder_and_upcast_attn": False, "tie_word_embeddings": True,
-        "bos_token_id": special, "eos_token_id": special, "dtype": str(dtype).removeprefix("torch."),
+        "model_type": "gpt2",
+        "architectures": ["GPT2LMHeadModel"],
+        "vocab_size": cfg.vocab_size,
+        "n_positions": cfg.context_length,
+        "n_ctx": cfg.context_length,
+        "n_embd": cfg.emb_dim,
+        "n_head": cfg.n_heads,
+        "n_layer": cfg.n_layers,
+        "n_inner": None,
+        "activation_function": "gelu_new",
+        "layer_norm_epsilon": _LN_EPS,
+        "resid_pdrop": cfg.drop_rate,
+        "embd_pdrop": cfg.drop_rate,
+        "attn_pdrop": cfg.drop_rate,
+        "initializer_range": 0.02,
+        "scale_attn_weights": True,
+        "scale_attn_by_inverse_layer_idx": False,
+        "reorder_and_upcast_attn": False,
+        "tie_word_embeddings": True,
+        "bos_token_id": special,
+        "eos_token_id": special,
+        "dtype": str(dtype).removeprefix("torch."),
     }
 
 
